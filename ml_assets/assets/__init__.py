@@ -1,0 +1,1 @@
+"""One module per lifecycle stage; each module's assets share one group name."""

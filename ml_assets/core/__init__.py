@@ -1,0 +1,1 @@
+"""Dagster-free logic shared by the assets and the serving layer (hashing, data, scoring)."""

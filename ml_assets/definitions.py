@@ -1,0 +1,19 @@
+"""The ml_assets code location: the per-stage Definitions, merged."""
+
+from dagster import Definitions, in_process_executor
+
+from ml_assets import jobs
+from ml_assets.assets import data, export, training, validation
+from ml_assets.resources.defaults import resource_defs
+
+defs = Definitions.merge(
+    data.defs,
+    training.defs,
+    export.defs,
+    validation.defs,
+    jobs.defs,
+    resource_defs(),
+    # One process per run: the graph is a chain, and a step process per asset would spend
+    # more time importing than working on a 2-core machine.
+    Definitions(executor=in_process_executor),
+)

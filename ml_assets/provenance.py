@@ -1,0 +1,68 @@
+"""Dagster side of hashed provenance: data version = sha256 of the bytes, plus the metadata."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import DataVersion, MetadataValue, Output
+
+from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.environment import environment_snapshot
+
+
+def md_table(rows: list[Mapping[str, Any]]) -> str:
+    """A Markdown table from a list of dicts with the same keys."""
+    if not rows:
+        return "_(empty)_"
+    headers = list(rows[0].keys())
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[h]) for h in headers) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|")
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - start
+
+
+def hashed_output(
+    ref: ArtifactRef,
+    *,
+    upstream: Mapping[str, ArtifactRef] | None = None,
+    seeds: Mapping[str, int] | None = None,
+    wall_time_s: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Output[ArtifactRef]:
+    """An Output whose data version is the sha256 of the asset's bytes, with provenance metadata."""
+    upstream = upstream or {}
+    md: dict[str, Any] = {
+        "sha256": MetadataValue.text(ref.sha256),
+        "code_version": MetadataValue.text(ref.code_version),
+        "path": MetadataValue.path(ref.path),
+        "size_bytes": MetadataValue.int(ref.size_bytes),
+        "upstream_data_versions": MetadataValue.json(
+            {name: r.sha256 for name, r in sorted(upstream.items())}
+        ),
+        "lineage": MetadataValue.json(ref.lineage),
+        "seeds": MetadataValue.json(dict(seeds or {})),
+        "environment": MetadataValue.json(environment_snapshot()),
+    }
+    if wall_time_s is not None:
+        md["wall_time_s"] = MetadataValue.float(round(wall_time_s, 3))
+    md.update(metadata or {})
+    return Output(ref, data_version=DataVersion(ref.sha256), metadata=md)

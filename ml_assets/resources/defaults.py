@@ -1,0 +1,18 @@
+"""The resources every asset gets, configured from environment variables at launch."""
+
+from __future__ import annotations
+
+from dagster import Definitions, EnvVar
+
+from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.storage import ArtifactRefIOManager, ArtifactStore
+
+
+def resource_defs() -> Definitions:
+    return Definitions(
+        resources={
+            "store": ArtifactStore(base_dir=EnvVar("ML_ARTIFACT_ROOT")),
+            "io_manager": ArtifactRefIOManager(base_dir=EnvVar("ML_ARTIFACT_ROOT")),
+            "mlflow": MlflowResource(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
+        }
+    )

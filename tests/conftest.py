@@ -1,0 +1,75 @@
+"""Shared fixtures: real embedded PostgreSQL, MLflow store/registry and Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
+from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small enough to keep the suite fast, large enough for stable metrics and every check.
+TEST_ROWS = 20_000
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL 18 + pgvector server (embedded wheel) for the whole session."""
+    root = tmp_path_factory.mktemp("pg")
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
+    (root / "run").mkdir(exist_ok=True)
+    dsn = start_embedded_postgres(root / "data", stop_on_exit=True)
+    ensure_databases(dsn)
+    yield dsn
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(
+    pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DagsterInstance]:
+    """A persistent Dagster instance on Postgres, configured by the repo's own dagster.yaml."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")}
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["DAGSTER_PG_URL"] = with_database(pg_dsn, "dagster", "psycopg2")
+    instance = DagsterInstance.get()
+    yield instance
+    instance.dispose()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def mlflow_resource(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> MlflowResource:
+    """MLflow's SQL tracking store and registry on the embedded Postgres."""
+    artifacts = tmp_path_factory.mktemp("mlflow_artifacts")
+    return MlflowResource(
+        tracking_uri=with_database(pg_dsn, "mlflow", "psycopg2"),
+        experiment_name="ml-assets-tests",
+        artifact_location=str(artifacts),
+    )
+
+
+@pytest.fixture
+def artifact_root(tmp_path: Path) -> Path:
+    return tmp_path / "artifacts"
+
+
+@pytest.fixture
+def resources(artifact_root: Path, mlflow_resource: MlflowResource) -> dict[str, object]:
+    return {
+        "store": ArtifactStore(base_dir=str(artifact_root)),
+        "io_manager": ArtifactRefIOManager(base_dir=str(artifact_root)),
+        "mlflow": mlflow_resource,
+    }
