@@ -39,3 +39,13 @@ def latest_metadata(instance: DagsterInstance, asset: str) -> dict[str, Any]:
 def latest_storage_id(instance: DagsterInstance, asset: str) -> int | None:
     records = instance.fetch_materializations(AssetKey(asset), limit=1).records
     return records[0].storage_id if records else None
+
+
+def failure_text(result: ExecuteInProcessResult) -> str:
+    """Every message in the first failed step's error chain (Dagster wraps user errors)."""
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    parts = []
+    while error is not None:
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)

@@ -1,0 +1,102 @@
+"""The code location loads, with the asset graph, checks and jobs it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from dagster import AssetKey, Definitions
+
+from ml_assets.definitions import defs
+from ml_assets.stack import with_database
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_asset_graph_snapshot():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "raw_transactions",
+        "training_splits",
+        "fraud_model",
+        "fraud_model_onnx",
+        "export_validation_report",
+    }
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {
+        "raw_transactions": "data",
+        "training_splits": "data",
+        "fraud_model": "training",
+        "fraud_model_onnx": "export",
+        "export_validation_report": "validation",
+    }
+    parents = {
+        k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
+        for k in graph.get_all_asset_keys()
+    }
+    assert parents["training_splits"] == ["raw_transactions"]
+    assert parents["export_validation_report"] == [
+        "fraud_model",
+        "fraud_model_onnx",
+        "training_splits",
+    ]
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).code_version, key
+
+
+def test_checks_are_blocking():
+    specs = {
+        (s.asset_key.to_user_string(), s.name): s
+        for a in defs.resolve_asset_graph().assets_defs
+        for s in a.check_specs
+    }
+    assert set(specs) == {
+        ("raw_transactions", "expectations"),
+        ("export_validation_report", "quality_delta"),
+        ("export_validation_report", "output_parity"),
+        ("export_validation_report", "latency"),
+    }
+    assert all(s.blocking for s in specs.values())
+
+
+def test_jobs_and_resources():
+    job = defs.resolve_job_def("fraud_lineage_job")
+    assert job.asset_layer.executable_asset_keys >= {AssetKey("raw_transactions")}
+    assert {"store", "io_manager", "mlflow"} <= set(defs.resources or {})
+
+
+def test_definitions_validate():
+    Definitions.validate_loadable(defs)
+
+
+def test_dagster_definitions_validate_cli(pg_dsn: str):
+    # The CLI reads the repo's dagster.yaml, so it needs the instance storage that file names.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env["DAGSTER_PG_URL"] = with_database(pg_dsn, "dagster", "psycopg2")
+    done = subprocess.run(
+        [
+            Path(sys.executable).parent / "dagster",
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ml_assets" in done.stdout + done.stderr
+
+
+def test_pinned_stack_resolved():
+    """pip backtracks silently to 2019-era integrations if the family drifts (shared/STACK.md)."""
+    assert metadata.version("dagster") == "1.13.27"
+    assert metadata.version("dagster-postgres") == "0.29.27"
+    assert metadata.version("dagster-mlflow") == "0.29.27"
+    assert metadata.version("mlflow").startswith("3.17.")
