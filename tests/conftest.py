@@ -23,8 +23,8 @@ TEST_ROWS = 20_000
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL 18 + pgvector server (embedded wheel) for the whole session."""
     root = tmp_path_factory.mktemp("pg")
+    (root / "run").mkdir(mode=0o700, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
-    (root / "run").mkdir(exist_ok=True)
     dsn = start_embedded_postgres(root / "data", stop_on_exit=True)
     ensure_databases(dsn)
     yield dsn
@@ -73,3 +73,21 @@ def resources(artifact_root: Path, mlflow_resource: MlflowResource) -> dict[str,
         "io_manager": ArtifactRefIOManager(base_dir=str(artifact_root)),
         "mlflow": mlflow_resource,
     }
+
+
+@pytest.fixture(scope="module")
+def vector_dsn(pg_dsn: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database with pgvector for one test module's index."""
+    name = "vec_" + request.module.__name__.rsplit(".", 1)[-1]
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(with_database(pg_dsn, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = with_database(pg_dsn, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return dsn

@@ -116,3 +116,18 @@ class ContentStore:
             lineage=list(lineage or []),
             extra=dict(extra or {}),
         )
+
+    def ref_for(self, asset: str, sha256: str, suffix: str) -> ArtifactRef:
+        """A ref to bytes already stored under their sha256 (read_verified checks them)."""
+        path = self.base_dir / asset / f"{sha256}{suffix}"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{asset}: no stored file with sha256 {sha256}; materialize {asset} first."
+            )
+        return ArtifactRef(
+            asset=asset,
+            sha256=sha256,
+            path=str(path.resolve()),
+            size_bytes=path.stat().st_size,
+            code_version="",
+        )

@@ -64,3 +64,19 @@ def latency_png(samples_ms: dict[str, np.ndarray]) -> bytes:
     ax.grid(alpha=0.3, axis="y")
     ax.set_title("Single-row scoring latency")
     return _png(fig)
+
+
+def mode_bars_png(rows: list[dict[str, float | str]], metrics: Sequence[str]) -> bytes:
+    """Grouped bars: one group per metric, one bar per search mode."""
+    modes = [str(r["mode"]) for r in rows]
+    x = np.arange(len(metrics))
+    width = 0.8 / max(len(modes), 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, row in enumerate(rows):
+        ax.bar(x + i * width, [float(row[m]) for m in metrics], width, label=modes[i])
+    ax.set_xticks(x + width * (len(modes) - 1) / 2, list(metrics))
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    ax.set_title("Search quality on the held-out (eval) queries")
+    return _png(fig)
