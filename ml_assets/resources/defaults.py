@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, EnvVar
 
 from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactRefIOManager, ArtifactStore
 
 
@@ -14,5 +15,6 @@ def resource_defs() -> Definitions:
             "store": ArtifactStore(base_dir=EnvVar("ML_ARTIFACT_ROOT")),
             "io_manager": ArtifactRefIOManager(base_dir=EnvVar("ML_ARTIFACT_ROOT")),
             "mlflow": MlflowResource(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
+            "postgres": PostgresResource(dsn=EnvVar("ML_VECTOR_PG_DSN")),
         }
     )

@@ -1,0 +1,232 @@
+"""Sentence-embedding throughput: PyTorch reference vs the ONNX fp32 and int8 exports, one process.
+
+512 short energy/commodity-trading sentences (8-20 words, seeded), batch 64, 2 threads for every
+path. PyTorch gets the same length-sorted batching and mean pooling as the ONNX embedder, so the
+ratio measures the runtime and the model format, not the batching.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding_throughput.py [--reps 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+N_TEXTS = 512
+BATCH = 64
+THREADS = 2
+TARGET_FP32_SPEEDUP = 2.5
+TARGET_INT8_SPEEDUP = 4.0
+TARGET_INT8_SECONDS = 0.4
+
+_SUBJECTS = [
+    "Brent crude",
+    "WTI futures",
+    "Henry Hub gas",
+    "TTF gas",
+    "German baseload power",
+    "API2 coal",
+    "EU carbon allowances",
+    "spot LNG cargoes",
+    "the front-month spread",
+    "diesel cracks",
+    "Nordic hydro reservoirs",
+    "the power desk",
+    "our gas trader",
+    "OPEC+ supply",
+    "French peak power",
+    "the summer-winter spread",
+]
+_VERBS = [
+    "rallied",
+    "slumped",
+    "traded flat",
+    "spiked",
+    "eased",
+    "rebounded",
+    "was hedged",
+    "rolled forward",
+    "widened",
+    "narrowed",
+    "repriced",
+    "cleared higher",
+]
+_ADVERBS = ["sharply", "again", "overnight", "quietly", "modestly", "abruptly"]
+_TAILS = [
+    "after a cold snap in northwest Europe",
+    "on weaker demand from Asian buyers",
+    "as storage injections beat expectations",
+    "ahead of the weekly inventory report",
+    "following an unplanned refinery outage",
+    "while wind output stayed below forecast",
+    "into the quarterly expiry",
+    "with margin calls squeezing liquidity",
+    "as the curve flipped into backwardation",
+    "in the day-ahead auction",
+    "before the balancing market closed",
+    "amid sanctions on seaborne crude",
+    "when the interconnector tripped",
+    "on a bullish weather model run",
+]
+_EXTRAS = [
+    "in thin volume",
+    "by two dollars",
+    "for March delivery",
+    "at the close",
+    "against the hedge book",
+    "despite heavy selling",
+    "per megawatt hour",
+    "versus last week",
+]
+
+
+def make_texts(n: int = N_TEXTS, seed: int = 20240607) -> list[str]:
+    """`n` trading sentences of 8-20 words, the same for a given seed."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    while len(texts) < n:
+        words = [
+            *rng.choice(_SUBJECTS).split(),
+            *rng.choice(_VERBS).split(),
+            *([rng.choice(_ADVERBS)] if rng.random() < 0.5 else []),
+            *rng.choice(_TAILS).split(),
+        ]
+        while rng.random() < 0.45:
+            words += rng.choice(_EXTRAS).split()
+        if 8 <= len(words) <= 20:
+            texts.append(" ".join(words))
+    return texts
+
+
+def time_runs(fn: Callable[[], np.ndarray], reps: int) -> list[float]:
+    """Wall seconds of `reps` calls of `fn` (after the caller's warm-up)."""
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two row-aligned embedding matrices."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def verdict(ok: bool) -> str:
+    """MET or MISSED."""
+    return "MET" if ok else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build both exports, time the three paths, print the table and the target verdicts."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7, help="timed runs per path per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over the three paths")
+    args = parser.parse_args(argv)
+
+    import onnxruntime as ort
+    import torch
+
+    from ml_assets.core.embedder_export import export_fp32, quantize_int8, torch_embed
+    from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path
+
+    torch.set_num_threads(THREADS)
+    texts = make_texts()
+    words = [len(t.split()) for t in texts]
+
+    t0 = time.perf_counter()
+    fp32_bytes = export_fp32()
+    t1 = time.perf_counter()
+    int8_bytes = quantize_int8(fp32_bytes)
+    t2 = time.perf_counter()
+    fp32 = OnnxTextEmbedder(
+        fp32_bytes, tokenizer_path(), batch_size=BATCH, intra_op_threads=THREADS
+    )
+    int8 = OnnxTextEmbedder(
+        int8_bytes, tokenizer_path(), batch_size=BATCH, intra_op_threads=THREADS
+    )
+
+    paths: dict[str, Callable[[], np.ndarray]] = {
+        "pytorch": lambda: torch_embed(texts, batch_size=BATCH),
+        "onnx fp32": lambda: fp32.embed(texts),
+        "onnx int8": lambda: int8.embed(texts),
+    }
+    outputs = {name: fn() for name, fn in paths.items()}  # warm-up (and the parity outputs)
+    for fn in paths.values():
+        fn()
+    # Rounds of consecutive runs per path: a burst of host noise then hits every path rather
+    # than one, and no path runs while another's thread pool is still spinning down.
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(args.rounds):
+        for name, fn in paths.items():
+            times[name] += time_runs(fn, args.reps)
+
+    tokens = sum(len(e.ids) for e in fp32._tokenizer.encode_batch(texts))
+    print(
+        f"embedding throughput: {N_TEXTS} texts ({min(words)}-{max(words)} words, "
+        f"{tokens / N_TEXTS:.1f} tokens avg), batch {BATCH}, {THREADS} threads, "
+        f"{args.rounds}x{args.reps} timed runs per path after warm-up"
+    )
+    print(
+        f"torch {torch.__version__}, onnxruntime {ort.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"export fp32 {t1 - t0:.1f} s ({len(fp32_bytes) / 1e6:.1f} MB, "
+        f"sha256 {hashlib.sha256(fp32_bytes).hexdigest()[:16]}), "
+        f"int8 {t2 - t1:.1f} s ({len(int8_bytes) / 1e6:.1f} MB, "
+        f"sha256 {hashlib.sha256(int8_bytes).hexdigest()[:16]})"
+    )
+    print()
+    base_med = statistics.median(times["pytorch"])
+    base_best = min(times["pytorch"])
+    header = (
+        f"{'path':<10} {'median s':>9} {'best s':>8} {'texts/s':>8} "
+        f"{'x torch (med)':>13} {'x torch (best)':>14} {'cos mean':>9} {'cos min':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    stats: dict[str, tuple[float, float, float]] = {}
+    for name in paths:
+        med, best = statistics.median(times[name]), min(times[name])
+        cos = cosines(outputs[name], outputs["pytorch"])
+        stats[name] = (med, best, float(cos.mean()))
+        print(
+            f"{name:<10} {med:>9.3f} {best:>8.3f} {N_TEXTS / med:>8.0f} "
+            f"{base_med / med:>12.2f}x {base_best / best:>13.2f}x "
+            f"{cos.mean():>9.6f} {cos.min():>9.6f}"
+        )
+    print()
+    fp32_ratio = base_med / stats["onnx fp32"][0]
+    int8_ratio = base_med / stats["onnx int8"][0]
+    int8_med = stats["onnx int8"][0]
+    print("targets (on medians):")
+    print(
+        f"  fp32 >= {TARGET_FP32_SPEEDUP}x pytorch: {fp32_ratio:.2f}x "
+        f"-> {verdict(fp32_ratio >= TARGET_FP32_SPEEDUP)}"
+    )
+    print(
+        f"  int8 >= {TARGET_INT8_SPEEDUP}x pytorch: {int8_ratio:.2f}x "
+        f"-> {verdict(int8_ratio >= TARGET_INT8_SPEEDUP)}"
+    )
+    print(
+        f"  int8 {N_TEXTS} texts < {TARGET_INT8_SECONDS} s: {int8_med:.3f} s "
+        f"-> {verdict(int8_med < TARGET_INT8_SECONDS)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Search stage: the corpus, the pgvector index, and (in validation) its quality report."""
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, Definitions, MetadataValue, Output, asset
+from pydantic import Field
+
+from ml_assets.core.artifacts import ArtifactRef, lineage_of
+from ml_assets.core.corpus import (
+    Document,
+    content_hash,
+    default_corpus_path,
+    known_tenants,
+    load_corpus,
+)
+from ml_assets.core.hashing import canonical_json
+from ml_assets.core.search_index import reindex
+from ml_assets.core.text_embedder import OnnxTextEmbedder
+from ml_assets.provenance import hashed_output, md_table, timed
+from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources.storage import ArtifactStore
+
+GROUP = "search"
+CORPUS_CODE_VERSION = "search_corpus@1"
+INDEX_CODE_VERSION = "embedding_index@1"
+
+
+class SearchCorpusConfig(Config):
+    source_path: str | None = Field(
+        default=None,
+        description="A JSONL or Parquet corpus to load instead of the one shipped in the repo.",
+    )
+
+
+def corpus_bytes(docs: tuple[Document, ...]) -> bytes:
+    """Canonical JSONL: one sorted-key line per document, sorted by id, with its content hash."""
+    lines = [canonical_json({**asdict(d), "content_hash": content_hash(d)}) for d in docs]
+    return b"\n".join(lines) + b"\n"
+
+
+def documents_from_bytes(data: bytes) -> list[Document]:
+    docs = []
+    for line in data.splitlines():
+        row = json.loads(line)
+        row.pop("content_hash")
+        row["tags"] = tuple(row["tags"])
+        docs.append(Document(**row))
+    return docs
+
+
+@asset(group_name=GROUP, code_version=CORPUS_CODE_VERSION)
+def search_corpus(
+    context: AssetExecutionContext, config: SearchCorpusConfig, store: ArtifactStore
+) -> Output[ArtifactRef]:
+    """Energy & commodities documents per tenant, each with a content hash."""
+    with timed() as t:
+        path = (
+            Path(config.source_path).expanduser() if config.source_path else default_corpus_path()
+        )
+        load = load_corpus(path, known_tenants())
+        ref = store.content().put(
+            "search_corpus",
+            corpus_bytes(load.documents),
+            ".jsonl",
+            code_version=CORPUS_CODE_VERSION,
+            extra={
+                "corpus_sha256": load.corpus_sha256,
+                "source": str(path.resolve()),
+                "skipped": dict(load.skipped),
+            },
+        )
+    counts = Counter((d.tenant_id, d.type) for d in load.documents)
+    rows = [
+        {"tenant": tenant, "type": kind, "documents": n}
+        for (tenant, kind), n in sorted(counts.items())
+    ]
+    context.log.info(f"loaded {len(load.documents)} documents from {path}; skipped {load.skipped}")
+    return hashed_output(
+        ref,
+        wall_time_s=t["seconds"],
+        metadata={
+            "source": MetadataValue.path(str(path.resolve())),
+            "source_sha256": MetadataValue.text(load.source_sha256),
+            "dagster/row_count": MetadataValue.int(len(load.documents)),
+            "skipped": MetadataValue.json(dict(load.skipped)),
+            "documents": MetadataValue.md(md_table(rows)),
+        },
+    )
+
+
+class EmbeddingIndexConfig(Config):
+    variant: str = Field(default="int8", description="Which export of the embedder: int8 or fp32.")
+    model_sha256: str | None = Field(
+        default=None,
+        description="Index with this exact model file (e.g. the production text-embedder) "
+        "instead of the upstream export's variant.",
+    )
+
+
+def load_embedder(
+    store: ArtifactStore, model_ref: ArtifactRef, variant: str, model_sha256: str | None
+) -> tuple[OnnxTextEmbedder, str]:
+    """The embedder named by the manifest (or by sha256), verified before it is loaded."""
+    manifest = json.loads(model_ref.read_verified())
+    if model_sha256 is None:
+        if variant not in manifest["variants"]:
+            raise ValueError(f"variant must be one of {sorted(manifest['variants'])}")
+        model_sha256 = manifest["variants"][variant]["sha256"]
+    onnx_ref = store.content().ref_for("embedding_model_onnx", model_sha256, ".onnx")
+    tok_ref = store.content().ref_for(
+        "embedding_model_onnx", manifest["tokenizer"]["sha256"], ".json"
+    )
+    tok_ref.read_verified()
+    embedder = OnnxTextEmbedder(
+        onnx_ref.read_verified(), tok_ref.path, max_length=manifest["max_length"]
+    )
+    return embedder, model_sha256
+
+
+@asset(group_name=GROUP, code_version=INDEX_CODE_VERSION, pool="reindex")
+def embedding_index(
+    context: AssetExecutionContext,
+    config: EmbeddingIndexConfig,
+    store: ArtifactStore,
+    postgres: PostgresResource,
+    search_corpus: ArtifactRef,
+    embedding_model_onnx: ArtifactRef,
+) -> Output[ArtifactRef]:
+    """pgvector table per model version (HNSW + full-text), incremental, switched atomically."""
+    with timed() as t:
+        docs = documents_from_bytes(search_corpus.read_verified())
+        embedder, model_sha = load_embedder(
+            store, embedding_model_onnx, config.variant, config.model_sha256
+        )
+        stats = reindex(
+            postgres.dsn,
+            docs,
+            embedder,
+            model_sha,
+            search_corpus.extra["corpus_sha256"],
+            log=context.log.info,
+        )
+        # Hashed content: what the index holds (model + every document's content hash), not
+        # how long it took; the same corpus and model give the same data version.
+        state = {
+            "model_sha256": model_sha,
+            "table": stats.table,
+            "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
+        }
+        ref = store.content().put(
+            "embedding_index",
+            canonical_json(state),
+            ".json",
+            code_version=INDEX_CODE_VERSION,
+            lineage=lineage_of(search_corpus, embedding_model_onnx),
+            extra={"table": stats.table, "model_sha256": model_sha},
+        )
+    context.log.info(
+        f"{stats.mode}: embedded {stats.embedded}, deleted {stats.deleted}, unchanged "
+        f"{stats.unchanged} in {stats.seconds:.1f} s; live table search.{stats.table}"
+    )
+    return hashed_output(
+        ref,
+        upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
+        wall_time_s=t["seconds"],
+        metadata={
+            "table": MetadataValue.text(f"search.{stats.table}"),
+            "model_sha256": MetadataValue.text(model_sha),
+            "mode": MetadataValue.text(stats.mode),
+            "embedded": MetadataValue.int(stats.embedded),
+            "deleted": MetadataValue.int(stats.deleted),
+            "unchanged": MetadataValue.int(stats.unchanged),
+            "truncated_texts": MetadataValue.int(stats.truncated),
+            "dagster/row_count": MetadataValue.int(stats.total),
+            "switched_live_index": MetadataValue.bool(stats.switched),
+        },
+    )
+
+
+defs = Definitions(assets=[search_corpus, embedding_index])

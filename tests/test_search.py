@@ -1,0 +1,234 @@
+"""Corpus → embedder export → pgvector index → quality report, on real Postgres and model."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from dagster import DagsterInstance, materialize
+from ml_assets.core.corpus import load_queries
+
+from ml_assets.assets.export import embedding_model_onnx
+from ml_assets.assets.search import (
+    documents_from_bytes,
+    embedding_index,
+    load_embedder,
+    search_corpus,
+)
+from ml_assets.assets.search_validation import search_quality_report
+from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.search import UnknownTenantError, search
+from ml_assets.core.search_index import (
+    REINDEX_LOCK_KEY,
+    ReindexBusyError,
+    connect,
+    live_index,
+    reindex,
+)
+from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
+from ml_assets.resources.postgres import PostgresResource
+from tests.helpers import failure_text, latest_metadata
+
+SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory,
+    mlflow_resource: MlflowResource,
+    dagster_instance: DagsterInstance,
+    vector_dsn: str,
+):
+    root = tmp_path_factory.mktemp("search_artifacts")
+    resources = {
+        "store": ArtifactStore(base_dir=str(root)),
+        "io_manager": ArtifactRefIOManager(base_dir=str(root)),
+        "mlflow": mlflow_resource,
+        "postgres": PostgresResource(dsn=vector_dsn),
+    }
+    result = materialize(SEARCH_ASSETS, resources=resources, instance=dagster_instance)
+    assert result.success
+    return {"resources": resources, "root": root, "result": result, "dsn": vector_dsn}
+
+
+def _ref(env, asset: str) -> ArtifactRef:
+    return ArtifactRef.from_json((env["root"] / "refs" / f"{asset}.json").read_text())
+
+
+def _embedder(env):
+    embedder, _ = load_embedder(
+        env["resources"]["store"], _ref(env, "embedding_model_onnx"), "int8", None
+    )
+    return embedder
+
+
+def test_search_lineage_is_green_with_checks(env, dagster_instance):
+    checks = {e.check_name: e.passed for e in env["result"].get_asset_check_evaluations()}
+    assert checks == {
+        "fp32_parity": True,
+        "int8_parity": True,
+        "int8_retrieval": True,
+        "hybrid_not_worse": True,
+    }
+    md = latest_metadata(dagster_instance, "embedding_index")
+    assert md["mode"] == "full" and md["embedded"] == md["dagster/row_count"] >= 1000
+    report = json.loads(
+        Path(latest_metadata(dagster_instance, "search_quality_report")["path"]).read_text()
+    )
+    assert set(report["hnsw_recall_at_10"]) == {q.tenant_id for q in load_queries()}
+    assert min(report["hnsw_recall_at_10"].values()) >= 0.9
+    client = env["resources"]["mlflow"].client
+    versions = client.search_model_versions("name = 'text-embedder'")
+    shas = {v.tags["variant"]: v.tags["sha256"] for v in versions}
+    assert shas["int8"] == latest_metadata(dagster_instance, "embedding_model_onnx")["int8_sha256"]
+
+
+def test_known_queries_find_their_documents(env):
+    embedder = _embedder(env)
+    queries = load_queries()
+    found = 0
+    for q in queries:
+        hits = search(env["dsn"], embedder, q.query, q.tenant_id, limit=10)
+        assert all(h.tenant_id == q.tenant_id for h in hits)
+        found += bool({h.doc_id for h in hits} & set(q.relevant_ids))
+    # Most labelled queries have a relevant document in the hybrid top 10.
+    assert found / len(queries) >= 0.7
+    hit = search(env["dsn"], embedder, queries[0].query, queries[0].tenant_id, limit=3)[0]
+    assert hit.score > 0 and (hit.vector_rank is not None or hit.lexical_rank is not None)
+
+
+def test_tenant_isolation_and_small_tenant_gets_limit(env):
+    embedder = _embedder(env)
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.tenant_id] = counts.get(d.tenant_id, 0) + 1
+    small = min(counts, key=counts.get)
+    others = {d.id for d in docs if d.tenant_id != small}
+    for mode in ("vector", "lexical", "hybrid"):
+        hits = search(env["dsn"], embedder, "natural gas forward curve", small, limit=20, mode=mode)
+        assert hits and all(h.tenant_id == small for h in hits)
+        assert not {h.doc_id for h in hits} & others
+    # HNSW filters after the walk; iterative scans must still fill the page for a 5% tenant.
+    hits = search(env["dsn"], embedder, "power price", small, limit=20, mode="vector")
+    assert len(hits) == 20
+    with pytest.raises(UnknownTenantError):
+        search(env["dsn"], embedder, "power price", "no-such-tenant", limit=5)
+    with pytest.raises(ValueError, match="limit"):
+        search(env["dsn"], embedder, "power price", small, limit=10_000)
+
+
+def test_corpus_edit_reindexes_only_changed_documents(env, dagster_instance, tmp_path):
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    edited = [dict(d.__dict__, tags=list(d.tags)) for d in docs]
+    for row in edited[:3]:
+        row["text"] = row["text"] + " Revised after the latest broker survey."
+    removed = edited.pop(10)
+    added = dict(edited[0], id="added-doc-0001", title="Freshly added methodology note")
+    edited.append(added)
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in edited) + "\n")
+    result = materialize(
+        [search_corpus, embedding_model_onnx.to_source_asset(), embedding_index],
+        resources=env["resources"],
+        instance=dagster_instance,
+        run_config={"ops": {"search_corpus": {"config": {"source_path": str(path)}}}},
+    )
+    assert result.success
+    md = latest_metadata(dagster_instance, "embedding_index")
+    assert (md["mode"], md["embedded"], md["deleted"]) == ("incremental", 4, 1)
+    with connect(env["dsn"]) as conn:
+        ids = {r[0] for r in conn.execute("SELECT doc_id FROM search.live_documents")}
+    assert "added-doc-0001" in ids and removed["id"] not in ids
+
+
+def test_model_switch_is_atomic_while_searches_run(env):
+    store = env["resources"]["store"]
+    model_ref = _ref(env, "embedding_model_onnx")
+    fp32, fp32_sha = load_embedder(store, model_ref, "fp32", None)
+    int8 = _embedder(env)
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    before = live_index(connect(env["dsn"]))
+    errors: list[BaseException] = []
+    answered = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        while not stop.is_set():
+            try:
+                hits = search(
+                    env["dsn"],
+                    int8,
+                    "carbon allowance price",
+                    docs[0].tenant_id,
+                    limit=5,
+                    mode="lexical",
+                )
+                answered.append(len(hits))
+            except BaseException as exc:  # noqa: BLE001 - any failure fails the test
+                errors.append(exc)
+
+    thread = threading.Thread(target=searcher)
+    thread.start()
+    try:
+        stats = reindex(env["dsn"], docs, fp32, fp32_sha, "test-corpus")
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answered and min(answered) == 5
+    assert stats.mode == "full" and stats.switched
+    with connect(env["dsn"]) as conn:
+        after = live_index(conn)
+        assert after["table_name"] != before["table_name"]
+        assert after["model_version"] == fp32_sha
+        # The old table stays for a rollback.
+        old = conn.execute(f"SELECT count(*) FROM search.{before['table_name']}").fetchone()[0]  # noqa: S608
+        assert old == len(docs)
+    # Switch back to the int8 table by reindexing with it (incremental, nothing changed).
+    back = reindex(env["dsn"], docs, int8, before["model_version"], "test-corpus")
+    assert back.mode == "incremental" and back.embedded == 0 and back.switched
+
+
+def test_bad_index_input_keeps_the_live_index(env):
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    live_before = live_index(connect(env["dsn"]))
+
+    class WrongDim:
+        dim = 8
+
+        def embed(self, texts):
+            return np.ones((len(texts), 8), dtype=np.float32)
+
+    with pytest.raises(ValueError, match="vector"):
+        reindex(env["dsn"], docs, WrongDim(), live_before["model_version"], "x")
+    # Another reindex in progress → a clear refusal.
+    with psycopg.connect(env["dsn"]) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (REINDEX_LOCK_KEY,))
+        with pytest.raises(ReindexBusyError):
+            reindex(env["dsn"], docs, _embedder(env), live_before["model_version"], "x")
+    assert live_index(connect(env["dsn"])) == live_before
+    hits = search(env["dsn"], _embedder(env), "gas", docs[0].tenant_id, limit=3)
+    assert len(hits) == 3
+
+
+def test_duplicate_ids_fail_the_corpus_and_keep_the_index(env, dagster_instance, tmp_path):
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    rows = [dict(d.__dict__, tags=list(d.tags)) for d in docs[:20]]
+    rows.append(dict(rows[0]))
+    path = tmp_path / "dup.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    live_before = live_index(connect(env["dsn"]))
+    result = materialize(
+        [search_corpus, embedding_model_onnx.to_source_asset(), embedding_index],
+        resources=env["resources"],
+        instance=dagster_instance,
+        run_config={"ops": {"search_corpus": {"config": {"source_path": str(path)}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert rows[0]["id"] in failure_text(result)
+    assert live_index(connect(env["dsn"])) == live_before

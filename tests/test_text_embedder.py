@@ -1,0 +1,181 @@
+"""The ONNX text embedder against the PyTorch reference, on the real packaged MiniLM (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from ml_assets.core.embedder_export import (  # noqa: E402
+    export_fp32,
+    quantize_int8,
+    torch_embed,
+)
+from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path  # noqa: E402
+
+DIM = 384
+MAX_LENGTH = 256
+
+_LONG = " ".join(
+    f"Clause {i}: the seller shall deliver {i * 10} MWh of baseload power at the hub."
+    for i in range(60)
+)  # ~900 tokens: well past MAX_LENGTH
+
+VARIED_TEXTS = [
+    "",
+    "gas",
+    "Brent",
+    "OK",
+    "?!",
+    "12345",
+    "Henry Hub settles at $3.42/MMBtu.",
+    "TTF front-month gas jumped 8% after a Norwegian outage.",
+    "EU carbon allowances (EUAs) slipped below EUR 60/t for the first time since 2022.",
+    "WTI-Brent spread narrowed to -$3.10 as Cushing stocks fell.",
+    "power prices went NEGATIVE in Germany on Sunday afternoon — solar glut!",
+    "Le prix de l'électricité en France a bondi de 12 % cette semaine.",
+    "Der Strompreis für das erste Quartal stieg um 5 Euro je Megawattstunde.",
+    "天然气价格上涨",
+    "LNG 🚢 cargo diverted from Asia to Europe 📈",
+    "https://example.com/reports/oil?week=12&region=EU",
+    "a b c d e f g h i j k l m n o p",
+    "The the the the the the the the",
+    "Hedging basis risk between NBP and TTF requires a spread position in both hubs.",
+    "The refinery restart was delayed, tightening the diesel crack into the winter.",
+    "Nordic hydro reservoirs sit 15 percentage points below the seasonal norm.",
+    "A cold snap is forecast for northwest Europe from Tuesday, lifting heating demand.",
+    "Coal-to-gas switching accelerates when the clean spark spread exceeds the dark spread.",
+    "The desk rolled its December Brent longs into February at a two-dollar contango.",
+    _LONG,
+    "Margin calls on the exchange forced several utilities to draw on credit lines. " * 4,
+    "Short.",
+    "Storage injections: 98 Bcf vs 85 Bcf expected; prices fell 4%.",
+]
+# Fill to ~64 with seeded sentences of very different lengths (1 to 120 words).
+_WORDS = (
+    "crude gas power coal carbon spread hedge curve contango backwardation storage demand "
+    "supply outage refinery pipeline cargo tanker auction balancing forward spot swap option "
+    "volatility margin basis settlement delivery capacity wind solar hydro nuclear"
+).split()
+_rng = np.random.default_rng(11)
+VARIED_TEXTS += [
+    " ".join(_rng.choice(_WORDS, size=int(n)))
+    for n in _rng.choice([1, 3, 8, 15, 30, 60, 120], size=64 - len(VARIED_TEXTS))
+]
+
+
+@pytest.fixture(scope="module")
+def exports() -> tuple[bytes, bytes]:
+    """fp32 and int8 ONNX bytes, exported once for the module (~8 s)."""
+    fp32 = export_fp32()
+    return fp32, quantize_int8(fp32)
+
+
+@pytest.fixture(scope="module")
+def fp32_embedder(exports: tuple[bytes, bytes]) -> OnnxTextEmbedder:
+    return OnnxTextEmbedder(exports[0], tokenizer_path(), max_length=MAX_LENGTH)
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(exports: tuple[bytes, bytes]) -> OnnxTextEmbedder:
+    return OnnxTextEmbedder(exports[1], tokenizer_path(), max_length=MAX_LENGTH)
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """PyTorch embeddings of VARIED_TEXTS (batches of 16 so several batches are exercised)."""
+    return torch_embed(VARIED_TEXTS, batch_size=16, max_length=MAX_LENGTH)
+
+
+def test_fp32_matches_torch_on_every_text(
+    fp32_embedder: OnnxTextEmbedder, reference: np.ndarray
+) -> None:
+    out = fp32_embedder.embed(VARIED_TEXTS)
+    assert out.shape == (len(VARIED_TEXTS), DIM) and out.dtype == np.float32
+    cos = np.sum(out * reference, axis=1)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= 0.9999, f"cos {cos.min():.6f} for {VARIED_TEXTS[worst][:60]!r}"
+
+
+def test_int8_close_to_fp32(
+    fp32_embedder: OnnxTextEmbedder, int8_embedder: OnnxTextEmbedder
+) -> None:
+    cos = np.sum(int8_embedder.embed(VARIED_TEXTS) * fp32_embedder.embed(VARIED_TEXTS), axis=1)
+    print(f"int8 vs fp32 cosine: mean {cos.mean():.5f}, min {cos.min():.5f}")
+    assert cos.mean() >= 0.98, f"mean {cos.mean():.5f} (min {cos.min():.5f})"
+    assert cos.min() >= 0.95, f"min {cos.min():.5f} for {VARIED_TEXTS[int(np.argmin(cos))]!r}"
+
+
+@pytest.mark.parametrize("which", ["fp32", "int8"])
+def test_outputs_are_unit_norm(which: str, request: pytest.FixtureRequest) -> None:
+    embedder: OnnxTextEmbedder = request.getfixturevalue(f"{which}_embedder")
+    norms = np.linalg.norm(embedder.embed(VARIED_TEXTS), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+
+
+def test_order_preserved_across_very_different_lengths(
+    exports: tuple[bytes, bytes], fp32_embedder: OnnxTextEmbedder
+) -> None:
+    texts = ["gas", _LONG, "Brent rallied.", "x " * 200, "", "power " * 40, "coal"]
+    # Batches of 2 over texts of 1 to 256 tokens: sorting and batching shuffle them a lot.
+    batched = OnnxTextEmbedder(exports[0], tokenizer_path(), batch_size=2).embed(texts)
+    one_by_one = np.stack([fp32_embedder.embed([t])[0] for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    reversed_rows = fp32_embedder.embed(texts[::-1])[::-1]
+    np.testing.assert_allclose(reversed_rows, one_by_one, atol=1e-5)
+
+
+def test_truncation_is_counted(exports: tuple[bytes, bytes]) -> None:
+    embedder = OnnxTextEmbedder(exports[0], tokenizer_path(), max_length=32)
+    long_a = "Brent crude futures rallied on supply fears " * 10
+    long_b = long_a + " and then slumped on weaker Asian demand"
+    out = embedder.embed([long_a, "short text", long_b])
+    assert embedder.last_truncated == 2
+    # Both keep only their first 32 tokens, which are the same.
+    np.testing.assert_allclose(out[0], out[2], atol=1e-6)
+    embedder.embed(["short text"])
+    assert embedder.last_truncated == 0
+
+
+def test_empty_input(fp32_embedder: OnnxTextEmbedder) -> None:
+    out = fp32_embedder.embed([])
+    assert out.shape == (0, DIM) and out.dtype == np.float32
+    assert fp32_embedder.last_truncated == 0
+    assert fp32_embedder.dim == DIM
+
+
+_EXPORT_DIGESTS = """
+import hashlib
+from ml_assets.core.embedder_export import export_fp32, quantize_int8
+fp32 = export_fp32()
+print(hashlib.sha256(fp32).hexdigest(), hashlib.sha256(quantize_int8(fp32)).hexdigest())
+"""
+
+
+def test_exports_are_byte_identical_across_processes(exports: tuple[bytes, bytes]) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", _EXPORT_DIGESTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    other = result.stdout.split()[-2:]
+    assert other == [hashlib.sha256(b).hexdigest() for b in exports]
+
+
+def test_serving_module_does_not_import_torch() -> None:
+    code = (
+        "import sys; import ml_assets.core.text_embedder; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'transformers' not in sys.modules, 'transformers imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
