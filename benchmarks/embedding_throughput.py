@@ -139,11 +139,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import onnxruntime as ort
     import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with the table
 
     from ml_assets.core.embedder_export import export_fp32, quantize_int8, torch_embed
     from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path
 
     torch.set_num_threads(THREADS)
+    load_before = os.getloadavg()[0]
     texts = make_texts()
     words = [len(t.split()) for t in texts]
 
@@ -174,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, fn in paths.items():
             times[name] += time_runs(fn, args.reps)
 
+    load_after = os.getloadavg()[0]
     tokens = sum(len(e.ids) for e in fp32._tokenizer.encode_batch(texts))
     print(
         f"embedding throughput: {N_TEXTS} texts ({min(words)}-{max(words)} words, "
@@ -182,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"1-min load average {load_before:.2f} before / {load_after:.2f} after "
+        f"(above ~{THREADS}: another process shared the CPUs)"
     )
     print(
         f"export fp32 {t1 - t0:.1f} s ({len(fp32_bytes) / 1e6:.1f} MB, "

@@ -68,8 +68,15 @@ def embedding_text(doc: Document) -> str:
 
 
 def connect(dsn: str) -> psycopg.Connection:
+    """A connection with pgvector's types registered (the extension is created if missing)."""
     conn = psycopg.connect(dsn)
-    register_vector(conn)
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        conn.rollback()
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.commit()
+        register_vector(conn)
     return conn
 
 
