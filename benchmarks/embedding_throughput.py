@@ -17,6 +17,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -125,6 +126,28 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1)
 
 
+def _busy_cpu_seconds() -> float | None:
+    """Non-idle CPU seconds of the whole machine so far (Linux /proc/stat), else None."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _other_processes_cpu_seconds(busy_start: float | None, own_start: float) -> float | None:
+    """CPU seconds other processes took since the start marks (how contended the timings were)."""
+    busy = _busy_cpu_seconds()
+    if busy is None or busy_start is None:
+        return None
+    return max(0.0, (busy - busy_start) - (_own_cpu_seconds() - own_start))
+
+
 def verdict(ok: bool) -> str:
     """MET or MISSED."""
     return "MET" if ok else "MISSED"
@@ -147,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path
 
     torch.set_num_threads(THREADS)
-    load_before = os.getloadavg()[0]
     texts = make_texts()
     words = [len(t.split()) for t in texts]
 
@@ -174,11 +196,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Rounds of consecutive runs per path: a burst of host noise then hits every path rather
     # than one, and no path runs while another's thread pool is still spinning down.
     times: dict[str, list[float]] = {name: [] for name in paths}
+    busy_start, own_start, wall_start = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
     for _ in range(args.rounds):
         for name, fn in paths.items():
             times[name] += time_runs(fn, args.reps)
 
-    load_after = os.getloadavg()[0]
+    others_cpu = _other_processes_cpu_seconds(busy_start, own_start)
+    wall = time.perf_counter() - wall_start
     tokens = sum(len(e.ids) for e in fp32._tokenizer.encode_batch(texts))
     print(
         f"embedding throughput: {N_TEXTS} texts ({min(words)}-{max(words)} words, "
@@ -187,10 +211,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"1-min load average {load_before:.2f} before / {load_after:.2f} after "
-        f"(above ~{THREADS}: another process shared the CPUs)"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     )
+    if others_cpu is not None:
+        print(
+            f"other processes used {others_cpu:.1f} CPU-s of the {wall * (os.cpu_count() or 1):.0f}"
+            f" available during the timed runs ({wall:.0f} s wall): "
+            + (
+                "quiet machine"
+                if others_cpu < 0.05 * wall
+                else "CONTENDED, timings are pessimistic"
+            )
+        )
     print(
         f"export fp32 {t1 - t0:.1f} s ({len(fp32_bytes) / 1e6:.1f} MB, "
         f"sha256 {hashlib.sha256(fp32_bytes).hexdigest()[:16]}), "

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 from dagster import build_sensor_context
-from ml_assets.core.corpus import default_corpus_path
 
+from ml_assets.core.corpus import default_corpus_path
 from ml_assets.resources import MlflowResource
 from ml_assets.sensors.reindex import (
     PRODUCTION_ALIAS,

@@ -10,7 +10,6 @@ import numpy as np
 import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
-from ml_assets.core.corpus import load_queries
 
 from ml_assets.assets.export import embedding_model_onnx
 from ml_assets.assets.search import (
@@ -21,6 +20,7 @@ from ml_assets.assets.search import (
 )
 from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.corpus import load_queries
 from ml_assets.core.search import UnknownTenantError, search
 from ml_assets.core.search_index import (
     REINDEX_LOCK_KEY,
