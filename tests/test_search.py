@@ -82,9 +82,13 @@ def test_search_lineage_is_green_with_checks(env, dagster_instance):
     assert set(report["hnsw_recall_at_10"]) == {q.tenant_id for q in load_queries()}
     assert min(report["hnsw_recall_at_10"].values()) >= 0.9
     client = env["resources"]["mlflow"].client
-    versions = client.search_model_versions("name = 'text-embedder'")
-    shas = {v.tags["variant"]: v.tags["sha256"] for v in versions}
-    assert shas["int8"] == latest_metadata(dagster_instance, "embedding_model_onnx")["int8_sha256"]
+    registered = _ref(env, "embedding_model_onnx").extra["registered_versions"]
+    shas = {
+        variant: client.get_model_version("text-embedder", version).tags["sha256"]
+        for variant, version in registered.items()
+    }
+    md = latest_metadata(dagster_instance, "embedding_model_onnx")
+    assert shas == {"int8": md["int8_sha256"], "fp32": md["fp32_sha256"]}
 
 
 def test_known_queries_find_their_documents(env):
