@@ -10,6 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 from dagster import DagsterInstance, materialize
+from psycopg import sql
 
 from ml_assets.assets.export import embedding_model_onnx
 from ml_assets.assets.search import (
@@ -190,7 +191,9 @@ def test_model_switch_is_atomic_while_searches_run(env):
         assert after["table_name"] != before["table_name"]
         assert after["model_version"] == fp32_sha
         # The old table stays for a rollback.
-        old = conn.execute(f"SELECT count(*) FROM search.{before['table_name']}").fetchone()[0]  # noqa: S608
+        old = conn.execute(
+            sql.SQL("SELECT count(*) FROM search.{}").format(sql.Identifier(before["table_name"]))
+        ).fetchone()[0]
         assert old == len(docs)
     # Switch back to the int8 table by reindexing with it (incremental, nothing changed).
     back = reindex(env["dsn"], docs, int8, before["model_version"], "test-corpus")
