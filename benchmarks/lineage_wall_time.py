@@ -59,7 +59,8 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     from ml_assets.assets.export import fraud_model_onnx
     from ml_assets.assets.training import fraud_model
     from ml_assets.assets.validation import export_validation_report
-    from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
+    from ml_assets.resources import MlflowResource
+    from ml_assets.resources.defaults import local_resources
     from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
@@ -71,14 +72,11 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["DAGSTER_PG_URL"] = with_database(dsn, "dagster", "psycopg2")
-    resources = {
-        "store": ArtifactStore(base_dir=str(root / "artifacts")),
-        "io_manager": ArtifactRefIOManager(base_dir=str(root / "artifacts")),
-        "mlflow": MlflowResource(
-            tracking_uri=with_database(dsn, "mlflow", "psycopg2"),
-            artifact_location=str(root / "mlflow"),
-        ),
-    }
+    mlflow = MlflowResource(
+        tracking_uri=with_database(dsn, "mlflow", "psycopg2"),
+        artifact_location=str(root / "mlflow"),
+    )
+    resources = local_resources(root / "artifacts", mlflow)
     # MLflow creates its schema on first use; do that outside the timed run.
     resources["mlflow"].experiment_id()
     assets = [

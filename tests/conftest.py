@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
+from ml_assets.resources import MlflowResource
 from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,20 +59,6 @@ def mlflow_resource(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Ml
         experiment_name="ml-assets-tests",
         artifact_location=str(artifacts),
     )
-
-
-@pytest.fixture
-def artifact_root(tmp_path: Path) -> Path:
-    return tmp_path / "artifacts"
-
-
-@pytest.fixture
-def resources(artifact_root: Path, mlflow_resource: MlflowResource) -> dict[str, object]:
-    return {
-        "store": ArtifactStore(base_dir=str(artifact_root)),
-        "io_manager": ArtifactRefIOManager(base_dir=str(artifact_root)),
-        "mlflow": mlflow_resource,
-    }
 
 
 @pytest.fixture(scope="module")

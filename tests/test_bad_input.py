@@ -12,7 +12,8 @@ from ml_assets.assets.data import raw_transactions, training_splits
 from ml_assets.assets.training import REGISTERED_MODEL
 from ml_assets.core.fraud_data import generate_transactions
 from ml_assets.core.hashing import sha256_file
-from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
+from ml_assets.resources import MlflowResource
+from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
 from tests.helpers import LINEAGE, failure_text, latest_metadata, latest_storage_id, run_config
 from tests.test_lineage import ASSETS
@@ -25,11 +26,7 @@ def good_state(
     dagster_instance: DagsterInstance,
 ):
     root = tmp_path_factory.mktemp("bad_input_artifacts")
-    resources = {
-        "store": ArtifactStore(base_dir=str(root)),
-        "io_manager": ArtifactRefIOManager(base_dir=str(root)),
-        "mlflow": mlflow_resource,
-    }
+    resources = local_resources(root, mlflow_resource)
     assert materialize(
         ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
     ).success

@@ -16,6 +16,7 @@ from ml_assets.assets.validation import export_validation_report
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
+from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
 from tests.helpers import LINEAGE, data_versions, latest_metadata, run_config
 
@@ -38,13 +39,7 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def first_run(
     shared_root: Path, mlflow_resource: MlflowResource, dagster_instance: DagsterInstance
 ):
-    from ml_assets.resources import ArtifactRefIOManager, ArtifactStore
-
-    resources = {
-        "store": ArtifactStore(base_dir=str(shared_root)),
-        "io_manager": ArtifactRefIOManager(base_dir=str(shared_root)),
-        "mlflow": mlflow_resource,
-    }
+    resources = local_resources(shared_root, mlflow_resource)
     result = materialize(
         ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
     )

@@ -30,8 +30,8 @@ from ml_assets.core.search_index import (
     live_index,
     reindex,
 )
-from ml_assets.resources import ArtifactRefIOManager, ArtifactStore, MlflowResource
-from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources import MlflowResource
+from ml_assets.resources.defaults import local_resources
 from tests.helpers import failure_text, latest_metadata
 
 SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
@@ -45,12 +45,7 @@ def env(
     vector_dsn: str,
 ):
     root = tmp_path_factory.mktemp("search_artifacts")
-    resources = {
-        "store": ArtifactStore(base_dir=str(root)),
-        "io_manager": ArtifactRefIOManager(base_dir=str(root)),
-        "mlflow": mlflow_resource,
-        "postgres": PostgresResource(dsn=vector_dsn),
-    }
+    resources = local_resources(root, mlflow_resource, vector_dsn)
     result = materialize(SEARCH_ASSETS, resources=resources, instance=dagster_instance)
     assert result.success
     return {"resources": resources, "root": root, "result": result, "dsn": vector_dsn}

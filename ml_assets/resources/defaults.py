@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import Definitions, EnvVar
 
 from ml_assets.resources.mlflow import MlflowResource
@@ -18,3 +20,17 @@ def resource_defs() -> Definitions:
             "postgres": PostgresResource(dsn=EnvVar("ML_VECTOR_PG_DSN")),
         }
     )
+
+
+def local_resources(
+    artifact_root: str | Path, mlflow: MlflowResource, vector_dsn: str | None = None
+) -> dict[str, object]:
+    """The same resources with explicit values (tests, benchmarks, scripts)."""
+    resources: dict[str, object] = {
+        "store": ArtifactStore(base_dir=str(artifact_root)),
+        "io_manager": ArtifactRefIOManager(base_dir=str(artifact_root)),
+        "mlflow": mlflow,
+    }
+    if vector_dsn is not None:
+        resources["postgres"] = PostgresResource(dsn=vector_dsn)
+    return resources

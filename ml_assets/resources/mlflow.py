@@ -105,11 +105,7 @@ class MlflowResource(ConfigurableResource):
         return str(version.version)
 
     def log_json(self, run_id: str, obj: Any, artifact_file: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            path.write_text(json.dumps(obj, indent=2, sort_keys=True))
-            parent = str(Path(artifact_file).parent)
-            self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+        self.log_bytes(run_id, json.dumps(obj, indent=2, sort_keys=True).encode(), artifact_file)
 
     def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
