@@ -3,9 +3,17 @@
 from dagster import Definitions, in_process_executor
 
 from ml_assets import jobs
-from ml_assets.assets import data, export, search, search_validation, training, validation
+from ml_assets.assets import (
+    data,
+    export,
+    search,
+    search_validation,
+    serving,
+    training,
+    validation,
+)
 from ml_assets.resources.defaults import resource_defs
-from ml_assets.sensors import reindex
+from ml_assets.sensors import promotion, reindex
 
 defs = Definitions.merge(
     data.defs,
@@ -14,8 +22,10 @@ defs = Definitions.merge(
     validation.defs,
     search.defs,
     search_validation.defs,
+    serving.defs,
     jobs.defs,
     reindex.defs,
+    promotion.defs,
     resource_defs(),
     # One process per run: the graph is a chain, and a step process per asset would spend
     # more time importing than working on a 2-core machine.

@@ -97,4 +97,6 @@ def platform_env(settings: Settings, server_dsn: str, mlflow_uri: str) -> dict[s
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "MLFLOW_BACKEND_STORE_URI": with_database(server_dsn, "mlflow", "psycopg2"),
         "HF_HUB_OFFLINE": "1",
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.home / "bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
     }

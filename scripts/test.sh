@@ -5,5 +5,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/bootstrap.sh" "dev"
 cd "$ROOT"
 VENV="${ML_VENV:-$ROOT/.venv}"
-"$VENV/bin/ruff" check ml_assets tests benchmarks scripts
+"$VENV/bin/ruff" check ml_assets serving tests benchmarks scripts
 exec "$VENV/bin/python" -m pytest "$@"

@@ -28,6 +28,7 @@ def test_asset_graph_snapshot():
         "embedding_model_onnx",
         "embedding_index",
         "search_quality_report",
+        "serving_bundle",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -40,6 +41,7 @@ def test_asset_graph_snapshot():
         "embedding_model_onnx": "export",
         "embedding_index": "search",
         "search_quality_report": "validation",
+        "serving_bundle": "serving",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -51,6 +53,7 @@ def test_asset_graph_snapshot():
         "fraud_model_onnx",
         "training_splits",
     ]
+    assert parents["serving_bundle"] == ["embedding_model_onnx", "fraud_model_onnx"]
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
 
@@ -70,6 +73,7 @@ def test_checks_are_blocking():
         ("embedding_model_onnx", "int8_parity"),
         ("embedding_model_onnx", "int8_retrieval"),
         ("search_quality_report", "hybrid_not_worse"),
+        ("serving_bundle", "smoke"),
     }
     assert all(s.blocking for s in specs.values())
 
@@ -77,10 +81,12 @@ def test_checks_are_blocking():
 def test_jobs_and_resources():
     job = defs.resolve_job_def("fraud_lineage_job")
     assert job.asset_layer.executable_asset_keys >= {AssetKey("raw_transactions")}
-    assert {"store", "io_manager", "mlflow", "postgres"} <= set(defs.resources or {})
+    assert {"store", "io_manager", "mlflow", "postgres", "bento"} <= set(defs.resources or {})
     assert defs.resolve_job_def("search_lineage_job")
     assert defs.resolve_job_def("reindex_job")
-    assert [s.name for s in defs.sensors or []] == ["reindex_sensor"]
+    assert defs.resolve_job_def("serving_job")
+    assert defs.resolve_job_def("promote_model_job")
+    assert sorted(s.name for s in defs.sensors or []) == ["model_promotion_sensor", "reindex_sensor"]
     assert defs.resolve_asset_graph().get(AssetKey("embedding_index")).pools == {"reindex"}
 
 
@@ -116,3 +122,4 @@ def test_pinned_stack_resolved():
     assert metadata.version("dagster-postgres") == "0.29.27"
     assert metadata.version("dagster-mlflow") == "0.29.27"
     assert metadata.version("mlflow").startswith("3.17.")
+    assert metadata.version("bentoml").startswith("1.4.")

@@ -1,14 +1,17 @@
-"""Score transactions with the exported ONNX model; shared by validation and serving."""
+"""Score transactions with the exported ONNX model; shared by validation and serving (no pandas)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
-from ml_assets.core.fraud_data import CATEGORICAL, NUMERIC
+from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC
+
+if TYPE_CHECKING:  # the serving image has no pandas; only the validation path passes frames
+    import pandas as pd
 
 
 class OnnxFraudScorer:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dagster import Definitions, EnvVar
 
+from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactRefIOManager, ArtifactStore
@@ -18,12 +19,16 @@ def resource_defs() -> Definitions:
             "io_manager": ArtifactRefIOManager(base_dir=EnvVar("ML_ARTIFACT_ROOT")),
             "mlflow": MlflowResource(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
             "postgres": PostgresResource(dsn=EnvVar("ML_VECTOR_PG_DSN")),
+            "bento": BentoResource(home=EnvVar("BENTOML_HOME")),
         }
     )
 
 
 def local_resources(
-    artifact_root: str | Path, mlflow: MlflowResource, vector_dsn: str | None = None
+    artifact_root: str | Path,
+    mlflow: MlflowResource,
+    vector_dsn: str | None = None,
+    bentoml_home: str | Path | None = None,
 ) -> dict[str, object]:
     """The same resources with explicit values (tests, benchmarks, scripts)."""
     resources: dict[str, object] = {
@@ -33,4 +38,6 @@ def local_resources(
     }
     if vector_dsn is not None:
         resources["postgres"] = PostgresResource(dsn=vector_dsn)
+    if bentoml_home is not None:
+        resources["bento"] = BentoResource(home=str(bentoml_home))
     return resources

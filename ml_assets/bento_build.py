@@ -1,0 +1,164 @@
+"""Import verified model directories into the BentoML model store and build the Bento.
+
+Runs as `python -m ml_assets.bento_build SPEC.json` in a child process, so BENTOML_HOME is read
+fresh (BentoML fixes its store paths at import) and the service module imported by the build
+never loads into the Dagster process. Prints one JSON line: the Bento's tag, path and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from ml_assets.core.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
+
+BENTO_NAME = "ml-assets"
+# What the service imports from the platform: no Dagster, no torch, no scikit-learn.
+CORE_MODULES = (
+    "__init__",
+    "fraud_schema",
+    "fraud_scorer",
+    "text_embedder",
+    "search",
+    "search_index",
+    "corpus",
+    "serving_bundle",
+)
+SERVING_MODULES = ("__init__", "service", "runtime", "metrics")
+# The serving environment, pinned to what this platform validated with.
+SERVING_PACKAGES = (
+    "bentoml",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "psycopg",
+    "psycopg-binary",
+    "pgvector",
+    "httpx",
+    "pydantic",
+    "prometheus-client",
+)
+
+
+def pinned_packages() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in SERVING_PACKAGES:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def _sources() -> list[tuple[str, Path]]:
+    import ml_assets
+    import serving
+
+    core = Path(ml_assets.__file__).parent / "core"
+    srv = Path(serving.__file__).parent
+    return [(f"ml_assets/core/{n}.py", core / f"{n}.py") for n in CORE_MODULES] + [
+        (f"serving/{n}.py", srv / f"{n}.py") for n in SERVING_MODULES
+    ]
+
+
+def bento_version(bundle_sha256: str) -> str:
+    """Same models + same service code = the same Bento version (and the build is skipped)."""
+    digest = hashlib.sha256(bundle_sha256.encode())
+    for rel, path in _sources():
+        digest.update(rel.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage_source(ctx: Path, bundle: dict[str, Any]) -> None:
+    """The build context: the service, the platform modules it imports, and bundle.json."""
+    (ctx / "ml_assets" / "core").mkdir(parents=True)
+    (ctx / "serving").mkdir()
+    (ctx / "ml_assets" / "__init__.py").write_text('"""Platform modules the service imports."""\n')
+    for rel, path in _sources():
+        shutil.copy2(path, ctx / rel)
+    (ctx / "serving" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True))
+
+
+def import_model(entry: ModelEntry, model_dir: Path) -> str:
+    """Put one verified model directory into the store under its pinned tag (idempotent)."""
+    import bentoml
+
+    verify_model_dir(model_dir, entry)
+    tag = entry.bento_tag
+    try:
+        existing = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        existing = None
+    if existing is not None:
+        verify_model_dir(Path(existing.path), entry)  # same tag must mean the same bytes
+        return str(existing.tag)
+    labels = {
+        "registered_model": entry.registered_model,
+        "mlflow_version": entry.version,
+        "sha256": entry.files["model.onnx"],
+        "role": entry.role,
+    }
+    with bentoml.models.create(tag, labels=labels, metadata={"files": entry.files}) as model:
+        for name in [*entry.files, MODEL_MANIFEST]:
+            shutil.copy2(model_dir / name, Path(model.path) / name)
+    return tag
+
+
+def build(spec: dict[str, Any]) -> dict[str, Any]:
+    import bentoml
+
+    entries = [ModelEntry.from_dict(m["entry"]) for m in spec["models"]]
+    tags = [import_model(e, Path(m["dir"])) for e, m in zip(entries, spec["models"], strict=True)]
+    version = bento_version(spec["bundle_sha256"])
+    try:
+        bento = bentoml.bentos.get(f"{BENTO_NAME}:{version}")
+        reused = True
+    except bentoml.exceptions.NotFound:
+        ctx = Path(spec["staging"]) / "ctx"
+        stage_source(ctx, spec["bundle"])
+        # The build imports the service to read its APIs: point it at this bundle's manifest
+        # (an editable install of the repo may shadow the staged copy of the module).
+        os.environ["ML_SERVING_BUNDLE"] = str(ctx / "serving" / "bundle.json")
+        bento = bentoml.bentos.build(
+            "serving.service:MLService",
+            name=BENTO_NAME,
+            version=version,
+            build_ctx=str(ctx),
+            include=["serving/*.py", "serving/bundle.json", "ml_assets/**/*.py"],
+            labels={"bundle_sha256": spec["bundle_sha256"][:63]},
+            description="ml-assets serving: fraud scoring, embeddings and search",
+            python={"packages": pinned_packages(), "lock_packages": False},
+            docker={"python_version": "3.11"},
+            models=tags,
+        )
+        reused = False
+    path = Path(bento.path)
+    # The local store references the models; `bentoml export`/containerize copies them in.
+    dirs = [path, *(Path(bentoml.models.get(t).path) for t in tags)]
+    size = sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
+    dockerfiles = sorted(str(p) for p in path.rglob("Dockerfile*"))
+    return {
+        "tag": str(bento.tag),
+        "path": str(path),
+        "size_bytes": size,
+        "dockerfile": dockerfiles[0] if dockerfiles else None,
+        "model_tags": tags,
+        "reused": reused,
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text())
+    print(json.dumps(build(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

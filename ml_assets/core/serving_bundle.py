@@ -1,0 +1,131 @@
+"""What a serving bundle holds and how its files are verified: shared by the bundle asset and
+the BentoML service (stdlib only, so the serving image needs nothing more to check a file).
+
+A bundle pins one version of each registered model. Each model directory (a BentoML model)
+holds the files and `ml_model.json`: registered name, version, every file's sha256 and the
+provenance chain back to the raw data. The bundle manifest repeats those hashes; the service
+loads a file only after its bytes hashed to the manifest's value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_SCHEMA = "ml-assets.serving-bundle.v1"
+MODEL_MANIFEST = "ml_model.json"
+BUNDLE_MANIFEST = "bundle.json"
+FRAUD, EMBEDDER = "fraud", "embedder"
+REGISTERED = {FRAUD: "fraud-detector", EMBEDDER: "text-embedder"}
+PRODUCTION_ALIAS = "production"
+# The files each role needs, in the model directory.
+ROLE_FILES = {FRAUD: ("model.onnx",), EMBEDDER: ("model.onnx", "tokenizer.json")}
+
+
+class BundleIntegrityError(RuntimeError):
+    """A bundled file is missing or its bytes differ from the sha256 the manifest pins."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One served model: which registry version it is and what its files hash to."""
+
+    role: str
+    registered_model: str
+    version: str
+    files: dict[str, str]  # file name -> sha256
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # variant, metrics, mlflow run id, ...
+
+    @property
+    def bento_tag(self) -> str:
+        return bento_tag(self.registered_model, self.version, self.files["model.onnx"])
+
+    @property
+    def label(self) -> str:
+        return f"{self.registered_model}@{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
+        return cls(
+            role=data["role"],
+            registered_model=data["registered_model"],
+            version=str(data["version"]),
+            files=dict(data["files"]),
+            provenance=list(data.get("provenance", [])),
+            info=dict(data.get("info", {})),
+        )
+
+
+def bento_tag(registered_model: str, version: str | int, model_sha256: str) -> str:
+    """The BentoML model tag of a registry version: pinned by version and hash, never `latest`
+    (two registries can both have a version 3; their files cannot share a hash)."""
+    return f"{registered_model}:v{version}-{model_sha256[:12]}"
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_verified(model_dir: Path, name: str, expected_sha256: str, label: str) -> bytes:
+    """A bundled file's bytes, refused unless they hash to `expected_sha256`."""
+    path = Path(model_dir) / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise BundleIntegrityError(f"{label}: {path} is missing from the bundle") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise BundleIntegrityError(
+            f"{label}: {path} has sha256 {actual}, the manifest pins {expected_sha256}; "
+            "the file was modified after the bundle was built. Rebuild serving_bundle."
+        )
+    return data
+
+
+def verify_model_dir(model_dir: Path, entry: ModelEntry) -> dict[str, bytes]:
+    """Every file `entry` needs, read from `model_dir` and checked against its pinned sha256."""
+    missing = [n for n in ROLE_FILES[entry.role] if n not in entry.files]
+    if missing:
+        raise BundleIntegrityError(f"{entry.label}: the manifest lists no {missing}")
+    return {
+        name: read_verified(model_dir, name, sha, entry.label) for name, sha in entry.files.items()
+    }
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def bundle_manifest(entries: list[ModelEntry], threshold: float) -> dict[str, Any]:
+    return {
+        "schema": BUNDLE_SCHEMA,
+        "threshold": threshold,
+        "models": {e.role: e.to_dict() for e in entries},
+    }
+
+
+def entries_of(manifest: dict[str, Any]) -> dict[str, ModelEntry]:
+    if manifest.get("schema") != BUNDLE_SCHEMA:
+        raise BundleIntegrityError(
+            f"not a serving bundle manifest (schema {manifest.get('schema')!r}, "
+            f"expected {BUNDLE_SCHEMA!r})"
+        )
+    return {role: ModelEntry.from_dict(d) for role, d in manifest["models"].items()}

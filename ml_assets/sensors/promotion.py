@@ -1,0 +1,86 @@
+"""model_promotion_sensor: the `production` alias of either model moved → one serving run.
+
+The alias can move through our promote job, the MLflow UI or any MLflow client; the sensor only
+reads the registry. The cursor holds the versions it has acted on, so a daemon restart neither
+re-triggers a run nor misses a move (the cursor is stored by Dagster, not in memory).
+"""
+
+import json
+
+from dagster import (
+    DefaultSensorStatus,
+    Definitions,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from mlflow.exceptions import MlflowException
+
+from ml_assets.assets.serving import serving_job
+from ml_assets.core.serving_bundle import PRODUCTION_ALIAS, REGISTERED
+from ml_assets.resources.mlflow import MlflowResource
+
+
+def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:
+    """{registered model: version the `production` alias points at, or None}."""
+    out: dict[str, str | None] = {}
+    for name in sorted(REGISTERED.values()):
+        try:
+            out[name] = str(
+                mlflow.client.get_model_version_by_alias(name, PRODUCTION_ALIAS).version
+            )
+        except MlflowException:
+            out[name] = None
+    return out
+
+
+def decide(
+    cursor: str | None, current: dict[str, str | None]
+) -> tuple[list[RunRequest], str, str | None]:
+    """Pure decision: (run requests, new cursor, skip reason)."""
+    seen: dict[str, str | None] = json.loads(cursor) if cursor else {}
+    moved = [name for name, version in current.items() if version and seen.get(name) != version]
+    new_cursor = json.dumps(current, sort_keys=True)
+    if not moved:
+        return [], new_cursor, "no production alias moved"
+    missing = [name for name, version in current.items() if version is None]
+    if missing:
+        # A bundle needs both models; the move is remembered and the bundle follows the other
+        # model's first promotion (which is itself a move).
+        reason = (
+            f"{', '.join(moved)} moved, but {', '.join(missing)} has no "
+            f"'{PRODUCTION_ALIAS}' version yet to bundle with it"
+        )
+        return [], new_cursor, reason
+    requests = [
+        RunRequest(
+            run_key=f"{name}@{current[name]}",
+            tags={
+                "ml-assets/promoted_model": name,
+                "ml-assets/promoted_version": str(current[name]),
+                "ml-assets/previous_version": str(seen.get(name)),
+            },
+        )
+        for name in moved
+    ]
+    return requests, new_cursor, None
+
+
+@sensor(
+    job=serving_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Bundles and smoke-tests the production models whenever an alias moves.",
+)
+def model_promotion_sensor(
+    context: SensorEvaluationContext, mlflow: MlflowResource
+) -> SensorResult:
+    requests, cursor, skip = decide(context.cursor, production_aliases(mlflow))
+    if not requests:
+        return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
+    return SensorResult(run_requests=requests, cursor=cursor)
+
+
+defs = Definitions(sensors=[model_promotion_sensor])

@@ -1,0 +1,235 @@
+"""The serving runtime without BentoML: verified model loading, the release file that keeps
+every worker on the same versions, the registry lookup behind /reload, and search access.
+
+Imports onnxruntime, tokenizers, numpy, psycopg and httpx — never torch or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ml_assets.core.fraud_scorer import OnnxFraudScorer
+from ml_assets.core.serving_bundle import (
+    EMBEDDER,
+    FRAUD,
+    MODEL_MANIFEST,
+    PRODUCTION_ALIAS,
+    REGISTERED,
+    BundleIntegrityError,
+    ModelEntry,
+    bento_tag,
+    verify_model_dir,
+    write_json_atomic,
+)
+from ml_assets.core.text_embedder import OnnxTextEmbedder
+
+log = logging.getLogger("ml_assets.serving")
+
+MAX_BATCH = 1_000
+MAX_EMBED_TEXTS = 256
+MAX_TEXT_CHARS = 20_000
+DEFAULT_THRESHOLD = 0.5
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot say (or the store cannot supply) the production versions."""
+
+
+class NotBundledError(RegistryError):
+    """A production version has not been bundled into the local model store yet."""
+
+
+@dataclass
+class LoadedModels:
+    """One generation of loaded models; requests keep the object they started with."""
+
+    entries: dict[str, ModelEntry]
+    fraud: OnnxFraudScorer
+    embedder: OnnxTextEmbedder
+    generation: int
+    loaded_at: float = field(default_factory=time.time)
+
+    def versions(self) -> dict[str, str]:
+        return {role: e.label for role, e in self.entries.items()}
+
+
+def load_models(
+    entries: dict[str, ModelEntry],
+    locate: Callable[[ModelEntry], Path],
+    generation: int,
+    embed_threads: int = 1,
+) -> LoadedModels:
+    """Verify every file against its pinned sha256, then build the ONNX Runtime sessions."""
+    for role in (FRAUD, EMBEDDER):
+        if role not in entries:
+            raise BundleIntegrityError(f"the bundle has no {role} model")
+    fraud_dir = locate(entries[FRAUD])
+    emb_dir = locate(entries[EMBEDDER])
+    fraud_files = verify_model_dir(fraud_dir, entries[FRAUD])
+    emb_files = verify_model_dir(emb_dir, entries[EMBEDDER])
+    fraud = OnnxFraudScorer(fraud_files["model.onnx"], intra_op_threads=1)
+    embedder = OnnxTextEmbedder(
+        emb_files["model.onnx"],
+        emb_dir / "tokenizer.json",  # verified above; the tokenizer reads it by path
+        max_length=int(entries[EMBEDDER].info.get("max_length", 256)),
+        intra_op_threads=embed_threads,
+    )
+    return LoadedModels(dict(entries), fraud, embedder, generation)
+
+
+def model_entry_from_dir(model_dir: Path) -> ModelEntry:
+    import json
+
+    return ModelEntry.from_dict(json.loads((Path(model_dir) / MODEL_MANIFEST).read_text()))
+
+
+# ---- the registry (MLflow REST: the serving image carries no MLflow client) ----------------
+
+
+def production_versions(tracking_uri: str, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+    """{role: {"version": v, "tags": {...}}} for each model's `production` alias."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise RegistryError(
+            f"MLFLOW_TRACKING_URI must be the MLflow server's http(s) address for /reload, "
+            f"got {tracking_uri!r}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as client:
+        for role, name in REGISTERED.items():
+            try:
+                resp = client.get(
+                    "/api/2.0/mlflow/registered-models/alias",
+                    params={"name": name, "alias": PRODUCTION_ALIAS},
+                )
+            except httpx.HTTPError as exc:
+                raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from exc
+            if resp.status_code == 404 or (
+                resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text
+            ):
+                raise RegistryError(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
+            if resp.status_code != 200:
+                raise RegistryError(f"MLflow answered {resp.status_code}: {resp.text[:200]}")
+            mv = resp.json()["model_version"]
+            tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
+            out[role] = {"version": str(mv["version"]), "tags": tags}
+    return out
+
+
+def expected_files(role: str, tags: dict[str, str]) -> dict[str, str]:
+    """The sha256 the registry recorded for each file of a version (what was validated)."""
+    try:
+        if role == FRAUD:
+            return {"model.onnx": tags["onnx_sha256"]}
+        return {"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]}
+    except KeyError as exc:
+        raise RegistryError(
+            f"{REGISTERED[role]}: the production version has no {exc.args[0]} tag; "
+            "it was not exported by this platform"
+        ) from exc
+
+
+def resolve_production(
+    tracking_uri: str, find_model_dir: Callable[[str], Path | None]
+) -> dict[str, ModelEntry]:
+    """The production versions as bundled entries, cross-checked against the registry's hashes."""
+    entries: dict[str, ModelEntry] = {}
+    for role, prod in production_versions(tracking_uri).items():
+        name = REGISTERED[role]
+        want = expected_files(role, prod["tags"])
+        tag = bento_tag(name, prod["version"], want["model.onnx"])
+        model_dir = find_model_dir(tag)
+        if model_dir is None:
+            raise NotBundledError(
+                f"{name} v{prod['version']} is {PRODUCTION_ALIAS} in MLflow but is not in the "
+                f"BentoML model store yet ({tag}); the model_promotion_sensor's run bundles "
+                "it — reload again once that run has finished"
+            )
+        entry = model_entry_from_dir(model_dir)
+        if any(entry.files.get(k) != v for k, v in want.items()):
+            raise BundleIntegrityError(
+                f"{tag}: bundled hashes {entry.files} differ from the registry's {want}"
+            )
+        entries[role] = entry
+    return entries
+
+
+# ---- the release file: every worker serves the generation it names -------------------------
+
+
+def release_path() -> Path:
+    """Shared by the workers of one server (they share a parent process) unless set by env."""
+    if env := os.environ.get("ML_SERVING_RELEASE_FILE"):
+        return Path(env)
+    return Path(tempfile.gettempdir()) / f"ml-assets-release-{os.getppid()}.json"
+
+
+def write_release(path: Path, entries: dict[str, ModelEntry], generation: int) -> None:
+    write_json_atomic(
+        path,
+        {
+            "generation": generation,
+            "written_at": time.time(),
+            "models": {r: e.to_dict() for r, e in entries.items()},
+        },
+    )
+
+
+def read_release(path: Path) -> tuple[int, dict[str, ModelEntry]] | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return int(data["generation"]), {r: ModelEntry.from_dict(d) for r, d in data["models"].items()}
+
+
+class ReleaseWatcher(threading.Thread):
+    """Polls the release file; when another worker reloaded, this one loads the same models."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None], interval_s: float = 0.2):
+        super().__init__(name="ml-assets-release-watcher", daemon=True)
+        self.path, self.on_change, self.interval_s = path, on_change, interval_s
+        self._stop = threading.Event()
+        self._mtime = self._stat()
+
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            mtime = self._stat()
+            if mtime != self._mtime:
+                self._mtime = mtime
+                try:
+                    self.on_change()
+                except Exception:  # keep serving the current models; the log says why
+                    log.exception("could not load the release in %s", self.path)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# ---- request helpers ------------------------------------------------------------------------
+
+
+def check_finite(records: Sequence[dict[str, Any]]) -> None:
+    """JSON has no NaN, but Python's parser accepts the NaN/Infinity tokens: refuse them."""
+    for i, r in enumerate(records):
+        for k, v in r.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"transaction {i}: {k} must be a finite number, got {v}")

@@ -1,0 +1,447 @@
+"""The ml-assets BentoML service: fraud scoring, text embedding and hybrid search over the
+promoted, validated models — the same bytes the platform validated, checked by sha256.
+
+Serve a built bundle:  BENTOML_HOME=... bentoml serve ml-assets:<tag> --port 3100
+The models are the ones pinned in bundle.json (written by the serving_bundle asset); a
+`POST /reload` (API key) switches every worker to the current MLflow `production` versions.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import bentoml
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC, SCHEMA
+from ml_assets.core.serving_bundle import (
+    BUNDLE_MANIFEST,
+    EMBEDDER,
+    FRAUD,
+    BundleIntegrityError,
+    ModelEntry,
+    entries_of,
+)
+from serving import runtime
+from serving.metrics import Metrics, create_metrics
+
+log = logging.getLogger("ml_assets.serving")
+
+
+def _bundle() -> dict[str, Any]:
+    """bundle.json: ML_SERVING_BUNDLE, else the Bento's copy (cwd is the Bento's src when
+    served), else next to this file."""
+    candidates = [
+        Path.cwd() / "serving" / BUNDLE_MANIFEST,
+        Path(__file__).with_name(BUNDLE_MANIFEST),
+    ]
+    if env := os.environ.get("ML_SERVING_BUNDLE"):
+        candidates = [Path(env)]
+    for path in candidates:
+        if path.exists():
+            return json.loads(path.read_text())
+    raise RuntimeError(
+        f"no {BUNDLE_MANIFEST} at {', '.join(map(str, candidates))}: the service serves a "
+        "bundle built by the serving_bundle asset (materialize it in Dagster, then "
+        "`bentoml serve ml-assets:<tag>`)"
+    )
+
+
+BUNDLE = _bundle()
+ENTRIES = entries_of(BUNDLE)
+
+
+# ---- request and response schemas (the API's schema is these pydantic models) -------------
+
+_BOUNDS = {c.name: c for c in SCHEMA}
+
+
+def _numeric_field(name: str) -> Any:
+    col = _BOUNDS[name]
+    kind = int if col.kind == "int" else float
+    return (kind, Field(ge=col.min, le=col.max, allow_inf_nan=False))
+
+
+Transaction = create_model(
+    "Transaction",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    **{c: (Annotated[str, Field(min_length=1, max_length=64)], ...) for c in CATEGORICAL},
+    **{c: _numeric_field(c) for c in NUMERIC},
+)
+Transaction.__doc__ = "One card transaction: the model's features, within the dataset's ranges."
+
+
+class ScoreResult(BaseModel):
+    probability: float
+    is_fraud: bool
+    threshold: float
+    model_version: str
+
+
+class BatchResult(BaseModel):
+    results: list[ScoreResult]
+    model_version: str
+    count: int
+
+
+class EmbedResult(BaseModel):
+    vectors: list[list[float]]
+    dim: int
+    truncated: int
+    model_version: str
+
+
+class Hit(BaseModel):
+    doc_id: str
+    type: str
+    title: str
+    tags: list[str]
+    score: float
+    vector_rank: int | None
+    lexical_rank: int | None
+
+
+class SearchResult(BaseModel):
+    hits: list[Hit]
+    tenant_id: str
+    mode: str
+    model_version: str
+
+
+def _threshold() -> float:
+    value = os.environ.get("ML_FRAUD_THRESHOLD")
+    return float(value) if value else float(BUNDLE.get("threshold", runtime.DEFAULT_THRESHOLD))
+
+
+def _find_model_dir(tag: str) -> Path | None:
+    """A model's directory: the Bento's own store first, then the local BentoML store."""
+    try:
+        return Path(bentoml.models.get(tag).path)
+    except (bentoml.exceptions.NotFound, ValueError):
+        pass
+    name, version = tag.split(":", 1)
+    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
+    candidate = home / "models" / name / version
+    return candidate if candidate.is_dir() else None
+
+
+def _locate(entry: ModelEntry) -> Path:
+    path = _find_model_dir(entry.bento_tag)
+    if path is None:
+        raise BundleIntegrityError(f"{entry.bento_tag} is not in this Bento or the model store")
+    return path
+
+
+@bentoml.service(
+    name="ml-assets",
+    workers=int(os.environ.get("ML_SERVING_WORKERS", "2")),
+    threads=int(os.environ.get("ML_SERVING_THREADS", "4")),
+    traffic={"timeout": float(os.environ.get("ML_SERVING_TIMEOUT_S", "10"))},
+    logging={"access": {"enabled": os.environ.get("ML_SERVING_ACCESS_LOG", "0") == "1"}},
+)
+class MLService:
+    """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
+
+    fraud_model = bentoml.models.BentoModel(ENTRIES[FRAUD].bento_tag)
+    text_embedder = bentoml.models.BentoModel(ENTRIES[EMBEDDER].bento_tag)
+
+    def __init__(self) -> None:
+        self.threshold = _threshold()
+        self.metrics: Metrics = create_metrics()
+        self._models: runtime.LoadedModels | None = None
+        self._load_error: str | None = None
+        self._reload_lock = threading.Lock()
+        self._release = runtime.release_path()
+        self._local = threading.local()
+        self._start_release()
+        self._watcher = runtime.ReleaseWatcher(self._release, self._follow_release)
+        self._watcher.start()
+
+    # ---- model lifecycle ----------------------------------------------------------------
+
+    def _start_release(self) -> None:
+        """Serve the latest release another worker wrote, or else the bundle's own models."""
+        release = runtime.read_release(self._release)
+        generation, entries = release if release else (0, ENTRIES)
+        try:
+            self._install(runtime.load_models(entries, _locate, generation))
+        except Exception as exc:  # not ready: /readyz says 503 and the log names the file
+            self._load_error = str(exc)
+            log.error("models not loaded, service not ready: %s", exc)
+
+    def _install(self, models: runtime.LoadedModels) -> None:
+        old = self._models
+        self._models = models  # one reference swap: requests in flight keep `old`
+        self._load_error = None
+        for role, entry in models.entries.items():
+            if old is not None and old.entries.get(role) != entry:
+                prev = old.entries[role]
+                self.metrics.model_loaded.labels(
+                    role=role,
+                    model=prev.registered_model,
+                    version=prev.version,
+                    sha256=prev.files["model.onnx"][:16],
+                ).set(0)
+            self.metrics.model_loaded.labels(
+                role=role,
+                model=entry.registered_model,
+                version=entry.version,
+                sha256=entry.files["model.onnx"][:16],
+            ).set(1)
+        log.info("serving generation %d: %s", models.generation, models.versions())
+
+    def _follow_release(self) -> None:
+        release = runtime.read_release(self._release)
+        current = self._models.generation if self._models else -1
+        if release is None or release[0] <= current:
+            return
+        with self._reload_lock:
+            self._install(runtime.load_models(release[1], _locate, release[0]))
+
+    def _error(self, kind: str, endpoint: str, exc: Exception) -> None:
+        self.metrics.errors.labels(endpoint=endpoint, type=kind).inc()
+        log.info("%s %s: %s", endpoint, kind, exc)
+
+    def _ready_models(self, endpoint: str) -> runtime.LoadedModels:
+        models = self._models
+        if models is None:
+            self._error("not_ready", endpoint, RuntimeError(self._load_error))
+            raise ServiceUnavailable(f"models are not loaded: {self._load_error}")
+        return models
+
+    def __is_ready__(self) -> bool:
+        return self._models is not None
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._watcher.stop()
+
+    # ---- scoring ------------------------------------------------------------------------
+
+    def _score(self, records: list[dict[str, Any]], endpoint: str) -> tuple[list[ScoreResult], str]:
+        models = self._ready_models(endpoint)
+        start = time.perf_counter()
+        proba = models.fraud.predict_records(records)
+        self.metrics.inference_seconds.labels(endpoint=endpoint).observe(
+            time.perf_counter() - start
+        )
+        version = models.entries[FRAUD].label
+        return [
+            ScoreResult(
+                probability=float(p),
+                is_fraud=bool(p >= self.threshold),
+                threshold=self.threshold,
+                model_version=version,
+            )
+            for p in proba
+        ], version
+
+    @bentoml.api(route="/v1/score")
+    def score(self, transaction: Transaction) -> ScoreResult:  # type: ignore[valid-type]
+        """Fraud probability of one transaction and the decision at the configured threshold."""
+        return self._score([transaction.model_dump()], "score")[0][0]
+
+    @bentoml.api(route="/v1/score/batch")
+    def score_batch(
+        self,
+        transactions: Annotated[
+            list[Transaction],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=runtime.MAX_BATCH),
+        ],
+    ) -> BatchResult:
+        """Up to 1,000 transactions in one request."""
+        results, version = self._score([t.model_dump() for t in transactions], "score_batch")
+        return BatchResult(results=results, model_version=version, count=len(results))
+
+    # ---- embedding and search -----------------------------------------------------------
+
+    @bentoml.api(route="/embed")
+    def embed(
+        self,
+        texts: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=runtime.MAX_TEXT_CHARS)]],
+            Field(min_length=1, max_length=runtime.MAX_EMBED_TEXTS),
+        ],
+    ) -> EmbedResult:
+        """Unit-norm sentence embeddings (384-d) of up to 256 texts."""
+        models = self._ready_models("embed")
+        start = time.perf_counter()
+        vectors = models.embedder.embed(texts)
+        truncated = models.embedder.last_truncated
+        self.metrics.inference_seconds.labels(endpoint="embed").observe(time.perf_counter() - start)
+        return EmbedResult(
+            vectors=vectors.tolist(),
+            dim=int(vectors.shape[1]),
+            truncated=truncated,
+            model_version=models.entries[EMBEDDER].label,
+        )
+
+    def _conn(self):
+        """One connection per worker thread, reopened after the database went away."""
+        from ml_assets.core.search_index import connect
+
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            dsn = os.environ.get("ML_VECTOR_PG_DSN")
+            if not dsn:
+                raise ServiceUnavailable("search is not configured: set ML_VECTOR_PG_DSN")
+            conn = connect(dsn)
+            self._local.conn = conn
+        return conn
+
+    @bentoml.api(route="/search")
+    def search(
+        self,
+        query: Annotated[str, Field(min_length=1, max_length=2_000)],
+        tenant_id: Annotated[str, Field(min_length=1, max_length=200)],
+        types: list[str] | None = None,
+        tags: list[str] | None = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 10,
+        mode: Literal["hybrid", "vector", "lexical"] = "hybrid",
+    ) -> SearchResult:
+        """Hybrid (vector + full-text) search within one tenant's documents."""
+        import psycopg
+
+        from ml_assets.core import search as search_lib
+        from ml_assets.core.search_index import live_index
+
+        models = self._ready_models("search")
+        emb = models.entries[EMBEDDER]
+        try:
+            conn = self._conn()
+            live = live_index(conn)
+            conn.rollback()
+            if live is None:
+                raise ServiceUnavailable("no search index yet: materialize embedding_index")
+            if live["model_version"] != emb.files["model.onnx"]:
+                self._error("index_mismatch", "search", RuntimeError(live["model_version"]))
+                raise ServiceUnavailable(
+                    f"the live index was built with text-embedder sha256 "
+                    f"{live['model_version'][:12]}, this server embeds with {emb.label} "
+                    f"({emb.files['model.onnx'][:12]}); reindex with the served model"
+                )
+            hits = search_lib.search(
+                conn,
+                models.embedder,
+                query,
+                tenant_id,
+                types=types,
+                tags=tags,
+                limit=limit,
+                mode=mode,
+            )
+        except search_lib.UnknownTenantError as exc:
+            self._error("unknown_tenant", "search", exc)
+            raise NotFound(str(exc)) from exc
+        except ValueError as exc:
+            self._error("bad_input", "search", exc)
+            raise InvalidArgument(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            self._local.conn = None
+            self._error("database", "search", exc)
+            raise ServiceUnavailable(f"the search database is unavailable: {exc}") from exc
+        return SearchResult(
+            hits=[
+                Hit(
+                    doc_id=h.doc_id,
+                    type=h.type,
+                    title=h.title,
+                    tags=list(h.tags),
+                    score=h.score,
+                    vector_rank=h.vector_rank,
+                    lexical_rank=h.lexical_rank,
+                )
+                for h in hits
+            ],
+            tenant_id=tenant_id,
+            mode=mode,
+            model_version=emb.label,
+        )
+
+    # ---- operations ---------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        models = self._models
+        return {
+            "ready": models is not None,
+            "error": self._load_error,
+            "generation": None if models is None else models.generation,
+            "threshold": self.threshold,
+            "models": {}
+            if models is None
+            else {
+                role: {
+                    "registered_model": e.registered_model,
+                    "version": e.version,
+                    "bento_model": e.bento_tag,
+                    "sha256": e.files,
+                    "provenance": e.provenance,
+                    "info": e.info,
+                }
+                for role, e in models.entries.items()
+            },
+        }
+
+    @bentoml.api(route="/reload")
+    def reload(self, ctx: bentoml.Context) -> dict[str, Any]:
+        """Switch every worker to the current MLflow `production` versions (API key)."""
+        expected = os.environ.get("ML_SERVING_API_KEY")
+        given = ctx.request.headers.get("x-api-key") or ctx.request.headers.get(
+            "authorization", ""
+        ).removeprefix("Bearer ")
+        if not expected:
+            raise BentoMLException(
+                "reload is disabled: start the server with ML_SERVING_API_KEY set",
+                error_code=HTTPStatus.FORBIDDEN,
+            )
+        if not given:
+            raise BentoMLException(
+                "reload needs the API key in the X-API-Key header",
+                error_code=HTTPStatus.UNAUTHORIZED,
+            )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise BentoMLException("wrong API key", error_code=HTTPStatus.FORBIDDEN)
+        start = time.perf_counter()
+        tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+        try:
+            entries = runtime.resolve_production(tracking, _find_model_dir)
+        except runtime.NotBundledError as exc:
+            self._error("not_bundled", "reload", exc)
+            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
+        except (runtime.RegistryError, BundleIntegrityError) as exc:
+            self._error("registry", "reload", exc)
+            raise ServiceUnavailable(str(exc)) from exc
+        with self._reload_lock:
+            current = self._models
+            if current is not None and current.entries == entries:
+                return {"changed": False, **self.describe(), "seconds": 0.0}
+            release = runtime.read_release(self._release)
+            generation = max(current.generation if current else 0, release[0] if release else 0)
+            models = runtime.load_models(entries, _locate, generation + 1)
+            self._install(models)
+            runtime.write_release(self._release, entries, models.generation)
+        self.metrics.reloads.inc()
+        return {"changed": True, **self.describe(), "seconds": time.perf_counter() - start}
+
+
+# GET routes (BentoML APIs are POST): /models describes what this worker serves. Mounted at
+# the root, after BentoML's own routes, so it only sees paths they do not match.
+async def _models_route(_: Request) -> JSONResponse:
+    instance = bentoml.get_current_service()
+    return JSONResponse(instance.describe())
+
+
+MLService.mount_asgi_app(Starlette(routes=[Route("/models", _models_route)]), path="/")
