@@ -9,7 +9,11 @@ One process, one run, on the embedded PostgreSQL 18 + pgvector:
   mean of its two sources' real embeddings plus noise: the SQL, HNSW and recall figures are
   measured at full scale, the embedding cost by benchmarks/embedding_throughput.py;
 - p50/p95 of vector, lexical and hybrid SQL per query, and end to end including the query's
-  embedding, over the labelled queries repeated; HNSW recall@10 against exact search per tenant.
+  embedding (the real int8 ONNX embedder), over the labelled queries repeated; HNSW recall@10
+  against exact search per tenant, as search runs it and for the filtered graph walk alone;
+- at scale, how often each mode still ranks a labelled relevant document (or a synthetic one
+  built from it) in the top 10: the labelled quality eval covers the shipped corpus only.
+The load average is printed: the machine has 2 cores and may be shared.
 
     .venv/bin/python benchmarks/search_latency.py [--docs 100000] [--repeat 5]
 """
@@ -30,7 +34,13 @@ from ml_assets.core.corpus import Document, default_corpus_path, load_corpus, lo
 from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
 from ml_assets.core.embedder_quality import MAX_LENGTH
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.search import MODES, run_search
+from ml_assets.core.search import (
+    DEFAULT_EF_SEARCH,
+    EXACT_SCAN_MAX_DOCS,
+    LEXICAL_CANDIDATES,
+    MODES,
+    run_search,
+)
 from ml_assets.core.search_eval import hnsw_recall
 from ml_assets.core.search_index import connect, embedding_text, reindex
 from ml_assets.core.text_embedder import OnnxTextEmbedder
@@ -84,12 +94,22 @@ def pct(samples: list[float]) -> str:
     return f"p50 {np.percentile(samples, 50):6.2f} ms  p95 {np.percentile(samples, 95):6.2f} ms"
 
 
+def fmt_load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def hit_at_10(ids: list[str], relevant: tuple[str, ...]) -> bool:
+    """A labelled relevant document, or a synthetic one expanded from it, is in the top 10."""
+    return any(d in relevant or d.split("-x")[0] in relevant for d in ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--reindex-docs", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    print(f"load average at start (1/5/15 min): {fmt_load()}", flush=True)
 
     base = load_corpus(default_corpus_path()).documents
     queries = load_queries()
@@ -128,19 +148,27 @@ def main() -> None:
         qvecs = embedder.embed(qtexts)
         sql_ms: dict[str, list[float]] = {m: [] for m in MODES}
         e2e_ms: dict[str, list[float]] = {m: [] for m in MODES}
+        hits: dict[str, list[bool]] = {m: [] for m in MODES}
         with connect(dsn) as conn:
             for _ in range(args.repeat):
                 for q, v in zip(queries, qvecs, strict=True):
                     for mode in MODES:
                         t = time.perf_counter()
-                        run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode)
+                        found = run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode)
                         sql_ms[mode].append((time.perf_counter() - t) * 1e3)
+                        if len(hits[mode]) < len(queries):
+                            ids = [h.doc_id for h in found]
+                            hits[mode].append(hit_at_10(ids, q.relevant_ids))
                         t = time.perf_counter()
                         vec = None if mode == "lexical" else embedder.embed([q.query])[0]
                         run_search(conn, q.query, vec, q.tenant_id, limit=10, mode=mode)
                         e2e_ms[mode].append((time.perf_counter() - t) * 1e3)
             tenants = sorted({d.tenant_id for d in docs})
             recall = {tenant: hnsw_recall(conn, [(tenant, v) for v in qvecs]) for tenant in tenants}
+            graph = {
+                tenant: hnsw_recall(conn, [(tenant, v) for v in qvecs], exact_scan_max_docs=0)
+                for tenant in tenants
+            }
             shares = {t: sum(d.tenant_id == t for d in docs) / len(docs) for t in tenants}
 
     print(
@@ -153,7 +181,11 @@ def main() -> None:
         f"scale: {scale.total:,} documents (expanded from {len(base):,} shipped, proxy vectors); "
         f"COPY + HNSW + GIN build {scale_s:.1f} s"
     )
-    print(f"queries: {len(queries)} labelled x {args.repeat} repeats, limit 10")
+    print(
+        f"queries: {len(queries)} labelled x {args.repeat} repeats, limit 10; lexical ranks at "
+        f"most {LEXICAL_CANDIDATES} candidates; ef_search {DEFAULT_EF_SEARCH}; exact vector "
+        f"scan for tenants <= {EXACT_SCAN_MAX_DOCS:,} docs"
+    )
     for mode in MODES:
         print(
             f"  {mode:<8} SQL  {pct(sql_ms[mode])}   end to end (with embedding) "
@@ -165,12 +197,18 @@ def main() -> None:
         f"targets: hybrid SQL p95 < 25 ms: {'met' if hyb_sql < 25 else 'MISSED'}; "
         f"end to end p95 < 35 ms: {'met' if hyb_e2e < 35 else 'MISSED'}"
     )
+    print(
+        "  labelled relevant doc (or one expanded from it) in the top 10 at this scale: "
+        + ", ".join(f"{m} {np.mean(hits[m]):.3f}" for m in MODES)
+    )
     for tenant in sorted(recall):
         print(
-            f"  HNSW recall@10 vs exact, {tenant:<22} ({shares[tenant]:5.1%} of docs): "
-            f"{recall[tenant]:.3f}"
+            f"  recall@10 vs exact, {tenant:<22} ({shares[tenant]:5.1%} of docs): as searched "
+            f"{recall[tenant]:.3f}; HNSW graph walk alone {graph[tenant]:.3f}"
         )
-    print(f"target recall@10 >= 0.95: {'met' if min(recall.values()) >= 0.95 else 'MISSED'}")
+    worst = min(min(recall.values()), min(graph.values()))
+    print(f"target recall@10 >= 0.95: {'met' if worst >= 0.95 else 'MISSED'}")
+    print(f"load average at end (1/5/15 min): {fmt_load()}")
 
 
 if __name__ == "__main__":

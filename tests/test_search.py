@@ -22,7 +22,8 @@ from ml_assets.assets.search import (
 from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import load_queries
-from ml_assets.core.search import UnknownTenantError, search
+from ml_assets.core.search import UnknownTenantError, run_search, search
+from ml_assets.core.search_eval import hnsw_recall
 from ml_assets.core.search_index import (
     REINDEX_LOCK_KEY,
     ReindexBusyError,
@@ -144,6 +145,64 @@ def test_corpus_edit_reindexes_only_changed_documents(env, dagster_instance, tmp
     with connect(env["dsn"]) as conn:
         ids = {r[0] for r in conn.execute("SELECT doc_id FROM search.live_documents")}
     assert "added-doc-0001" in ids and removed["id"] not in ids
+
+
+def _tenant_sizes(conn):
+    return conn.execute(
+        "SELECT tenant_id, ndoc FROM search.tenant_stats WHERE table_name ="
+        " (SELECT table_name FROM search.live_index WHERE name = 'default') AND ndoc > 0"
+    ).fetchall()
+
+
+def test_lexeme_and_tenant_statistics_stay_in_step_with_the_index(env):
+    # Runs after the incremental reindex above: counts kept in step must equal a recount.
+    with connect(env["dsn"]) as conn:
+        drift = conn.execute(
+            "WITH actual AS (SELECT d.tenant_id, u.lexeme, count(*)::int AS ndoc"
+            " FROM search.live_documents d, unnest(d.tsv) u GROUP BY 1, 2),"
+            " live AS (SELECT * FROM search.lexeme_stats WHERE table_name ="
+            " (SELECT table_name FROM search.live_index WHERE name = 'default'))"
+            " SELECT count(*) FROM actual a FULL JOIN live s"
+            " USING (tenant_id, lexeme) WHERE a.ndoc IS DISTINCT FROM s.ndoc"
+        ).fetchone()[0]
+        assert drift == 0
+        tenants = dict(_tenant_sizes(conn))
+        actual = dict(
+            conn.execute("SELECT tenant_id, count(*) FROM search.live_documents GROUP BY 1")
+        )
+        assert tenants == actual
+
+
+def test_hnsw_graph_recall_and_odd_queries(env):
+    embedder = _embedder(env)
+    queries = load_queries()
+    vectors = embedder.embed([q.query for q in queries])
+    with connect(env["dsn"]) as conn:
+        # exact_scan_max_docs=0: the filtered HNSW walk itself, not the small-tenant exact scan.
+        for tenant in {q.tenant_id for q in queries}:
+            pairs = [(tenant, v) for v in vectors[:20]]
+            assert hnsw_recall(conn, pairs, exact_scan_max_docs=0) >= 0.9
+            assert hnsw_recall(conn, pairs) >= 0.9
+        small = min(
+            dict(_tenant_sizes(conn)).items(),
+            key=lambda kv: kv[1],
+        )[0]
+        for exact in (0, 10_000):
+            hits = run_search(
+                conn,
+                "power price",
+                vectors[0],
+                small,
+                limit=20,
+                mode="vector",
+                exact_scan_max_docs=exact,
+            )
+            assert len(hits) == 20 and all(h.tenant_id == small for h in hits)
+        # Quotes, backslashes and operators in the text are lexemes, never tsquery syntax.
+        for text in ("o'neil's \\ back-slash 'quoted' & | ! <-> :*", "the of and", "zzzqqq"):
+            for mode in ("lexical", "hybrid"):
+                run_search(conn, text, vectors[0], small, limit=5, mode=mode)
+        assert run_search(conn, "the of and", None, small, limit=5, mode="lexical") == []
 
 
 def test_model_switch_is_atomic_while_searches_run(env):

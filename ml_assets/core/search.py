@@ -20,6 +20,11 @@ from ml_assets.core.search_index import Embedder, connect
 Mode = Literal["hybrid", "vector", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
 MAX_LIMIT = 100
+# Lexical search ranks at most this many documents: those holding the query's rarest lexemes.
+LEXICAL_CANDIDATES = 1000
+# Vector search scans a tenant with at most this many documents exactly (recall 1.0).
+EXACT_SCAN_MAX_DOCS = 2_000
+DEFAULT_EF_SEARCH = 100
 
 
 @dataclass(frozen=True)
@@ -57,54 +62,94 @@ _FILTERS = """
   AND (%(tags)s::text[] IS NULL OR tags && %(tags)s::text[])
 """
 
-# An OR over the query's stemmed lexemes: websearch_to_tsquery's implicit AND finds almost
-# nothing for natural-language questions; ts_rank_cd still rewards documents matching many.
-_TSQUERY = """
-  (SELECT coalesce(nullif(array_to_string(tsvector_to_array(to_tsvector('english', %(q)s)),
-   ' | '), ''), '__nothing__')::tsquery)
+# The query's stemmed lexemes with their document frequency in the tenant (search.lexeme_stats
+# for the live table, kept in step with it by reindex). Each lexeme is written in tsquery
+# syntax: quoted, with quotes and backslashes doubled, so whatever the parser emits casts safely.
+_TERMS = r"""
+terms AS (
+  SELECT '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quoted,
+         coalesce(s.ndoc, 0) AS ndoc,
+         sum(coalesce(s.ndoc, 0)) OVER (ORDER BY coalesce(s.ndoc, 0), l.lexeme) AS cum
+  FROM unnest(tsvector_to_array(to_tsvector('english', %(q)s))) AS l(lexeme)
+  LEFT JOIN search.lexeme_stats s ON s.table_name = (SELECT table_name FROM search.live_index
+    WHERE name = 'default') AND s.tenant_id = %(tenant)s AND s.lexeme = l.lexeme
+),
+q AS (
+  SELECT
+    coalesce((SELECT string_agg(quoted, ' | ') FROM terms), '__nothing__')::tsquery AS tsq,
+    coalesce((SELECT string_agg(quoted, ' | ') FROM terms
+              WHERE ndoc > 0 AND (cum <= %(lex_budget)s OR cum = ndoc)),
+             '__nothing__')::tsquery AS cand
+)
+"""
+
+# Ranked lexical matches (CTE `lex_ranked`). Scoring uses `tsq`, an OR over all the query's
+# lexemes: websearch_to_tsquery's implicit AND finds almost nothing for natural-language
+# questions, and ts_rank_cd rewards documents matching many. Candidates come from `cand`, the
+# rarest lexemes the tenant holds while their document frequencies sum to at most
+# %(lex_budget)s (the rarest one always): common lexemes still score the candidates, but do
+# not make most of the tenant a candidate to rank. The (tenant_id, tsv) GIN index finds them;
+# LIMIT bounds the case where even the rarest lexeme is common.
+_LEXICAL = """
+lex_ranked AS (
+  SELECT c.doc_id, ts_rank_cd(c.tsv, q.tsq) AS score FROM q, LATERAL (
+    SELECT d.doc_id, d.tsv FROM search.live_documents d
+    WHERE d.tsv @@ q.cand AND {filters} LIMIT %(lex_budget)s) c
+  ORDER BY score DESC, c.doc_id LIMIT %(lex_limit)s
+)
+"""
+
+# Nearest neighbours (CTE `vec_ranked`). A tenant with at most %(exact_max)s documents is
+# scanned exactly (`+ 0` keeps the planner off HNSW: a graph walk filtered to a small tenant
+# visits mostly other tenants' rows and still misses neighbours); a larger tenant walks the
+# HNSW graph with iterative scans. Only one branch runs: the other's one-time filter is false.
+_VECTOR = """
+tenant_size AS MATERIALIZED (
+  SELECT coalesce((SELECT ndoc FROM search.tenant_stats WHERE tenant_id = %(tenant)s
+    AND table_name = (SELECT table_name FROM search.live_index WHERE name = 'default')), 0) AS n
+),
+vec_ranked AS (
+  (SELECT doc_id, embedding <=> %(qvec)s AS dist FROM search.live_documents
+   WHERE {filters} AND (SELECT n FROM tenant_size) > %(exact_max)s
+   ORDER BY embedding <=> %(qvec)s LIMIT %(vec_limit)s)
+  UNION ALL
+  (SELECT doc_id, (embedding <=> %(qvec)s) + 0 AS dist FROM search.live_documents
+   WHERE {filters} AND (SELECT n FROM tenant_size) <= %(exact_max)s
+   ORDER BY 2 LIMIT %(vec_limit)s)
+)
 """
 
 
 def _compose(template: str) -> sql.Composed:
     """Fill the fixed fragments into a statement; values stay bound parameters."""
-    return sql.SQL(template).format(filters=sql.SQL(_FILTERS), tsquery=sql.SQL(_TSQUERY))
+    frags = {"terms": _TERMS, "lexical": _LEXICAL, "vector": _VECTOR}
+    filled = {k: sql.SQL(v).format(filters=sql.SQL(_FILTERS)) for k, v in frags.items()}
+    return sql.SQL(template).format(**filled)
 
 
 VECTOR_SQL = _compose("""
-SELECT doc_id, tenant_id, type, title, tags, 1 - dist AS score, rnk AS vector_rank,
+WITH {vector}
+SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, 1 - v.dist AS score,
+       row_number() OVER (ORDER BY v.dist, d.doc_id) AS vector_rank,
        NULL::bigint AS lexical_rank
-FROM (
-  SELECT *, row_number() OVER (ORDER BY dist) AS rnk FROM (
-    SELECT doc_id, tenant_id, type, title, tags, embedding <=> %(qvec)s AS dist
-    FROM search.live_documents WHERE {filters}
-    ORDER BY embedding <=> %(qvec)s LIMIT %(limit)s) v
-) ranked ORDER BY rnk
+FROM vec_ranked v JOIN search.live_documents d
+  ON d.doc_id = v.doc_id AND d.tenant_id = %(tenant)s
+ORDER BY vector_rank
 """)
 
 LEXICAL_SQL = _compose("""
-WITH q AS (SELECT {tsquery} AS tsq)
-SELECT doc_id, tenant_id, type, title, tags, score, NULL::bigint AS vector_rank,
-       row_number() OVER (ORDER BY score DESC, doc_id) AS lexical_rank
-FROM (
-  SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, ts_rank_cd(d.tsv, q.tsq) AS score
-  FROM search.live_documents d, q WHERE d.tsv @@ q.tsq AND {filters}
-  ORDER BY score DESC, d.doc_id LIMIT %(limit)s) l
+WITH {terms}, {lexical}
+SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, l.score, NULL::bigint AS vector_rank,
+       row_number() OVER (ORDER BY l.score DESC, l.doc_id) AS lexical_rank
+FROM lex_ranked l JOIN search.live_documents d
+  ON d.doc_id = l.doc_id AND d.tenant_id = %(tenant)s
 ORDER BY lexical_rank
 """)
 
 HYBRID_SQL = _compose("""
-WITH q AS (SELECT {tsquery} AS tsq),
-vec AS (
-  SELECT doc_id, row_number() OVER (ORDER BY dist) AS rnk FROM (
-    SELECT doc_id, embedding <=> %(qvec)s AS dist FROM search.live_documents
-    WHERE {filters} ORDER BY embedding <=> %(qvec)s LIMIT %(candidates)s) v
-),
-lex AS (
-  SELECT doc_id, row_number() OVER (ORDER BY score DESC, doc_id) AS rnk FROM (
-    SELECT d.doc_id, ts_rank_cd(d.tsv, q.tsq) AS score FROM search.live_documents d, q
-    WHERE d.tsv @@ q.tsq AND {filters} ORDER BY score DESC, d.doc_id
-    LIMIT %(candidates)s) l
-),
+WITH {terms}, {lexical}, {vector},
+vec AS (SELECT doc_id, row_number() OVER (ORDER BY dist, doc_id) AS rnk FROM vec_ranked),
+lex AS (SELECT doc_id, row_number() OVER (ORDER BY score DESC, doc_id) AS rnk FROM lex_ranked),
 fused AS (
   SELECT coalesce(vec.doc_id, lex.doc_id) AS doc_id, vec.rnk AS vector_rank,
          lex.rnk AS lexical_rank,
@@ -142,9 +187,14 @@ def run_search(
     limit: int = 10,
     mode: Mode = "hybrid",
     fusion: FusionWeights = DEFAULT_FUSION,
-    ef_search: int = 100,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
 ) -> list[SearchHit]:
-    """Run one mode's statement on `conn` (vector/hybrid need the query's embedding)."""
+    """Run one mode's statement on `conn` (vector/hybrid need the query's embedding).
+
+    `exact_scan_max_docs`: tenants up to this size get an exact vector scan instead of HNSW
+    (0 forces HNSW for every tenant, e.g. to measure the graph's own recall).
+    """
     _validate(query, tenant_id, limit, mode)
     if mode != "lexical" and query_vector is None:
         raise ValueError(f"mode {mode!r} needs the query's embedding")
@@ -155,7 +205,10 @@ def run_search(
         "types": list(types) if types else None,
         "tags": list(tags) if tags else None,
         "limit": limit,
-        "candidates": max(fusion.candidates, limit),
+        "vec_limit": limit if mode == "vector" else max(fusion.candidates, limit),
+        "lex_limit": limit if mode == "lexical" else max(fusion.candidates, limit),
+        "lex_budget": max(LEXICAL_CANDIDATES, limit),
+        "exact_max": exact_scan_max_docs,
         "w_vec": float(fusion.vector),
         "w_lex": float(fusion.lexical),
         "k": float(fusion.k),
@@ -163,6 +216,9 @@ def run_search(
     with conn.transaction():
         # Per transaction: iterative scans keep filtered HNSW results complete.
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        # A search is a few milliseconds of work: starting parallel workers (which Postgres
+        # does for the exact-scan branch even when its one-time filter skips it) costs more.
+        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
         rows = conn.execute(_SQL[mode], params).fetchall()
     return [

@@ -10,7 +10,14 @@ import psycopg
 
 from ml_assets.core.corpus import LabelledQuery
 from ml_assets.core.ranking import ndcg_at, recall_at, reciprocal_rank
-from ml_assets.core.search import MODES, VECTOR_SQL, FusionWeights, run_search
+from ml_assets.core.search import (
+    DEFAULT_EF_SEARCH,
+    EXACT_SCAN_MAX_DOCS,
+    MODES,
+    VECTOR_SQL,
+    FusionWeights,
+    run_search,
+)
 
 K = 10
 LEXICAL_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -80,13 +87,34 @@ def evaluate(
 
 
 def hnsw_recall(
-    conn: psycopg.Connection, tenants_and_vectors: Sequence[tuple[str, np.ndarray]]
+    conn: psycopg.Connection,
+    tenants_and_vectors: Sequence[tuple[str, np.ndarray]],
+    *,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
 ) -> float:
-    """Recall@10 of the HNSW scan against exact search (index scans off) for the same filter."""
+    """Recall@10 of vector search against exact search (index scans off) for the same filter.
+
+    With the default `exact_scan_max_docs`, small tenants are searched exactly (recall 1.0 by
+    construction); pass 0 to measure the filtered HNSW walk itself for every tenant.
+    """
     recalls = []
     for tenant, vec in tenants_and_vectors:
-        approx = [h.doc_id for h in run_search(conn, "q", vec, tenant, limit=K, mode="vector")]
+        approx = [
+            h.doc_id
+            for h in run_search(
+                conn,
+                "q",
+                vec,
+                tenant,
+                limit=K,
+                mode="vector",
+                ef_search=ef_search,
+                exact_scan_max_docs=exact_scan_max_docs,
+            )
+        ]
         with conn.transaction():
+            # No index scan at all: a sequential scan with the same filter, sorted exactly.
             conn.execute("SET LOCAL enable_indexscan = off")
             rows = conn.execute(
                 VECTOR_SQL,
@@ -95,7 +123,8 @@ def hnsw_recall(
                     "tenant": tenant,
                     "types": None,
                     "tags": None,
-                    "limit": K,
+                    "vec_limit": K,
+                    "exact_max": 0,
                 },
             ).fetchall()
         exact = [r[0] for r in rows]

@@ -3,9 +3,14 @@
 Layout (schema `search` in the ml_assets database):
 - `search.docs_<model>`: one row per (tenant_id, doc_id) with the embedding (HNSW, cosine),
   a weighted tsvector (GIN) and the document's content hash.
-- `search.live_documents`: a view over the table that search reads; replacing it and the row
-  in `search.live_index` happens in one transaction, so a reader sees the old index or the
-  new one, never a half-built one.
+- `search.lexeme_stats`: per table and tenant, how many documents hold each lexeme (kept in
+  step with the table in the same transaction); lexical search ranks only the documents that
+  hold the query's rarer lexemes, so its cost stays bounded at any corpus size.
+- `search.tenant_stats`: documents per table and tenant; vector search scans a small tenant
+  exactly instead of filtering a graph walk over everyone's documents.
+- `search.live_documents`: a view over the table that search reads (it finds the statistics by
+  the table name in `search.live_index`); replacing the view and that row happens in one
+  transaction, so a reader sees the old index or the new one, never a half-built one.
 """
 
 from __future__ import annotations
@@ -25,10 +30,17 @@ from ml_assets.core.corpus import Document, content_hash
 
 SCHEMA = "search"
 LIVE_VIEW = "live_documents"
+# Statistics of every index table, keyed by table name: search joins them on the live table's
+# name from live_index, so the switch replaces one view only (readers lock nothing else that
+# the switch locks: no lock-order deadlock with running searches).
+LEXEME_STATS = "lexeme_stats"
+TENANT_STATS = "tenant_stats"
 # Any number; only reindexes take this lock, so two never write the index at once.
 REINDEX_LOCK_KEY = 0x6D6C_6173_7365_7473 & 0x7FFF_FFFF_FFFF_FFFF
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 200
+# The HNSW build is several times faster when its graph fits in memory (100,000 x 384 fits).
+BUILD_MAINTENANCE_WORK_MEM = "1GB"
 
 
 class Embedder(Protocol):
@@ -82,6 +94,8 @@ def connect(dsn: str) -> psycopg.Connection:
 
 def ensure_schema(conn: psycopg.Connection) -> None:
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    # btree_gin: one GIN index over (tenant_id, tsv), so a tenant's matches come from the index.
+    conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
     conn.execute(
         sql.SQL(
@@ -89,6 +103,18 @@ def ensure_schema(conn: psycopg.Connection) -> None:
             " name text PRIMARY KEY, table_name text NOT NULL, model_version text NOT NULL,"
             " dim int NOT NULL, corpus_sha256 text NOT NULL, switched_at timestamptz NOT NULL)"
         ).format(sql.Identifier(SCHEMA))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, tenant_id text NOT NULL,"
+            " lexeme text NOT NULL, ndoc int NOT NULL, PRIMARY KEY (table_name, tenant_id, lexeme))"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, tenant_id text NOT NULL,"
+            " ndoc int NOT NULL, PRIMARY KEY (table_name, tenant_id))"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS))
     )
     conn.commit()
 
@@ -111,8 +137,87 @@ def _create_table(conn: psycopg.Connection, table: str, dim: int) -> None:
     )
 
 
+def _create_stats(conn: psycopg.Connection, table: str) -> None:
+    """Lexeme document frequencies and document counts per tenant, from the whole table."""
+    src = sql.Identifier(SCHEMA), sql.Identifier(table)
+    for stats in (LEXEME_STATS, TENANT_STATS):
+        conn.execute(
+            sql.SQL("DELETE FROM {}.{} WHERE table_name = %s").format(
+                sql.Identifier(SCHEMA), sql.Identifier(stats)
+            ),
+            (table,),
+        )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} SELECT %s, d.tenant_id, u.lexeme, count(*)"
+            " FROM {}.{} d, unnest(d.tsv) u GROUP BY 2, 3"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS), *src),
+        (table,),
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {}.{} SELECT %s, tenant_id, count(*) FROM {}.{} GROUP BY 2").format(
+            sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS), *src
+        ),
+        (table,),
+    )
+    for stats in (LEXEME_STATS, TENANT_STATS):
+        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(stats)))
+
+
+def _has_stats(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute(
+        sql.SQL("SELECT 1 FROM {}.{} WHERE table_name = %s LIMIT 1").format(
+            sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS)
+        ),
+        (table,),
+    ).fetchone()
+    return row is not None
+
+
+def _update_stats(
+    conn: psycopg.Connection, table: str, keys: list[tuple[str, str]], sign: int
+) -> None:
+    """Add (sign=1) or subtract (sign=-1) the rows with these (tenant_id, doc_id) keys."""
+    if not keys:
+        return
+    rows = sql.SQL(
+        "SELECT d.* FROM {}.{} d JOIN unnest(%(t)s::text[], %(d)s::text[]) k(t, d)"
+        " ON d.tenant_id = k.t AND d.doc_id = k.d"
+    ).format(sql.Identifier(SCHEMA), sql.Identifier(table))
+    params = {"table": table, "t": [k[0] for k in keys], "d": [k[1] for k in keys], "sign": sign}
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} AS s SELECT %(table)s, r.tenant_id, u.lexeme, %(sign)s * count(*)"
+            " FROM ({}) r, unnest(r.tsv) u GROUP BY 2, 3 ON CONFLICT (table_name, tenant_id,"
+            " lexeme) DO UPDATE SET ndoc = s.ndoc + EXCLUDED.ndoc"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS), rows),
+        params,
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} AS s SELECT %(table)s, r.tenant_id, %(sign)s * count(*)"
+            " FROM ({}) r GROUP BY 2 ON CONFLICT (table_name, tenant_id)"
+            " DO UPDATE SET ndoc = s.ndoc + EXCLUDED.ndoc"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS), rows),
+        params,
+    )
+    if sign < 0:
+        conn.execute(
+            sql.SQL("DELETE FROM {}.{} WHERE table_name = %s AND ndoc <= 0").format(
+                sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS)
+            ),
+            (table,),
+        )
+        # Tenant rows stay (at 0): their presence marks the table's statistics as built.
+
+
 def _create_indexes(conn: psycopg.Connection, table: str) -> None:
     ident = sql.Identifier(SCHEMA), sql.Identifier(table)
+    conn.execute(
+        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+            sql.Literal(BUILD_MAINTENANCE_WORK_MEM)
+        )
+    )
     conn.execute(
         sql.SQL(
             "CREATE INDEX IF NOT EXISTS {} ON {}.{} USING hnsw (embedding vector_cosine_ops)"
@@ -125,10 +230,11 @@ def _create_indexes(conn: psycopg.Connection, table: str) -> None:
         )
     )
     conn.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} USING gin (tsv)").format(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} USING gin (tenant_id, tsv)").format(
             sql.Identifier(f"{table}_tsv"), *ident
         )
     )
+    _create_stats(conn, table)
     conn.execute(sql.SQL("ANALYZE {}.{}").format(*ident))
 
 
@@ -308,14 +414,19 @@ def _reindex_locked(
                 f"table {SCHEMA}.{table} holds vector({dim}) but the embedder gives "
                 f"{embedder.dim} dimensions; the model version does not match its table"
             )
-        existing = dict(
-            conn.execute(
-                sql.SQL("SELECT tenant_id || '/' || doc_id, content_hash FROM {}.{}").format(
+        if not _has_stats(conn, table):
+            # A table built before the statistics existed: count once, then keep in step.
+            log(f"building lexeme and tenant statistics for {SCHEMA}.{table}")
+            _create_stats(conn, table)
+        existing = {
+            (t, d): h
+            for t, d, h in conn.execute(
+                sql.SQL("SELECT tenant_id, doc_id, content_hash FROM {}.{}").format(
                     sql.Identifier(SCHEMA), sql.Identifier(table)
                 )
-            ).fetchall()
-        )
-        wanted = {f"{d.tenant_id}/{d.id}": d for d in docs}
+            )
+        }
+        wanted = {(d.tenant_id, d.id): d for d in docs}
         changed = [d for key, d in wanted.items() if existing.get(key) != content_hash(d)]
         removed = [key for key in existing if key not in wanted]
         log(
@@ -323,12 +434,17 @@ def _reindex_locked(
             f"{len(wanted) - len(changed)} unchanged"
         )
         vectors, truncated = _embed(embedder, changed)
-        ident = sql.Identifier(SCHEMA), sql.Identifier(table)
+        gone = removed + [(d.tenant_id, d.id) for d in changed if (d.tenant_id, d.id) in existing]
+        _update_stats(conn, table, gone, -1)
         conn.execute(
-            sql.SQL("DELETE FROM {}.{} WHERE tenant_id || '/' || doc_id = ANY(%s)").format(*ident),
-            (removed + [f"{d.tenant_id}/{d.id}" for d in changed],),
+            sql.SQL(
+                "DELETE FROM {}.{} d USING unnest(%s::text[], %s::text[]) k(t, d)"
+                " WHERE d.tenant_id = k.t AND d.doc_id = k.d"
+            ).format(sql.Identifier(SCHEMA), sql.Identifier(table)),
+            ([k[0] for k in gone], [k[1] for k in gone]),
         )
         _copy_rows(conn, table, changed, vectors, model_version)
+        _update_stats(conn, table, [(d.tenant_id, d.id) for d in changed], 1)
         live = live_index(conn)
         switched = live is None or live["table_name"] != table
         _switch(conn, table, model_version, dim, corpus_sha256)
