@@ -86,7 +86,10 @@ def test_jobs_and_resources():
     assert defs.resolve_job_def("reindex_job")
     assert defs.resolve_job_def("serving_job")
     assert defs.resolve_job_def("promote_model_job")
-    assert sorted(s.name for s in defs.sensors or []) == ["model_promotion_sensor", "reindex_sensor"]
+    assert sorted(s.name for s in defs.sensors or []) == [
+        "model_promotion_sensor",
+        "reindex_sensor",
+    ]
     assert defs.resolve_asset_graph().get(AssetKey("embedding_index")).pools == {"reindex"}
 
 
