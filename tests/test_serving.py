@@ -1,0 +1,443 @@
+"""Promotion gate → model_promotion_sensor → serving_bundle (a real Bento) → `bentoml serve`
+over HTTP: endpoints, bad input, tampered files, reload under load, rollback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import bentoml
+import httpx
+import jsonschema
+import psycopg
+import pytest
+from dagster import DagsterInstance, build_sensor_context, materialize
+
+from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
+from ml_assets.assets.export import embedding_model_onnx, fraud_model_onnx
+from ml_assets.assets.search import embedding_index, search_corpus
+from ml_assets.assets.serving import SMOKE_TRANSACTION, serving_bundle, serving_bundle_smoke
+from ml_assets.assets.training import fraud_model
+from ml_assets.assets.validation import export_validation_report
+from ml_assets.core import promotion
+from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.corpus import default_corpus_path, load_corpus
+from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
+from ml_assets.resources import MlflowResource
+from ml_assets.resources.defaults import local_resources
+from ml_assets.sensors.promotion import model_promotion_sensor
+from ml_assets.serving_process import free_port, start_server
+from tests.conftest import TEST_ROWS
+from tests.helpers import run_config
+
+FRAUD_ASSETS = [
+    raw_transactions,
+    raw_transactions_expectations,
+    training_splits,
+    fraud_model,
+    fraud_model_onnx,
+    export_validation_report,
+]
+SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index]
+API_KEY = "test-reload-key"
+FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
+
+
+def _ref(root: Path, asset: str) -> ArtifactRef:
+    return ArtifactRef.from_json((root / "refs" / f"{asset}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str, pg_dsn: str):
+    """Two fraud versions and the embedder, materialized here; an MLflow server for /reload."""
+    root = tmp_path_factory.mktemp("serving_artifacts")
+    home = tmp_path_factory.mktemp("bentoml_home")
+    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    instance = DagsterInstance.ephemeral()
+    first = materialize(
+        FRAUD_ASSETS + SEARCH_ASSETS,
+        resources=resources,
+        instance=instance,
+        run_config=run_config(TEST_ROWS),
+    )
+    assert first.success
+    fraud_a = _ref(root, "fraud_model").extra["model_version"]
+    embedder = _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
+    second = materialize(
+        FRAUD_ASSETS,
+        selection=[fraud_model, fraud_model_onnx, export_validation_report],
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"fraud_model": {"config": {"seed": 11, "max_iter": 120}}}},
+    )
+    assert second.success
+    fraud_b = _ref(root, "fraud_model").extra["model_version"]
+    assert fraud_a != fraud_b
+    port = free_port()
+    logs = root / "mlflow.log"
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            mlflow_resource.tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=open(logs, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail(f"mlflow server did not start:\n{logs.read_text()[-3000:]}")
+    yield {
+        "root": root,
+        "home": home,
+        "resources": resources,
+        "instance": instance,
+        "client": mlflow_resource.client,
+        "events_dsn": vector_dsn,
+        "fraud_a": fraud_a,
+        "fraud_b": fraud_b,
+        "embedder": embedder,
+        "mlflow_url": url,
+    }
+    server.terminate()
+    server.wait(timeout=20)
+
+
+def _promote(platform, name: str, version: str, **kw):
+    return promotion.promote(
+        platform["client"],
+        platform["events_dsn"],
+        name,
+        version,
+        actor=kw.pop("actor", "pytest"),
+        reason=kw.pop("reason", "test promotion"),
+        artifact_root=platform["root"],
+        **kw,
+    )
+
+
+def _alias(platform, name: str) -> str | None:
+    try:
+        return str(platform["client"].get_model_version_by_alias(name, PRODUCTION_ALIAS).version)
+    except Exception:
+        return None
+
+
+def _events(platform) -> list[dict]:
+    with psycopg.connect(platform["events_dsn"]) as conn:
+        promotion.ensure_events_table(conn)
+        return [r[0] for r in conn.execute("SELECT payload FROM ml_events.events ORDER BY 1")]
+
+
+# ---- the gate -------------------------------------------------------------------------------
+
+
+def test_gate_rejects_unvalidated_version_and_changes_nothing(platform):
+    client = platform["client"]
+    source = client.get_model_version(FRAUD, platform["fraud_a"])
+    # A version registered straight through the MLflow client: no export, no validation.
+    rogue = client.create_model_version(FRAUD, source.source, run_id=source.run_id)
+    before_alias, before_events = _alias(platform, FRAUD), len(_events(platform))
+    with pytest.raises(promotion.PromotionRejected) as err:
+        _promote(platform, FRAUD, rogue.version)
+    failed = {g.name for g in err.value.decision.gates if not g.passed}
+    assert failed == {"onnx_export", "export_validation", "expectations"}
+    assert "export_validation" in str(err.value)
+    assert _alias(platform, FRAUD) == before_alias
+    assert len(_events(platform)) == before_events
+    assert "promoted_by" not in client.get_model_version(FRAUD, rogue.version).tags
+
+
+def test_gate_rejects_worse_than_champion(platform):
+    client = platform["client"]
+    good = client.get_model_version(FRAUD, platform["fraud_a"])
+    run = client.create_run(client.get_run(good.run_id).info.experiment_id)
+    client.log_metric(run.info.run_id, "test_pr_auc", 0.01)
+    worse = client.create_model_version(
+        FRAUD, good.source, run_id=run.info.run_id, tags=dict(good.tags)
+    )
+    decision = promotion.evaluate(
+        client, FRAUD, platform["fraud_a"], artifact_root=platform["root"]
+    )
+    assert decision.approved, decision.table()
+    _promote(platform, FRAUD, platform["fraud_a"], reason="first champion")
+    decision = promotion.evaluate(client, FRAUD, worse.version, artifact_root=platform["root"])
+    assert [g.name for g in decision.gates if not g.passed] == ["champion"]
+    with pytest.raises(promotion.PromotionRejected, match="champion"):
+        _promote(platform, FRAUD, worse.version)
+    assert _alias(platform, FRAUD) == platform["fraud_a"]
+    with pytest.raises(ValueError, match="reason"):
+        _promote(platform, FRAUD, platform["fraud_a"], reason=" ")
+    with pytest.raises(ValueError, match="no version"):
+        _promote(platform, FRAUD, "9999")
+
+
+def test_promotion_records_event_and_tags(platform):
+    event = _promote(platform, EMBEDDER, platform["embedder"], reason="int8 passes parity")
+    jsonschema.validate(event, promotion.event_schema())
+    assert _alias(platform, EMBEDDER) == platform["embedder"]
+    tags = platform["client"].get_model_version(EMBEDDER, platform["embedder"]).tags
+    assert tags["promoted_by"] == "pytest" and tags["promotion_reason"] == "int8 passes parity"
+    stored = [e for e in _events(platform) if e["event_id"] == event["event_id"]]
+    assert stored == [event]
+    assert {g["name"] for g in event["gates"]} >= {"fp32_parity", "int8_retrieval", "champion"}
+
+
+# ---- sensor → bundle ------------------------------------------------------------------------
+
+
+def test_sensor_requests_one_run_per_move_and_keeps_its_cursor(platform):
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    ctx = build_sensor_context(cursor=None, resources=resources)
+    result = model_promotion_sensor(ctx)
+    keys = sorted(r.run_key for r in result.run_requests)
+    assert keys == [f"{FRAUD}@{platform['fraud_a']}", f"{EMBEDDER}@{platform['embedder']}"]
+    # The next tick (or a restarted daemon, which reads the stored cursor) sees no move.
+    again = model_promotion_sensor(build_sensor_context(cursor=result.cursor, resources=resources))
+    assert not again.run_requests and again.cursor == result.cursor
+    platform["sensor_cursor"] = result.cursor
+
+
+def test_serving_bundle_builds_a_verified_bento(platform):
+    result = materialize(
+        [serving_bundle, serving_bundle_smoke],
+        resources=platform["resources"],
+        instance=platform["instance"],
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata["results"].value
+    md = result.get_asset_materialization_events()[0].materialization.metadata
+    tag = md["bento_tag"].value
+    assert Path(md["dockerfile"].value).exists()
+    manifest = json.loads(_ref(platform["root"], "serving_bundle").read_verified())
+    assert manifest["models"]["fraud"]["version"] == platform["fraud_a"]
+    assert manifest["models"]["fraud"]["provenance"][0]["asset"] == "raw_transactions"
+    bento_dir = Path(md["bento_path"].value)
+    assert json.loads((bento_dir / "src" / "serving" / "bundle.json").read_text()) == manifest
+    requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
+    assert "onnxruntime==" in requirements
+    assert "torch" not in requirements and "scikit-learn" not in requirements
+    platform["bento_tag"] = tag
+
+
+@pytest.fixture(scope="module")
+def server(platform, vector_dsn):
+    if "bento_tag" not in platform:
+        pytest.skip("the bundle was not built")
+    proc = start_server(
+        platform["bento_tag"],
+        bentoml_home=platform["home"],
+        workers=2,
+        env={
+            "MLFLOW_TRACKING_URI": platform["mlflow_url"],
+            "ML_VECTOR_PG_DSN": vector_dsn,
+            "ML_SERVING_API_KEY": API_KEY,
+        },
+    )
+    with proc:
+        proc.wait_ready(timeout_s=120)
+        yield proc
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+
+
+def test_endpoints_answer_with_the_promoted_versions(server, platform):
+    fraud, emb = f"{FRAUD}@{platform['fraud_a']}", f"{EMBEDDER}@{platform['embedder']}"
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.get("/livez").status_code == 200 and c.get("/readyz").status_code == 200
+        r = c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert 0 <= body["probability"] <= 1 and body["model_version"] == fraud
+        assert body["is_fraud"] == (body["probability"] >= body["threshold"])
+        batch = [dict(SMOKE_TRANSACTION, amount=float(a)) for a in (5, 50, 5000)]
+        r = c.post("/v1/score/batch", json={"transactions": batch})
+        assert r.status_code == 200 and r.json()["count"] == 3
+        r = c.post("/embed", json={"texts": ["front-month Brent", "power baseload Q1"]})
+        assert r.status_code == 200 and r.json()["dim"] == 384 and r.json()["model_version"] == emb
+        models = c.get("/models").json()
+        assert (
+            models["models"]["fraud"]["sha256"]["model.onnx"]
+            == (
+                platform["client"].get_model_version(FRAUD, platform["fraud_a"]).tags["onnx_sha256"]
+            )
+        )
+        chain = [link["asset"] for link in models["models"]["fraud"]["provenance"]]
+        assert chain[0] == "raw_transactions" and chain[-1] == "fraud_model_onnx"
+        metrics = c.get("/metrics").text
+        assert "ml_assets_model_loaded" in metrics and "ml_assets_inference_seconds" in metrics
+    # BentoML's own client, against the same server.
+    with bentoml.SyncHTTPClient(server.url) as client:
+        assert client.score(transaction=SMOKE_TRANSACTION)["model_version"] == fraud
+
+
+def test_search_is_per_tenant(server):
+    corpus = load_corpus(default_corpus_path()).documents
+    owner = {d.id: d.tenant_id for d in corpus}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for tenant in ("northwind-energy", "boreal-commodities"):
+            r = c.post(
+                "/search",
+                json={"query": "Henry Hub natural gas balance of month", "tenant_id": tenant},
+            )
+            assert r.status_code == 200, r.text
+            hits = r.json()["hits"]
+            assert hits and {owner[h["doc_id"]] for h in hits} == {tenant}
+            assert all(h["vector_rank"] or h["lexical_rank"] for h in hits)
+        r = c.post("/search", json={"query": "gas", "tenant_id": "no-such-tenant"})
+        assert r.status_code == 404 and "no-such-tenant" in r.text
+        r = c.post("/search", json={"query": "gas"})
+        assert r.status_code == 400 and "tenant_id" in r.text
+
+
+BAD_REQUESTS = [
+    ("/v1/score", {"transaction": {**SMOKE_TRANSACTION, "amount": "912"}}),  # wrong type
+    ("/v1/score", {"transaction": {k: v for k, v in SMOKE_TRANSACTION.items() if k != "hour"}}),
+    ("/v1/score", {"transaction": {**SMOKE_TRANSACTION, "hour": 31}}),  # out of range
+    ("/v1/score", {"transaction": {**SMOKE_TRANSACTION, "extra": 1}}),
+    ("/v1/score", {"transaction": {**SMOKE_TRANSACTION, "merchant_category": ""}}),
+    ("/v1/score/batch", {"transactions": []}),
+    ("/v1/score/batch", {"transactions": [SMOKE_TRANSACTION] * 1001}),
+    ("/embed", {"texts": []}),
+    ("/embed", {"texts": ["x"] * 257}),
+    ("/embed", {"texts": [""]}),
+    ("/embed", {"texts": "not a list"}),
+    ("/search", {"query": "", "tenant_id": "northwind-energy"}),
+    ("/search", {"query": "gas", "tenant_id": "northwind-energy", "limit": 1000}),
+    ("/search", {"query": "gas", "tenant_id": "northwind-energy", "mode": "magic"}),
+]
+
+
+def test_bad_input_is_a_4xx_with_a_message(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for path, body in BAD_REQUESTS:
+            r = c.post(path, json=body)
+            assert 400 <= r.status_code < 500, (path, body if len(str(body)) < 300 else "…", r)
+            assert r.text.strip(), path
+        raw = json.dumps({"transaction": SMOKE_TRANSACTION}).replace("912.5", "NaN")
+        for content in (raw, raw.replace("NaN", "Infinity"), "{not json", ""):
+            r = c.post("/v1/score", content=content, headers={"content-type": "application/json"})
+            assert 400 <= r.status_code < 500, (content, r.status_code, r.text)
+        # Still healthy, and the errors were counted.
+        assert c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION}).status_code == 200
+
+
+def test_reload_needs_the_api_key(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.post("/reload", json={}).status_code == 401
+        assert c.post("/reload", json={}, headers={"X-API-Key": "wrong"}).status_code == 403
+
+
+def _hammer(url: str, stop: threading.Event, seen: list, failures: list) -> None:
+    with httpx.Client(base_url=url, timeout=30) as c:
+        while not stop.is_set():
+            try:
+                r = c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION})
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+                continue
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            else:
+                seen.append((time.monotonic(), r.json()["model_version"]))
+
+
+def test_promote_sensor_bundle_reload_under_load_then_rollback(server, platform):
+    a, b = f"{FRAUD}@{platform['fraud_a']}", f"{FRAUD}@{platform['fraud_b']}"
+    # Seed differences move PR-AUC by more than the default margin on 20k rows.
+    _promote(platform, FRAUD, platform["fraud_b"], reason="retrained", margin=0.5)
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    tick = model_promotion_sensor(
+        build_sensor_context(cursor=platform["sensor_cursor"], resources=resources)
+    )
+    assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{platform['fraud_b']}"]
+    headers = {"X-API-Key": API_KEY}
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        # Not bundled yet: the reload refuses and the old version keeps serving.
+        r = c.post("/reload", json={}, headers=headers)
+        assert r.status_code == 409 and "not in the BentoML model store" in r.text
+        result = materialize(
+            [serving_bundle, serving_bundle_smoke],
+            resources=platform["resources"],
+            instance=platform["instance"],
+        )
+        assert result.success
+        stop, seen, failures = threading.Event(), [], []
+        threads = [
+            threading.Thread(target=_hammer, args=(server.url, stop, seen, failures))
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        start = time.monotonic()
+        r = c.post("/reload", json={}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["changed"] and r.json()["models"]["fraud"]["version"] == platform["fraud_b"]
+        time.sleep(2.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not failures, failures[:5]
+        after = [v for ts, v in seen if ts > start + 1.5]
+        assert after and set(after) == {b}, "every worker serves the new version"
+        assert {v for ts, v in seen if ts < start} == {a}
+        first_new = min(ts for ts, v in seen if v == b) - start
+        assert first_new < 2.0
+        # Rollback: promote the earlier version (its bundle is still in the model store).
+        _promote(platform, FRAUD, platform["fraud_a"], reason="rollback drill", rollback=True)
+        r = c.post("/reload", json={}, headers=headers)
+        assert (
+            r.status_code == 200 and r.json()["models"]["fraud"]["version"] == platform["fraud_a"]
+        )
+        time.sleep(1.0)
+        versions = {
+            c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION}).json()["model_version"]
+            for _ in range(20)
+        }
+        assert versions == {a}
+    kinds = [e["kind"] for e in promotion.history(platform["events_dsn"], FRAUD)]
+    assert kinds[-3:] == ["promotion", "promotion", "rollback"]
+
+
+def test_tampered_model_keeps_the_server_not_ready(platform, tmp_path):
+    home = tmp_path / "bentoml"
+    shutil.copytree(platform["home"], home, symlinks=True)
+    # The first bundle (platform["bento_tag"]) pins fraud version A.
+    model_dir = next((home / "models" / FRAUD).glob(f"v{platform['fraud_a']}-*"))
+    target = model_dir / "model.onnx"
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    proc = start_server(platform["bento_tag"], bentoml_home=home, workers=1)
+    with proc:
+        proc.wait_live(timeout_s=120)
+        with httpx.Client(base_url=proc.url, timeout=10) as c:
+            time.sleep(1.0)
+            assert c.get("/readyz").status_code == 503
+            r = c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION})
+            assert r.status_code == 503
+            # BentoML masks 5xx bodies; /models and the log say which file failed.
+            state = c.get("/models").json()
+            assert not state["ready"] and str(target) in state["error"]
+        assert str(target) in proc.log_tail(200)
