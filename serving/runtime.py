@@ -34,7 +34,7 @@ from ml_assets.core.serving_bundle import (
 )
 from ml_assets.core.text_embedder import OnnxTextEmbedder
 
-log = logging.getLogger("ml_assets.serving")
+log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
 
 MAX_BATCH = 1_000
 MAX_EMBED_TEXTS = 256
