@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ml_assets.serving_process import ServerProcess, start_server
 from ml_assets.stack import (
     Settings,
     ensure_databases,
@@ -77,20 +78,73 @@ def prepare(settings: Settings) -> dict[str, str]:
     dagster_home = Path(env["DAGSTER_HOME"])
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    env["ML_SERVING_API_KEY"] = serving_api_key(settings)
     return env
 
 
-def _needs_materialization(env: dict[str, str]) -> bool:
+def serving_api_key(settings: Settings) -> str:
+    """ML_SERVING_API_KEY, or a random key kept in $ML_HOME/serving_api_key (mode 0600)."""
+    if key := os.environ.get("ML_SERVING_API_KEY"):
+        return key
+    path = settings.home / "serving_api_key"
+    if not path.exists():
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
+    """True when any asset of `jobs` was never materialized (partitioned ops assets and the
+    optional deployment step are not part of the first start)."""
     os.environ.update(env)
     from dagster import AssetKey, DagsterInstance
 
     from ml_assets.definitions import defs
 
+    keys = {
+        k
+        for job in jobs
+        for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        if k.to_user_string() != "serving_deployment"
+    }
     with DagsterInstance.get() as instance:
-        keys = defs.resolve_asset_graph().get_all_asset_keys()
         return any(
             instance.get_latest_materialization_event(AssetKey(k.path)) is None for k in keys
         )
+
+
+def _execute_job(job: str, env: dict[str, str], config: list[str]) -> bool:
+    done = subprocess.run(
+        [_bin("dagster"), "job", "execute", "-m", "ml_assets.definitions", "-j", job, *config],
+        cwd=REPO,
+        env=env,
+    )
+    return done.returncode == 0
+
+
+def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
+    """Promote the first versions through the gate when nothing is in production yet."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.core import promotion
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    return promotion.bootstrap(
+        client,
+        env["ML_VECTOR_PG_DSN"],
+        artifact_root=Path(env["ML_ARTIFACT_ROOT"]),
+        actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
+    )
+
+
+def latest_bento(env: dict[str, str]) -> str | None:
+    import json
+
+    ref = Path(env["ML_ARTIFACT_ROOT"]) / "refs" / "serving_bundle.json"
+    return json.loads(ref.read_text())["extra"]["bento_tag"] if ref.exists() else None
 
 
 def up(args: argparse.Namespace) -> int:
@@ -98,8 +152,11 @@ def up(args: argparse.Namespace) -> int:
     env = prepare(settings)
     child_env = {**os.environ, **env}
     procs: list[subprocess.Popen] = []
+    servers: list[ServerProcess] = []
 
     def stop_all(*_: object) -> None:
+        for server in servers:
+            server.stop()
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -172,27 +229,13 @@ def up(args: argparse.Namespace) -> int:
         dagster_url = f"http://127.0.0.1:{settings.dagster_port}"
         _wait_http(f"{dagster_url}/server_info", 180, procs[-1])
         _say(f"Dagster UI at {dagster_url} (logs in {logs})")
-        if args.rematerialize or _needs_materialization(env):
+        if args.rematerialize or _unmaterialized(env, JOBS):
             started = time.monotonic()
             failed = []
             for job in JOBS:
                 _say(f"materializing {job}; follow it in the UI")
                 config = ["-c", args.config] if args.config and job == JOBS[0] else []
-                done = subprocess.run(
-                    [
-                        _bin("dagster"),
-                        "job",
-                        "execute",
-                        "-m",
-                        "ml_assets.definitions",
-                        "-j",
-                        job,
-                        *config,
-                    ],
-                    cwd=REPO,
-                    env=child_env,
-                )
-                if done.returncode != 0:
+                if not _execute_job(job, child_env, config):
                     failed.append(job)
             if failed:
                 _say(f"{', '.join(failed)} failed; the UI shows which step and why")
@@ -200,12 +243,41 @@ def up(args: argparse.Namespace) -> int:
                 _say(f"asset graph materialized in {time.monotonic() - started:.0f} s")
         else:
             _say("every asset is already materialized; data kept from the last start")
+        promoted = bootstrap_production(env)
+        if promoted:
+            _say(
+                "promoted the first production versions through the gate: "
+                + ", ".join(f"{n} v{v}" for n, v in promoted.items())
+            )
+        if promoted or args.rematerialize or _unmaterialized(env, ("serving_job",)):
+            _say("building the serving Bento from the production versions (serving_job)")
+            # No endpoint runs yet: build and smoke-test only (the deployment step skips).
+            build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
+            if not _execute_job("serving_job", build_env, []):
+                _say("serving_job failed; the UI shows which step and why")
+        tag = latest_bento(env)
+        if tag:
+            server = start_server(
+                tag,
+                bentoml_home=env["BENTOML_HOME"],
+                port=settings.serving_port,
+                env=child_env,
+                log_path=logs / "serving.log",
+            )
+            servers.append(server)
+            server.wait_ready(timeout_s=180)
+            _say(
+                f"serving endpoint at {server.url} ({tag}); promotions switch it by themselves "
+                f"(reload key in {settings.home / 'serving_api_key'})"
+            )
+        else:
+            _say("no serving bundle yet: promote versions (ml-assets promote ...) to serve them")
         if args.no_wait:
             return 0
         _say("running; press Ctrl-C to stop")
-        while all(p.poll() is None for p in procs):
+        while all(p.poll() is None for p in [*procs, *(s.proc for s in servers)]):
             time.sleep(1)
-        dead = [p.args[0] for p in procs if p.poll() is not None]
+        dead = [p.args[0] for p in [*procs, *(s.proc for s in servers)] if p.poll() is not None]
         _say(f"{', '.join(dead)} exited; see {logs}. Stopping the rest.")
         return 1
     except KeyboardInterrupt:
@@ -220,6 +292,46 @@ def env_cmd(_: argparse.Namespace) -> int:
     env = prepare(settings)
     for key, value in sorted(env.items()):
         print(f"export {key}='{value}'")
+    return 0
+
+
+def promote_cmd(args: argparse.Namespace) -> int:
+    """Promote (or roll back to) a registered version through the gate."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.core import promotion
+
+    settings = Settings.from_env()
+    env = prepare(settings)
+    # The registry lives in MLflow's database: reachable with or without `ml-assets up`.
+    client = MlflowClient(settings.mlflow_tracking_uri or env["MLFLOW_BACKEND_STORE_URI"])
+    try:
+        event = promotion.promote(
+            client,
+            env["ML_VECTOR_PG_DSN"],
+            args.model,
+            args.version,
+            actor=args.actor or os.environ.get("USER", "cli"),
+            reason=args.reason,
+            margin=args.margin,
+            rollback=args.command == "rollback",
+            artifact_root=Path(env["ML_ARTIFACT_ROOT"]),
+        )
+    except promotion.PromotionRejected as exc:
+        _say(str(exc))
+        for gate in exc.decision.gates:
+            _say(f"  {'pass' if gate.passed else 'FAIL'}  {gate.name}: {gate.detail}")
+        return 1
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+    for gate in event["gates"]:
+        _say(f"  pass  {gate['name']}: {gate['detail']}")
+    _say(
+        f"{args.model} v{args.version} is now {promotion.PRODUCTION_ALIAS} "
+        f"(was v{event['previous_version']}); event {event['event_id']}. The "
+        "model_promotion_sensor bundles it and switches the endpoint."
+    )
     return 0
 
 
@@ -256,6 +368,22 @@ def main(argv: list[str] | None = None) -> int:
         func=env_cmd
     )
     sub.add_parser("stop", help="stop a left-over embedded PostgreSQL").set_defaults(func=stop_cmd)
+    for name, text in (
+        ("promote", "move a model's production alias to a version, through the gate"),
+        ("rollback", "move it back to an earlier version (checks still apply)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model", choices=["fraud-detector", "text-embedder"])
+        p.add_argument("version")
+        p.add_argument("--reason", required=True, help="why (recorded with the event)")
+        p.add_argument("--actor", help="who (default: $USER)")
+        p.add_argument(
+            "--margin",
+            type=float,
+            default=0.01,
+            help="how much worse than the champion's primary metric is tolerated",
+        )
+        p.set_defaults(func=promote_cmd)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args = parser.parse_args(["up", *(argv or [])])

@@ -22,6 +22,7 @@ class Settings:
     mlflow_tracking_uri: str | None
     dagster_port: int
     mlflow_port: int
+    serving_port: int = 3100
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +34,7 @@ class Settings:
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
             dagster_port=int(os.environ.get("ML_DAGSTER_PORT", "3000")),
             mlflow_port=int(os.environ.get("ML_MLFLOW_PORT", "5000")),
+            serving_port=int(os.environ.get("ML_SERVING_PORT", "3100")),
         )
 
 
@@ -99,4 +101,7 @@ def platform_env(settings: Settings, server_dsn: str, mlflow_uri: str) -> dict[s
         "HF_HUB_OFFLINE": "1",
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.home / "bentoml")),
         "BENTOML_DO_NOT_TRACK": "True",
+        "ML_SERVING_URL": os.environ.get(
+            "ML_SERVING_URL", f"http://127.0.0.1:{settings.serving_port}"
+        ),
     }

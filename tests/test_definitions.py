@@ -29,6 +29,7 @@ def test_asset_graph_snapshot():
         "embedding_index",
         "search_quality_report",
         "serving_bundle",
+        "serving_deployment",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -42,6 +43,7 @@ def test_asset_graph_snapshot():
         "embedding_index": "search",
         "search_quality_report": "validation",
         "serving_bundle": "serving",
+        "serving_deployment": "serving",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)

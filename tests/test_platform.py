@@ -64,7 +64,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 420
+    deadline = time.monotonic() + 600
     try:
         while "press Ctrl-C to stop" not in (home / "up.log").read_text():
             if proc.poll() is not None or time.monotonic() > deadline:

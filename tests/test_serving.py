@@ -441,3 +441,64 @@ def test_tampered_model_keeps_the_server_not_ready(platform, tmp_path):
             state = c.get("/models").json()
             assert not state["ready"] and str(target) in state["error"]
         assert str(target) in proc.log_tail(200)
+
+
+def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, monkeypatch):
+    """Promotion (the Dagster job) → sensor → serving run → the endpoint answers the version."""
+    from ml_assets.assets.serving import promote_model_job, serving_deployment
+
+    b = f"{FRAUD}@{platform['fraud_b']}"
+    job = promote_model_job.execute_in_process(
+        run_config={
+            "ops": {
+                "promote_model": {
+                    "config": {
+                        "model": FRAUD,
+                        "version": platform["fraud_b"],
+                        "reason": "re-promote after the drill",
+                        "margin": 0.5,
+                    }
+                }
+            }
+        },
+        resources={k: platform["resources"][k] for k in ("mlflow", "postgres", "store")},
+    )
+    assert job.success
+    cursor = platform["sensor_cursor"]
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    assert [r.run_key for r in tick.run_requests] == [b]
+    monkeypatch.setenv("ML_SERVING_URL", server.url)
+    monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
+    run = materialize(
+        [serving_bundle, serving_bundle_smoke, serving_deployment],
+        resources=platform["resources"],
+        instance=platform["instance"],
+    )
+    assert run.success
+    md = {
+        m.materialization.asset_key.to_user_string(): m.materialization.metadata
+        for m in run.get_asset_materialization_events()
+    }
+    assert md["serving_deployment"]["served"].value.startswith(
+        f"{EMBEDDER}@{platform['embedder']},{b}"
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for _ in range(10):
+            r = c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION})
+            assert r.json()["model_version"] == b
+        provenance = c.get("/models").json()["models"]["fraud"]["provenance"]
+        assert provenance[0]["asset"] == "raw_transactions"
+    # A gate rejection through the job fails the run and changes nothing.
+    rejected = promote_model_job.execute_in_process(
+        run_config={
+            "ops": {
+                "promote_model": {
+                    "config": {"model": FRAUD, "version": "9999", "reason": "no such version"}
+                }
+            }
+        },
+        resources={k: platform["resources"][k] for k in ("mlflow", "postgres", "store")},
+        raise_on_error=False,
+    )
+    assert not rejected.success and _alias(platform, FRAUD) == platform["fraud_b"]

@@ -323,3 +323,38 @@ def history(events_dsn: str, name: str) -> list[dict[str, Any]]:
             (EVENT_TYPE, name),
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def bootstrap(
+    client: MlflowClient,
+    events_dsn: str,
+    *,
+    artifact_root: Path | None,
+    actor: str,
+    variant: str = "int8",
+) -> dict[str, str]:
+    """On a fresh platform: promote, per model without a champion, its newest version that
+    passes every gate (for the embedder, of `variant`, the one the index is built with)."""
+    promoted: dict[str, str] = {}
+    for name in (FRAUD_MODEL, TEXT_EMBEDDER):
+        if _champion(client, name) is not None:
+            continue
+        versions = sorted(
+            client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)
+        )
+        for mv in versions:
+            if name == TEXT_EMBEDDER and mv.tags.get("variant") != variant:
+                continue
+            if evaluate(client, name, str(mv.version), artifact_root=artifact_root).approved:
+                promote(
+                    client,
+                    events_dsn,
+                    name,
+                    str(mv.version),
+                    actor=actor,
+                    reason="first production version of a fresh platform",
+                    artifact_root=artifact_root,
+                )
+                promoted[name] = str(mv.version)
+                break
+    return promoted

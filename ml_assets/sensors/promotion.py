@@ -39,10 +39,20 @@ def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:
 def decide(
     cursor: str | None, current: dict[str, str | None]
 ) -> tuple[list[RunRequest], str, str | None]:
-    """Pure decision: (run requests, new cursor, skip reason)."""
-    seen: dict[str, str | None] = json.loads(cursor) if cursor else {}
+    """Pure decision: (run requests, new cursor, skip reason).
+
+    The cursor holds the alias targets last seen and how often each `name@version` became
+    production, so promoting v2, rolling back to v1 and promoting v2 again runs again
+    (run keys `name@2`, `name@1`, `name@2#2`) instead of being deduplicated by Dagster.
+    """
+    state = json.loads(cursor) if cursor else {}
+    seen: dict[str, str | None] = state.get("aliases", {})
+    moves: dict[str, int] = dict(state.get("moves", {}))
     moved = [name for name, version in current.items() if version and seen.get(name) != version]
-    new_cursor = json.dumps(current, sort_keys=True)
+    for name in moved:
+        key = f"{name}@{current[name]}"
+        moves[key] = moves.get(key, 0) + 1
+    new_cursor = json.dumps({"aliases": current, "moves": moves}, sort_keys=True)
     if not moved:
         return [], new_cursor, "no production alias moved"
     missing = [name for name, version in current.items() if version is None]
@@ -54,17 +64,19 @@ def decide(
             f"'{PRODUCTION_ALIAS}' version yet to bundle with it"
         )
         return [], new_cursor, reason
-    requests = [
-        RunRequest(
-            run_key=f"{name}@{current[name]}",
-            tags={
-                "ml-assets/promoted_model": name,
-                "ml-assets/promoted_version": str(current[name]),
-                "ml-assets/previous_version": str(seen.get(name)),
-            },
+    requests = []
+    for name in moved:
+        key = f"{name}@{current[name]}"
+        requests.append(
+            RunRequest(
+                run_key=key if moves[key] == 1 else f"{key}#{moves[key]}",
+                tags={
+                    "ml-assets/promoted_model": name,
+                    "ml-assets/promoted_version": str(current[name]),
+                    "ml-assets/previous_version": str(seen.get(name)),
+                },
+            )
         )
-        for name in moved
-    ]
     return requests, new_cursor, None
 
 
