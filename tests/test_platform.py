@@ -54,6 +54,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         "ML_HOME": str(home),
         "ML_DAGSTER_PORT": str(_free_port()),
         "ML_MLFLOW_PORT": str(_free_port()),
+        "ML_SERVING_PORT": str(_free_port()),
     }
     log = open(home / "up.log", "w+")
     proc = subprocess.Popen(
@@ -75,6 +76,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         yield {
             "dagster": f"http://127.0.0.1:{env['ML_DAGSTER_PORT']}",
             "mlflow": f"http://127.0.0.1:{env['ML_MLFLOW_PORT']}",
+            "serving": f"http://127.0.0.1:{env['ML_SERVING_PORT']}",
             "home": home,
             "proc": proc,
         }
@@ -120,6 +122,51 @@ def test_mlflow_server_has_the_registered_version_with_provenance(platform):
     assert tags["export_validation"] == "passed"
 
 
+def test_first_versions_are_promoted_and_served(platform):
+    served = _get_json(f"{platform['serving']}/models")
+    assert served["ready"] and set(served["models"]) == {"fraud", "embedder"}
+    alias = _get_json(
+        f"{platform['mlflow']}/api/2.0/mlflow/registered-models/alias"
+        "?name=fraud-detector&alias=production"
+    )["model_version"]
+    assert served["models"]["fraud"]["version"] == alias["version"]
+    req = urllib.request.Request(
+        f"{platform['serving']}/search",
+        data=json.dumps({"query": "henry hub balmo", "tenant_id": "northwind-energy"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert json.loads(resp.read())["hits"]
+    assert "promoted the first production versions" in (platform["home"] / "up.log").read_text()
+
+
+def test_alias_moved_in_mlflow_reaches_the_endpoint_by_itself(platform):
+    """What a user does in the MLflow UI: move the alias. Sensor → serving_job → reload."""
+    versions = _get_json(
+        f"{platform['mlflow']}/api/2.0/mlflow/model-versions/search?filter=name%3D%27text-embedder%27"
+    )["model_versions"]
+    fp32 = next(
+        v["version"]
+        for v in versions
+        if {t["key"]: t["value"] for t in v.get("tags", [])}.get("variant") == "fp32"
+    )
+    req = urllib.request.Request(
+        f"{platform['mlflow']}/api/2.0/mlflow/registered-models/alias",
+        data=json.dumps({"name": "text-embedder", "alias": "production", "version": fp32}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=30).read()
+    deadline = time.monotonic() + 300
+    served = None
+    while time.monotonic() < deadline:
+        served = _get_json(f"{platform['serving']}/models")["models"]["embedder"]["version"]
+        if served == fp32:
+            break
+        time.sleep(3)
+    assert served == fp32, (platform["home"] / "logs" / "dagster-daemon.log").read_text()[-3000:]
+
+
 def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
     proc, home = platform["proc"], platform["home"]
     os.killpg(proc.pid, signal.SIGINT)
@@ -133,6 +180,7 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
         "ML_HOME": str(home),
         "ML_DAGSTER_PORT": str(_free_port()),
         "ML_MLFLOW_PORT": str(_free_port()),
+        "ML_SERVING_PORT": str(_free_port()),
     }
     again = subprocess.run(
         [sys.executable, "-m", "ml_assets.cli", "up", "--no-wait"],
