@@ -2,10 +2,11 @@
 
 from dagster import Definitions, in_process_executor
 
-from ml_assets import jobs
+from ml_assets import jobs, schedules
 from ml_assets.assets import (
     data,
     export,
+    ops,
     search,
     search_validation,
     serving,
@@ -23,9 +24,11 @@ defs = Definitions.merge(
     search.defs,
     search_validation.defs,
     serving.defs,
+    ops.defs,
     jobs.defs,
     reindex.defs,
     promotion.defs,
+    schedules.defs,
     resource_defs(),
     # One process per run: the graph is a chain, and a step process per asset would spend
     # more time importing than working on a 2-core machine.

@@ -30,6 +30,8 @@ def test_asset_graph_snapshot():
         "search_quality_report",
         "serving_bundle",
         "serving_deployment",
+        "nightly_validation",
+        "nightly_smoke",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -44,6 +46,8 @@ def test_asset_graph_snapshot():
         "search_quality_report": "validation",
         "serving_bundle": "serving",
         "serving_deployment": "serving",
+        "nightly_validation": "ops",
+        "nightly_smoke": "ops",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -56,6 +60,12 @@ def test_asset_graph_snapshot():
         "training_splits",
     ]
     assert parents["serving_bundle"] == ["embedding_model_onnx", "fraud_model_onnx"]
+    assert parents["nightly_validation"] == [
+        "export_validation_report",
+        "raw_transactions",
+        "search_quality_report",
+    ]
+    assert parents["nightly_smoke"] == ["serving_bundle"]
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
 
@@ -76,6 +86,8 @@ def test_checks_are_blocking():
         ("embedding_model_onnx", "int8_retrieval"),
         ("search_quality_report", "hybrid_not_worse"),
         ("serving_bundle", "smoke"),
+        ("nightly_validation", "no_regression"),
+        ("nightly_smoke", "no_regression"),
     }
     assert all(s.blocking for s in specs.values())
 
@@ -88,6 +100,12 @@ def test_jobs_and_resources():
     assert defs.resolve_job_def("reindex_job")
     assert defs.resolve_job_def("serving_job")
     assert defs.resolve_job_def("promote_model_job")
+    for name in ("nightly_validation_job", "nightly_smoke_job", "set_smoke_baseline_job"):
+        assert defs.resolve_job_def(name)
+    schedules = {s.name: s for s in defs.schedules or []}
+    assert set(schedules) == {"nightly_validation_schedule", "nightly_smoke_schedule"}
+    assert schedules["nightly_validation_schedule"].cron_schedule == "0 2 * * *"
+    assert all(s.execution_timezone == "UTC" for s in schedules.values())
     assert sorted(s.name for s in defs.sensors or []) == [
         "model_promotion_sensor",
         "reindex_sensor",

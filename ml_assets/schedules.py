@@ -1,0 +1,57 @@
+"""The nightly schedules: each tick runs the daily partition of the UTC day that just ended.
+
+Missed nights are backfilled from the UI (or `dagster job backfill`) over the same partitions;
+the run key makes a re-evaluated tick idempotent.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import (
+    DefaultScheduleStatus,
+    Definitions,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+
+from ml_assets.assets.ops import DAILY, nightly_smoke_job, nightly_validation_job
+
+
+def night_for(scheduled: datetime) -> str | None:
+    """The partition a tick at `scheduled` runs: the last complete UTC day before it."""
+    day = (scheduled.astimezone(UTC) - timedelta(days=1)).date()
+    return day.isoformat() if day >= DAILY.start.date() else None
+
+
+def _request(job_name: str, context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    key = night_for(context.scheduled_execution_time)
+    if key is None:
+        return SkipReason("no complete day since the partitions' start date")
+    return RunRequest(run_key=f"{job_name}:{key}", partition_key=key)
+
+
+@schedule(
+    job=nightly_validation_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="02:00 UTC: expectations, export parity and search quality on production.",
+)
+def nightly_validation_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    return _request(nightly_validation_job.name, context)
+
+
+# An hour after the validation, so the load run does not share two cores with it.
+@schedule(
+    job=nightly_smoke_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="03:00 UTC: the production Bento under the nightly load profile.",
+)
+def nightly_smoke_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    return _request(nightly_smoke_job.name, context)
+
+
+defs = Definitions(schedules=[nightly_validation_schedule, nightly_smoke_schedule])

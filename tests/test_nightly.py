@@ -1,0 +1,398 @@
+"""Nightly validation and smoke: schedules, a real load run against `bentoml serve`, the
+regression checks, the webhook alert, and failed nights recorded as failed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    RunRequest,
+    SkipReason,
+    build_schedule_context,
+    materialize,
+)
+
+from ml_assets import schedules
+from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
+from ml_assets.assets.export import embedding_model_onnx, fraud_model_onnx
+from ml_assets.assets.ops import (
+    WEBHOOK_ENV,
+    nightly_dir,
+    nightly_smoke,
+    nightly_validation,
+    set_smoke_baseline_job,
+)
+from ml_assets.assets.search import embedding_index, search_corpus
+from ml_assets.assets.search_validation import search_quality_report
+from ml_assets.assets.serving import serving_bundle
+from ml_assets.assets.training import fraud_model
+from ml_assets.assets.validation import export_validation_report
+from ml_assets.core import nightly, promotion
+from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.resources import MlflowResource
+from ml_assets.resources.defaults import local_resources
+from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
+from ml_assets.serving_process import start_server
+from tests.conftest import TEST_ROWS
+from tests.helpers import failure_text, run_config
+
+LINEAGE = [
+    raw_transactions,
+    raw_transactions_expectations,
+    training_splits,
+    fraud_model,
+    fraud_model_onnx,
+    export_validation_report,
+    search_corpus,
+    embedding_model_onnx,
+    embedding_index,
+    search_quality_report,
+]
+# ~7 s of load: the production shape (10 → 50 → 100 users → 10), compressed.
+SHORT = {
+    "warmup_s": 1.5,
+    "ramp_s": 2.0,
+    "peak_s": 3.0,
+    "cooldown_s": 1.0,
+    "workers": 1,
+}
+
+
+# ---- pure logic and schedules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "job"),
+    [
+        (nightly_validation_schedule, "nightly_validation_job"),
+        (nightly_smoke_schedule, "nightly_smoke_job"),
+    ],
+)
+def test_schedule_runs_the_day_that_ended(schedule, job):
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == job
+    tick = datetime(2026, 11, 24, 2 if job == "nightly_validation_job" else 3, tzinfo=UTC)
+    request = schedule(build_schedule_context(scheduled_execution_time=tick))
+    assert isinstance(request, RunRequest)
+    assert request.partition_key == "2026-11-23"
+    assert request.run_key == f"{job}:2026-11-23"
+    # Before the first complete day there is nothing to run.
+    first = datetime(2026, 11, 1, 2, tzinfo=UTC)
+    skip = schedule(build_schedule_context(scheduled_execution_time=first))
+    assert isinstance(skip, SkipReason) and "no complete day" in skip.skip_message
+
+
+def test_schedule_crons():
+    assert nightly_validation_schedule.cron_schedule == "0 2 * * *"
+    assert nightly_smoke_schedule.cron_schedule == "0 3 * * *"
+
+
+def test_ops_and_schedules_definitions_load():
+    from ml_assets.assets import ops
+    from ml_assets.resources.defaults import resource_defs
+
+    defs = Definitions.merge(ops.defs, schedules.defs, resource_defs())
+    Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    for key in ("nightly_validation", "nightly_smoke"):
+        node = graph.get(AssetKey(key))
+        assert node.group_name == "ops" and node.partitions_def == ops.DAILY
+    assert ops.DAILY.timezone == "UTC"
+    for name in ("nightly_validation_job", "nightly_smoke_job", "set_smoke_baseline_job"):
+        assert defs.resolve_job_def(name)
+    assert {s.name for s in defs.schedules} == {
+        "nightly_validation_schedule",
+        "nightly_smoke_schedule",
+    }
+
+
+def test_load_profile_shape():
+    stages = nightly.load_profile(warmup_s=1, ramp_s=2, peak_s=4, cooldown_s=1)
+    assert [(s.name, s.users) for s in stages] == [
+        ("warm-up", 10),
+        ("ramp", 50),
+        ("peak", 100),
+        ("cool-down", 10),
+    ]
+    assert stages[1].spawn_rate == pytest.approx(20.0)
+    with pytest.raises(ValueError):
+        nightly.load_profile(warmup_users=60)
+
+
+STATS = {"requests": 1000, "failures": 0, "error_rate": 0.0, "p95_ms": 20.0}
+
+
+@pytest.mark.parametrize(
+    ("stats", "base_p95", "expected"),
+    [
+        (STATS, None, []),
+        (STATS, 20.0, []),
+        (STATS, 18.5, []),  # 20 <= 18.5 * 1.1
+        (STATS, 18.0, ["p95 20.0 ms > baseline 18.0 ms"]),
+        ({**STATS, "failures": 11, "error_rate": 0.011}, None, ["error rate 1.10% > 1%"]),
+        ({**STATS, "failures": 10, "error_rate": 0.01}, 20.0, []),
+        ({**STATS, "requests": 0}, 20.0, ["no requests completed"]),
+    ],
+)
+def test_smoke_regressions(stats, base_p95, expected):
+    baseline = None if base_p95 is None else {"endpoints": {"/v1/score": {"p95_ms": base_p95}}}
+    found = nightly.smoke_regressions({"/v1/score": stats}, baseline)
+    assert len(found) == len(expected)
+    for f, e in zip(found, expected, strict=True):
+        assert e in f
+
+
+# ---- fixtures: the real platform ------------------------------------------------------------
+
+
+def _ref(root: Path, asset: str) -> ArtifactRef:
+    return ArtifactRef.from_json((root / "refs" / f"{asset}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str):
+    """The fraud and search lineage, both models promoted, and the production Bento built."""
+    root = tmp_path_factory.mktemp("nightly_artifacts")
+    home = tmp_path_factory.mktemp("nightly_bentoml")
+    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    instance = DagsterInstance.ephemeral()
+    assert materialize(
+        LINEAGE, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
+    ).success
+    client = mlflow_resource.client
+    for name, version in (
+        (promotion.FRAUD_MODEL, _ref(root, "fraud_model").extra["model_version"]),
+        (
+            promotion.TEXT_EMBEDDER,
+            _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"],
+        ),
+    ):
+        promotion.promote(
+            client,
+            vector_dsn,
+            name,
+            version,
+            actor="pytest",
+            reason="nightly fixture",
+            margin=1.0,
+            artifact_root=root,
+        )
+    assert materialize([serving_bundle], resources=resources, instance=instance).success
+    return {
+        "root": root,
+        "home": home,
+        "resources": resources,
+        "instance": instance,
+        "tag": _ref(root, "serving_bundle").extra["bento_tag"],
+    }
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """A tiny HTTP receiver on loopback that ML_ALERT_WEBHOOK_URL points at."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/alerts")
+    yield received
+    server.shutdown()
+
+
+def _record(platform, asset: str, key: str) -> dict:
+    return json.loads(
+        (nightly_dir(platform["resources"]["store"], asset) / f"{key}.json").read_text()
+    )
+
+
+def _run(platform, asset, key: str, config: dict | None = None, resources=None):
+    return materialize(
+        [asset],
+        partition_key=key,
+        resources=resources or platform["resources"],
+        instance=platform["instance"],
+        run_config={"ops": {asset.op.name: {"config": config or {}}}},
+        raise_on_error=False,
+    )
+
+
+def _check(result):
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+# ---- nightly validation ---------------------------------------------------------------------
+
+
+def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):
+    first = _run(platform, nightly_validation, "2026-11-20")
+    assert first.success, failure_text(first)
+    assert _check(first).passed
+    night = _record(platform, "nightly_validation", "2026-11-20")
+    assert night["status"] == "completed" and night["regressions"] == []
+    assert night["expectations"]["passed"] and night["expectations"]["evaluated"] > 10
+    assert night["fraud"]["max_abs_proba_diff"] <= night["thresholds"]["max_proba_diff"]
+    assert night["search"]["eval_ndcg_at_10"] == pytest.approx(
+        night["search"]["reported_eval_ndcg_at_10"]
+    )
+    md = first.get_asset_materialization_events()[0].materialization.metadata
+    assert md["trend"].value.startswith("![nightly validation trend](data:image/png;base64,")
+    assert not webhook
+
+    # A doctored earlier night that was much better: tonight is a regression against it.
+    doctored = json.loads(json.dumps(night))
+    doctored["partition"] = "2026-11-21"
+    doctored["fraud"]["onnx"]["pr_auc"] = min(1.0, night["fraud"]["onnx"]["pr_auc"] * 1.5)
+    doctored["search"]["hybrid_ndcg_at_10"] = night["search"]["hybrid_ndcg_at_10"] + 0.1
+    store_dir = nightly_dir(platform["resources"]["store"], "nightly_validation")
+    (store_dir / "2026-11-21.json").write_text(json.dumps(doctored))
+    second = _run(platform, nightly_validation, "2026-11-22")
+    assert not second.success
+    check = _check(second)
+    assert not check.passed
+    reasons = check.metadata["regressions"].value
+    assert any("pr_auc" in r and "2026-11-21" in r for r in reasons), reasons
+    assert any("hybrid nDCG@10" in r for r in reasons), reasons
+    assert "blocking" in failure_text(second)
+    assert _record(platform, "nightly_validation", "2026-11-22")["regressions"] == reasons
+    (alert,) = webhook
+    assert alert["event"] == "ml.nightly.regression" and alert["partition"] == "2026-11-22"
+
+
+def test_nightly_validation_without_upstream_is_a_failed_night(platform, tmp_path):
+    resources = {**platform["resources"]}
+    resources.update(local_resources(tmp_path, platform["resources"]["mlflow"]))
+    result = _run(platform, nightly_validation, "2026-11-20", resources=resources)
+    assert not result.success
+    assert "raw_transactions has never been materialized" in failure_text(result)
+    night = json.loads(
+        (tmp_path / "nightly" / "nightly_validation" / "2026-11-20.json").read_text()
+    )
+    assert night["status"] == "failed" and "raw_transactions" in night["reason"]
+
+
+# ---- nightly smoke --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(platform):
+    """The production Bento, served once for the runs that target a URL."""
+    proc = start_server(platform["tag"], bentoml_home=platform["home"], workers=1)
+    with proc:
+        proc.wait_ready(timeout_s=120)
+        yield proc.url
+
+
+def test_nightly_smoke_serves_the_bento_and_records_percentiles(platform, capsys):
+    result = _run(platform, nightly_smoke, "2026-11-20", SHORT)
+    assert result.success, failure_text(result)
+    check = _check(result)
+    assert check.passed and "no p95 baseline" in check.description
+    night = _record(platform, "nightly_smoke", "2026-11-20")
+    assert night["status"] == "completed" and night["bento_tag"] == platform["tag"]
+    assert [s["users_reached"] for s in night["stages"]][:3] == [10, 50, 100]
+    for name in nightly.ENDPOINTS:
+        stats = night["endpoints"][name]
+        assert stats["requests"] > 0 and stats["error_rate"] <= 0.01, night["errors"]
+        assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+    md = result.get_asset_materialization_events()[0].materialization.metadata
+    with capsys.disabled():
+        print(f"\nnightly smoke {night['wall_s']:.1f} s:\n{md['results'].value}")
+
+    adopt = set_smoke_baseline_job.execute_in_process(
+        run_config={
+            "ops": {
+                "adopt_smoke_baseline": {
+                    "config": {"partition": "2026-11-20", "reason": "first night", "actor": "qa"}
+                }
+            }
+        },
+        resources={"store": platform["resources"]["store"]},
+        instance=platform["instance"],
+    )
+    assert adopt.success
+    baseline = json.loads(
+        (nightly_dir(platform["resources"]["store"], "nightly_smoke") / "baseline.json").read_text()
+    )
+    assert baseline["partition"] == "2026-11-20" and baseline["set_by"] == "qa"
+    assert baseline["reason"] == "first night" and baseline["endpoints"] == night["endpoints"]
+
+
+def test_smoke_regression_fails_the_run_and_alerts(platform, served, webhook):
+    store_dir = nightly_dir(platform["resources"]["store"], "nightly_smoke")
+    tiny = {
+        "schema": nightly.BASELINE_SCHEMA,
+        "partition": "2026-11-19",
+        "endpoints": {e: {"p95_ms": 0.01} for e in nightly.ENDPOINTS},
+    }
+    (store_dir / "baseline.json").write_text(json.dumps(tiny))
+    result = _run(
+        platform,
+        nightly_smoke,
+        "2026-11-21",
+        {**SHORT, "target_url": served, "warmup_s": 1.0, "peak_s": 1.5, "ramp_s": 1.0},
+    )
+    assert not result.success
+    check = _check(result)
+    assert not check.passed
+    reasons = check.metadata["regressions"].value
+    assert {r.split(":")[0] for r in reasons} == set(nightly.ENDPOINTS)
+    assert all("> baseline 0.0 ms" in r for r in reasons), reasons
+    night = _record(platform, "nightly_smoke", "2026-11-21")
+    assert night["status"] == "completed" and night["regressions"] == reasons
+    assert night["target"] == served
+    (alert,) = webhook
+    assert alert["event"] == "ml.nightly.regression" and alert["reasons"] == reasons
+
+
+def test_server_that_never_starts_is_a_failed_night(platform, webhook):
+    result = _run(platform, nightly_smoke, "2026-11-22", {**SHORT, "bento_tag": "nope:missing"})
+    assert not result.success
+    text = failure_text(result)
+    assert "recorded as failed" in text and "did not become ready" in text
+    night = _record(platform, "nightly_smoke", "2026-11-22")
+    assert night["status"] == "failed" and "nope:missing" in night["reason"]
+    assert not result.get_asset_materialization_events()
+    (alert,) = webhook
+    assert alert["event"] == "ml.nightly.failed" and "nope:missing" in alert["reasons"][0]
+    # A failed night cannot become the baseline.
+    adopt = set_smoke_baseline_job.execute_in_process(
+        run_config={
+            "ops": {"adopt_smoke_baseline": {"config": {"partition": "2026-11-22", "reason": "no"}}}
+        },
+        resources={"store": platform["resources"]["store"]},
+        instance=platform["instance"],
+        raise_on_error=False,
+    )
+    assert not adopt.success and "cannot be a baseline" in failure_text(adopt)
+
+
+def test_unreachable_target_is_a_regression_not_a_pass(platform):
+    result = _run(
+        platform,
+        nightly_smoke,
+        "2026-11-23",
+        {**SHORT, "target_url": "http://127.0.0.1:9", "warmup_s": 1.0, "peak_s": 1.0},
+    )
+    assert not result.success
+    reasons = _check(result).metadata["regressions"].value
+    assert any("error rate 100.00%" in r for r in reasons), reasons
