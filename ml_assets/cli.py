@@ -277,6 +277,9 @@ def up(args: argparse.Namespace) -> int:
         _say("running; press Ctrl-C to stop")
         while all(p.poll() is None for p in [*procs, *(s.proc for s in servers)]):
             time.sleep(1)
+        # Ctrl-C reaches the whole process group: a child can exit on it a moment before our
+        # own KeyboardInterrupt is raised. Give it time to arrive before calling this a crash.
+        time.sleep(3)
         dead = [p.args[0] for p in [*procs, *(s.proc for s in servers)] if p.poll() is not None]
         _say(f"{', '.join(dead)} exited; see {logs}. Stopping the rest.")
         return 1

@@ -405,6 +405,11 @@ def test_promote_sensor_bundle_reload_under_load_then_rollback(server, platform)
         assert after and set(after) == {b}, "every worker serves the new version"
         assert {v for ts, v in seen if ts < start} == {a}
         first_new = min(ts for ts, v in seen if v == b) - start
+        last_old = max((ts for ts, v in seen if v == a), default=start) - start
+        print(
+            f"\nreload: {len(seen)} requests, 0 failed; first answer from {b} "
+            f"{first_new:.3f} s after the reload call, last from {a} at {last_old:.3f} s"
+        )
         assert first_new < 2.0
         # Rollback: promote the earlier version (its bundle is still in the model store).
         _promote(platform, FRAUD, platform["fraud_a"], reason="rollback drill", rollback=True)
