@@ -170,6 +170,10 @@ def up(args: argparse.Namespace) -> int:
             _say("embedded PostgreSQL stopped (data kept)")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A shell starting us in the background (`up &`, CI) leaves SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt: take Ctrl-C back, or the group's Ctrl-C stops only our
+    # children and we report their exit as a crash.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logs = settings.home / "logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -279,7 +283,7 @@ def up(args: argparse.Namespace) -> int:
             time.sleep(1)
         # Ctrl-C reaches the whole process group: a child can exit on it a moment before our
         # own KeyboardInterrupt is raised. Give it time to arrive before calling this a crash.
-        time.sleep(3)
+        time.sleep(1)
         dead = [p.args[0] for p in [*procs, *(s.proc for s in servers)] if p.poll() is not None]
         _say(f"{', '.join(dead)} exited; see {logs}. Stopping the rest.")
         return 1
