@@ -141,10 +141,10 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
 
 
 def latest_bento(env: dict[str, str]) -> str | None:
-    import json
+    from ml_assets.resources.storage import latest_ref
 
-    ref = Path(env["ML_ARTIFACT_ROOT"]) / "refs" / "serving_bundle.json"
-    return json.loads(ref.read_text())["extra"]["bento_tag"] if ref.exists() else None
+    ref = latest_ref(env["ML_ARTIFACT_ROOT"], "serving_bundle")
+    return ref.extra["bento_tag"] if ref else None
 
 
 def up(args: argparse.Namespace) -> int:

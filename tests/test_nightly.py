@@ -39,6 +39,7 @@ from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
 from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
@@ -154,7 +155,9 @@ def test_smoke_regressions(stats, base_p95, expected):
 
 
 def _ref(root: Path, asset: str) -> ArtifactRef:
-    return ArtifactRef.from_json((root / "refs" / f"{asset}.json").read_text())
+    ref = latest_ref(root, asset)
+    assert ref is not None, f"{asset} was not materialized"
+    return ref
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from ml_assets.core.search_index import (
 )
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
 from tests.helpers import failure_text, latest_metadata
 
 SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
@@ -53,7 +54,9 @@ def env(
 
 
 def _ref(env, asset: str) -> ArtifactRef:
-    return ArtifactRef.from_json((env["root"] / "refs" / f"{asset}.json").read_text())
+    ref = latest_ref(env["root"], asset)
+    assert ref is not None, f"{asset} was not materialized"
+    return ref
 
 
 def _embedder(env):

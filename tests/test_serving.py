@@ -30,6 +30,7 @@ from ml_assets.core.corpus import default_corpus_path, load_corpus
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.promotion import model_promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
@@ -49,7 +50,9 @@ FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
 
 
 def _ref(root: Path, asset: str) -> ArtifactRef:
-    return ArtifactRef.from_json((root / "refs" / f"{asset}.json").read_text())
+    ref = latest_ref(root, asset)
+    assert ref is not None, f"{asset} was not materialized"
+    return ref
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from ml_assets.assets.search import load_embedder
 from ml_assets.assets.serving import SMOKE_TRANSACTION, production_version
-from ml_assets.assets.validation import ExportValidationConfig, _latencies_ms
+from ml_assets.assets.validation import ExportValidationConfig, latencies_ms
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
 from ml_assets.core.corpus import load_queries
@@ -58,6 +58,7 @@ from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
+from ml_assets.resources.storage import latest_ref as stored_ref
 from ml_assets.serving_process import start_server
 
 GROUP = "ops"
@@ -75,10 +76,10 @@ def nightly_dir(store: ArtifactStore, asset_name: str) -> Path:
 
 def latest_ref(store: ArtifactStore, asset_name: str) -> ArtifactRef:
     """The latest materialization's ref, as ArtifactRefIOManager stored it."""
-    path = Path(store.base_dir) / "refs" / f"{asset_name}.json"
-    if not path.exists():
+    ref = stored_ref(store.base_dir, asset_name)
+    if ref is None:
         raise Failure(f"{asset_name} has never been materialized; materialize it first.")
-    return ArtifactRef.from_json(path.read_text())
+    return ref
 
 
 def alert(context: AssetExecutionContext, event: str, reasons: list[str], **extra: Any) -> None:
@@ -155,8 +156,8 @@ def _fraud_parity(
     rows = [test.iloc[[i]][list(FEATURES)] for i in range(n)]
     records = test[list(FEATURES)].head(n).to_dict("records")
     warm = min(config.warmup_rows, n)
-    lat_native = _latencies_ms(lambda i: model.predict_proba(rows[i]), n, warm)
-    lat_onnx = _latencies_ms(lambda i: scorer.predict_records([records[i]]), n, warm)
+    lat_native = latencies_ms(lambda i: model.predict_proba(rows[i]), n, warm)
+    lat_onnx = latencies_ms(lambda i: scorer.predict_records([records[i]]), n, warm)
     return {
         "version": f"{mv.name}@{mv.version}",
         "onnx_sha256": tags["onnx_sha256"],

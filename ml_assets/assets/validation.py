@@ -43,7 +43,7 @@ class ExportValidationConfig(Config):
     warmup_rows: int = 30
 
 
-def _latencies_ms(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
+def latencies_ms(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
     for i in range(warmup):
         fn(i)
     out = np.empty(n)
@@ -112,8 +112,8 @@ def export_validation_report(
         rows = [test.iloc[[i]][list(FEATURES)] for i in range(n)]
         records = test[list(FEATURES)].head(n).to_dict("records")
         warm = min(config.warmup_rows, n)
-        lat_native = _latencies_ms(lambda i: model.predict_proba(rows[i]), n, warm)
-        lat_onnx = _latencies_ms(lambda i: scorer.predict_records([records[i]]), n, warm)
+        lat_native = latencies_ms(lambda i: model.predict_proba(rows[i]), n, warm)
+        lat_onnx = latencies_ms(lambda i: scorer.predict_records([records[i]]), n, warm)
         latency = {"native": _pct(lat_native), "onnx": _pct(lat_onnx), "rows": n}
 
         # Hashed content: everything that is a function of the inputs. Latency is a property of

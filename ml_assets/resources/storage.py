@@ -10,6 +10,18 @@ from pydantic import Field
 from ml_assets.core.artifacts import ArtifactRef, ContentStore, atomic_write
 
 
+def ref_path(base_dir: str | Path, asset: str, partition: str | None = None) -> Path:
+    """Where ArtifactRefIOManager keeps an asset's latest ref (per partition if partitioned)."""
+    leaf = f"{asset}@{partition}.json" if partition else f"{asset}.json"
+    return Path(base_dir) / "refs" / leaf
+
+
+def latest_ref(base_dir: str | Path, asset: str) -> ArtifactRef | None:
+    """The latest materialization's ref of an unpartitioned asset, or None if there is none."""
+    path = ref_path(base_dir, asset)
+    return ArtifactRef.from_json(path.read_text()) if path.exists() else None
+
+
 class ArtifactStore(ConfigurableResource):
     """Where asset bytes are written: `<base_dir>/<asset>/<sha256><suffix>`."""
 
@@ -29,9 +41,7 @@ class ArtifactRefIOManager(ConfigurableIOManager):
     base_dir: str = Field(description="Same directory as the ArtifactStore (ML_ARTIFACT_ROOT).")
 
     def _ref_path(self, key_path: list[str], partition: str | None) -> Path:
-        name = "__".join(key_path)
-        leaf = f"{name}@{partition}.json" if partition else f"{name}.json"
-        return Path(self.base_dir) / "refs" / leaf
+        return ref_path(self.base_dir, "__".join(key_path), partition)
 
     def handle_output(self, context: OutputContext, obj: ArtifactRef) -> None:
         if not isinstance(obj, ArtifactRef):
