@@ -195,25 +195,22 @@ class MLService:
         self._load_error = None
         for role, entry in models.entries.items():
             if old is not None and old.entries.get(role) != entry:
-                prev = old.entries[role]
-                self.metrics.model_loaded.labels(
-                    role=role,
-                    model=prev.registered_model,
-                    version=prev.version,
-                    sha256=prev.files["model.onnx"][:16],
-                ).set(0)
-            self.metrics.model_loaded.labels(
-                role=role,
-                model=entry.registered_model,
-                version=entry.version,
-                sha256=entry.files["model.onnx"][:16],
-            ).set(1)
+                self._mark_loaded(old.entries[role], 0)
+            self._mark_loaded(entry, 1)
         log.info(
             "serving generation %d: %s (service code %s)",
             models.generation,
             models.versions(),
             __file__,
         )
+
+    def _mark_loaded(self, entry: ModelEntry, value: int) -> None:
+        self.metrics.model_loaded.labels(
+            role=entry.role,
+            model=entry.registered_model,
+            version=entry.version,
+            sha256=entry.files["model.onnx"][:16],
+        ).set(value)
 
     def _follow_release(self) -> None:
         release = runtime.read_release(self._release)

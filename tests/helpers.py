@@ -6,6 +6,20 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
+from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
+from ml_assets.assets.export import fraud_model_onnx
+from ml_assets.assets.training import fraud_model
+from ml_assets.assets.validation import export_validation_report
+
+# The fraud lineage's asset definitions (with the expectations check), in materialization order.
+FRAUD_ASSETS = [
+    raw_transactions,
+    raw_transactions_expectations,
+    training_splits,
+    fraud_model,
+    fraud_model_onnx,
+    export_validation_report,
+]
 LINEAGE = (
     "raw_transactions",
     "training_splits",

@@ -18,16 +18,7 @@ from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
-from tests.helpers import LINEAGE, data_versions, latest_metadata, run_config
-
-ASSETS = [
-    raw_transactions,
-    raw_transactions_expectations,
-    training_splits,
-    fraud_model,
-    fraud_model_onnx,
-    export_validation_report,
-]
+from tests.helpers import FRAUD_ASSETS, LINEAGE, data_versions, latest_metadata, run_config
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,10 @@ def first_run(
 ):
     resources = local_resources(shared_root, mlflow_resource)
     result = materialize(
-        ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
+        FRAUD_ASSETS,
+        resources=resources,
+        instance=dagster_instance,
+        run_config=run_config(TEST_ROWS),
     )
     return result, resources
 
@@ -104,7 +98,10 @@ def test_rerun_gives_identical_hashes_and_a_seed_change_changes_them(
     result, resources = first_run
     first = data_versions(result)
     again = materialize(
-        ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
+        FRAUD_ASSETS,
+        resources=resources,
+        instance=dagster_instance,
+        run_config=run_config(TEST_ROWS),
     )
     assert again.success
     second = data_versions(again)
@@ -112,7 +109,7 @@ def test_rerun_gives_identical_hashes_and_a_seed_change_changes_them(
     assert second == first
 
     reseeded = materialize(
-        ASSETS,
+        FRAUD_ASSETS,
         resources=resources,
         instance=dagster_instance,
         run_config=run_config(TEST_ROWS, seed=8),
@@ -140,7 +137,10 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
         return get_stale_status_resolver(dagster_instance, asset_defs).get_status(AssetKey(key))
 
     assert materialize(
-        ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
+        FRAUD_ASSETS,
+        resources=resources,
+        instance=dagster_instance,
+        run_config=run_config(TEST_ROWS),
     ).success
     assert all(status(assets, a) == StaleStatus.FRESH for a in LINEAGE)
 

@@ -21,8 +21,7 @@ from dagster import (
 )
 
 from ml_assets import schedules
-from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
-from ml_assets.assets.export import embedding_model_onnx, fraud_model_onnx
+from ml_assets.assets.export import embedding_model_onnx
 from ml_assets.assets.ops import (
     WEBHOOK_ENV,
     nightly_dir,
@@ -33,8 +32,6 @@ from ml_assets.assets.ops import (
 from ml_assets.assets.search import embedding_index, search_corpus
 from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.assets.serving import serving_bundle
-from ml_assets.assets.training import fraud_model
-from ml_assets.assets.validation import export_validation_report
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.resources import MlflowResource
@@ -43,15 +40,10 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import failure_text, run_config
+from tests.helpers import FRAUD_ASSETS, failure_text, run_config
 
 LINEAGE = [
-    raw_transactions,
-    raw_transactions_expectations,
-    training_splits,
-    fraud_model,
-    fraud_model_onnx,
-    export_validation_report,
+    *FRAUD_ASSETS,
     search_corpus,
     embedding_model_onnx,
     embedding_index,

@@ -18,7 +18,6 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
-from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
 from ml_assets.assets.export import embedding_model_onnx, fraud_model_onnx
 from ml_assets.assets.search import embedding_index, search_corpus
 from ml_assets.assets.serving import SMOKE_TRANSACTION, serving_bundle, serving_bundle_smoke
@@ -34,16 +33,8 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.promotion import model_promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import run_config
+from tests.helpers import FRAUD_ASSETS, run_config
 
-FRAUD_ASSETS = [
-    raw_transactions,
-    raw_transactions_expectations,
-    training_splits,
-    fraud_model,
-    fraud_model_onnx,
-    export_validation_report,
-]
 SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index]
 API_KEY = "test-reload-key"
 FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER

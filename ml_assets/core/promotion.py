@@ -86,7 +86,8 @@ def _tags(client: MlflowClient, name: str, version: str) -> dict[str, str]:
     return dict(client.get_model_version(name, version).tags)
 
 
-def _champion(client: MlflowClient, name: str) -> str | None:
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version `name`'s production alias points at, or None."""
     try:
         return str(client.get_model_version_by_alias(name, PRODUCTION_ALIAS).version)
     except MlflowException:
@@ -187,7 +188,7 @@ def evaluate(
         mv = client.get_model_version(name, version)
     except MlflowException as exc:
         raise ValueError(f"{name} has no version {version} in the MLflow registry") from exc
-    champion = _champion(client, name)
+    champion = champion_version(client, name)
     decision = Decision(
         model=name,
         version=version,
@@ -337,7 +338,7 @@ def bootstrap(
     passes every gate (for the embedder, of `variant`, the one the index is built with)."""
     promoted: dict[str, str] = {}
     for name in (FRAUD_MODEL, TEXT_EMBEDDER):
-        if _champion(client, name) is not None:
+        if champion_version(client, name) is not None:
             continue
         versions = sorted(
             client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)

@@ -16,24 +16,16 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from mlflow.exceptions import MlflowException
 
 from ml_assets.assets.serving import serving_job
+from ml_assets.core.promotion import champion_version
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS, REGISTERED
 from ml_assets.resources.mlflow import MlflowResource
 
 
 def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:
     """{registered model: version the `production` alias points at, or None}."""
-    out: dict[str, str | None] = {}
-    for name in sorted(REGISTERED.values()):
-        try:
-            out[name] = str(
-                mlflow.client.get_model_version_by_alias(name, PRODUCTION_ALIAS).version
-            )
-        except MlflowException:
-            out[name] = None
-    return out
+    return {name: champion_version(mlflow.client, name) for name in sorted(REGISTERED.values())}
 
 
 def decide(
