@@ -15,8 +15,14 @@ from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
-from tests.helpers import LINEAGE, failure_text, latest_metadata, latest_storage_id, run_config
-from tests.test_lineage import ASSETS
+from tests.helpers import (
+    FRAUD_ASSETS,
+    LINEAGE,
+    failure_text,
+    latest_metadata,
+    latest_storage_id,
+    run_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,10 @@ def good_state(
     root = tmp_path_factory.mktemp("bad_input_artifacts")
     resources = local_resources(root, mlflow_resource)
     assert materialize(
-        ASSETS, resources=resources, instance=dagster_instance, run_config=run_config(TEST_ROWS)
+        FRAUD_ASSETS,
+        resources=resources,
+        instance=dagster_instance,
+        run_config=run_config(TEST_ROWS),
     ).success
     return resources
 
@@ -85,7 +94,7 @@ def test_bad_file_is_stopped_by_the_blocking_check(
     before = _snapshot(dagster_instance, client)
     path = _write(tmp_path, f"{case}.csv", mutate(_frame()))
     result = materialize(
-        ASSETS,
+        FRAUD_ASSETS,
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(0, source_path=path),
@@ -128,7 +137,7 @@ def test_unreadable_file_fails_the_run_and_loses_nothing(
         path = tmp_path / "transactions.parquet"
         path.write_text("this is not parquet")
     result = materialize(
-        ASSETS,
+        FRAUD_ASSETS,
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(0, source_path=str(path)),
@@ -144,7 +153,7 @@ def test_unreadable_file_fails_the_run_and_loses_nothing(
 def test_good_file_is_ingested(good_state, dagster_instance, tmp_path):
     path = _write(tmp_path, "good.parquet", _frame())
     result = materialize(
-        ASSETS[:3],
+        FRAUD_ASSETS[:3],
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(0, source_path=path),
@@ -158,7 +167,7 @@ def test_good_file_is_ingested(good_state, dagster_instance, tmp_path):
 def test_tampered_artifact_is_refused(good_state, dagster_instance, tmp_path):
     """A file changed after it was written is never loaded downstream."""
     assert materialize(
-        ASSETS[:3],
+        FRAUD_ASSETS[:3],
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(TEST_ROWS),
@@ -168,7 +177,7 @@ def test_tampered_artifact_is_refused(good_state, dagster_instance, tmp_path):
     try:
         path.write_bytes(original[:-10] + b"0123456789")
         result = materialize(
-            [training_splits.to_source_asset(), ASSETS[3]],
+            [training_splits.to_source_asset(), FRAUD_ASSETS[3]],
             resources=good_state,
             instance=dagster_instance,
             raise_on_error=False,
