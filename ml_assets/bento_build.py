@@ -28,8 +28,9 @@ CORE_MODULES = (
     "search_index",
     "corpus",
     "serving_bundle",
+    "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
 )
-SERVING_MODULES = ("__init__", "service", "runtime", "metrics")
+SERVING_MODULES = ("__init__", "service", "runtime", "metrics", "errors", "openapi")
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (
     "bentoml",
@@ -42,6 +43,7 @@ SERVING_PACKAGES = (
     "httpx",
     "pydantic",
     "prometheus-client",
+    "jsonschema",  # imported by ml_assets/core/events.py
 )
 
 

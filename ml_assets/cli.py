@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,8 @@ JOBS = ("fraud_lineage_job", "search_lineage_job")
 
 
 def _say(msg: str) -> None:
-    print(f"[ml-assets] {msg}", flush=True)
+    # Status goes to stderr: stdout is for what a caller consumes (`eval "$(ml-assets env)"`).
+    print(f"[ml-assets] {msg}", file=sys.stderr, flush=True)
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -132,12 +134,18 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
     from ml_assets.core import promotion
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    return promotion.bootstrap(
-        client,
-        env["ML_VECTOR_PG_DSN"],
-        artifact_root=Path(env["ML_ARTIFACT_ROOT"]),
-        actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
-    )
+    os.environ.update(env)
+    from dagster import DagsterInstance
+
+    from ml_assets.dagster_records import DagsterRecords
+
+    with DagsterInstance.get() as instance:
+        return promotion.bootstrap(
+            client,
+            env["ML_VECTOR_PG_DSN"],
+            records=DagsterRecords(instance),
+            actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
+        )
 
 
 def latest_bento(env: dict[str, str]) -> str | None:
@@ -294,11 +302,12 @@ def up(args: argparse.Namespace) -> int:
 
 
 def env_cmd(_: argparse.Namespace) -> int:
-    """Print the environment for running dagster/mlflow commands against the platform."""
+    """Print the environment for running dagster/mlflow commands against the platform: only
+    `export` lines on stdout, shell-quoted, for `eval "$(ml-assets env)"`."""
     settings = Settings.from_env()
     env = prepare(settings)
     for key, value in sorted(env.items()):
-        print(f"export {key}='{value}'")
+        print(f"export {key}={shlex.quote(value)}")
     return 0
 
 
@@ -312,18 +321,24 @@ def promote_cmd(args: argparse.Namespace) -> int:
     env = prepare(settings)
     # The registry lives in MLflow's database: reachable with or without `ml-assets up`.
     client = MlflowClient(settings.mlflow_tracking_uri or env["MLFLOW_BACKEND_STORE_URI"])
+    os.environ.update(env)
+    from dagster import DagsterInstance
+
+    from ml_assets.dagster_records import DagsterRecords
+
     try:
-        event = promotion.promote(
-            client,
-            env["ML_VECTOR_PG_DSN"],
-            args.model,
-            args.version,
-            actor=args.actor or os.environ.get("USER", "cli"),
-            reason=args.reason,
-            margin=args.margin,
-            rollback=args.command == "rollback",
-            artifact_root=Path(env["ML_ARTIFACT_ROOT"]),
-        )
+        with DagsterInstance.get() as instance:
+            event = promotion.promote(
+                client,
+                env["ML_VECTOR_PG_DSN"],
+                args.model,
+                args.version,
+                records=DagsterRecords(instance),
+                actor=args.actor or os.environ.get("USER", "cli"),
+                reason=args.reason,
+                margin=args.margin,
+                rollback=args.command == "rollback",
+            )
     except promotion.PromotionRejected as exc:
         _say(str(exc))
         for gate in exc.decision.gates:
@@ -339,6 +354,26 @@ def promote_cmd(args: argparse.Namespace) -> int:
         f"(was v{event['previous_version']}); event {event['event_id']}. The "
         "model_promotion_sensor bundles it and switches the endpoint."
     )
+    return 0
+
+
+def reindex_cmd(args: argparse.Namespace) -> int:
+    """Append an `ml.embedding.reindex.request.v1` event; reindex_sensor runs reindex_job once."""
+    from ml_assets.core import reindex_requests
+
+    settings = Settings.from_env()
+    env = prepare(settings)
+    actor = args.actor or os.environ.get("USER", "cli")
+    try:
+        event = reindex_requests.append_request(env["ML_VECTOR_PG_DSN"], actor, args.reason)
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+    _say(
+        f"reindex requested by {actor}: event {event['event_id']}. reindex_sensor starts one "
+        f"reindex_job run for it (run key reindex-request:{event['event_id']})."
+    )
+    print(event["event_id"])  # stdout: the id alone, for scripts
     return 0
 
 
@@ -375,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         func=env_cmd
     )
     sub.add_parser("stop", help="stop a left-over embedded PostgreSQL").set_defaults(func=stop_cmd)
+    p_reindex = sub.add_parser(
+        "reindex", help="ask reindex_sensor for one reindex of the search index now"
+    )
+    p_reindex.add_argument("--reason", required=True, help="why (recorded with the event)")
+    p_reindex.add_argument("--actor", help="who (default: $USER)")
+    p_reindex.set_defaults(func=reindex_cmd)
     for name, text in (
         ("promote", "move a model's production alias to a version, through the gate"),
         ("rollback", "move it back to an earlier version (checks still apply)"),

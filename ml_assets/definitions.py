@@ -13,6 +13,7 @@ from ml_assets.assets import (
     training,
     validation,
 )
+from ml_assets.components.defs_folder import lineage_defs
 from ml_assets.resources.defaults import resource_defs
 from ml_assets.sensors import promotion, reindex
 
@@ -29,6 +30,8 @@ defs = Definitions.merge(
     reindex.defs,
     promotion.defs,
     schedules.defs,
+    # The declared lineages (Dagster Components in ml_assets/lineages), e.g. curves/….
+    lineage_defs(),
     resource_defs(),
     # One process per run: the graph is a chain, and a step process per asset would spend
     # more time importing than working on a 2-core machine.

@@ -29,6 +29,7 @@ from ml_assets.core.serving_bundle import (
     BundleIntegrityError,
     ModelEntry,
     bento_tag,
+    require_verdicts,
     verify_model_dir,
     write_json_atomic,
 )
@@ -58,6 +59,9 @@ class LoadedModels:
     fraud: OnnxFraudScorer
     embedder: OnnxTextEmbedder
     generation: int
+    # The search configuration the quality report judged for this embedder (or why search is
+    # not served): it swaps together with the models.
+    search: dict[str, Any] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
     def versions(self) -> dict[str, str]:
@@ -69,11 +73,14 @@ def load_models(
     locate: Callable[[ModelEntry], Path],
     generation: int,
     embed_threads: int = 1,
+    search: dict[str, Any] | None = None,
 ) -> LoadedModels:
-    """Verify every file against its pinned sha256, then build the ONNX Runtime sessions."""
+    """Check each entry carries passed gate verdicts and every file its pinned sha256, then
+    build the ONNX Runtime sessions."""
     for role in (FRAUD, EMBEDDER):
         if role not in entries:
             raise BundleIntegrityError(f"the bundle has no {role} model")
+        require_verdicts(entries[role])
     fraud_dir = locate(entries[FRAUD])
     emb_dir = locate(entries[EMBEDDER])
     fraud_files = verify_model_dir(fraud_dir, entries[FRAUD])
@@ -85,7 +92,23 @@ def load_models(
         max_length=int(entries[EMBEDDER].info.get("max_length", 256)),
         intra_op_threads=embed_threads,
     )
-    return LoadedModels(dict(entries), fraud, embedder, generation)
+    return LoadedModels(
+        dict(entries), fraud, embedder, generation, search_for(entries[EMBEDDER], search)
+    )
+
+
+def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str, Any]:
+    """The bundle's search configuration if it was judged for exactly this embedder's bytes."""
+    if not search:
+        return {"enabled": False, "reason": "the bundle carries no search configuration"}
+    if search.get("enabled") and search.get("embedder_sha256") != embedder.files["model.onnx"]:
+        return {
+            "enabled": False,
+            "reason": f"the bundled search configuration was judged for text-embedder "
+            f"{str(search.get('embedder_sha256'))[:12]}, not {embedder.label}; rebuild the "
+            "bundle (serving_job) after search_quality_report ran with this embedder",
+        }
+    return dict(search)
 
 
 def model_entry_from_dir(model_dir: Path) -> ModelEntry:
@@ -174,25 +197,37 @@ def release_path() -> Path:
     return Path(tempfile.gettempdir()) / f"ml-assets-release-{os.getppid()}.json"
 
 
-def write_release(path: Path, entries: dict[str, ModelEntry], generation: int) -> None:
+@dataclass(frozen=True)
+class Release:
+    generation: int
+    entries: dict[str, ModelEntry]
+    search: dict[str, Any]
+
+
+def write_release(path: Path, models: LoadedModels) -> None:
     write_json_atomic(
         path,
         {
-            "generation": generation,
+            "generation": models.generation,
             "written_at": time.time(),
-            "models": {r: e.to_dict() for r, e in entries.items()},
+            "models": {r: e.to_dict() for r, e in models.entries.items()},
+            "search": models.search,
         },
     )
 
 
-def read_release(path: Path) -> tuple[int, dict[str, ModelEntry]] | None:
+def read_release(path: Path) -> Release | None:
     import json
 
     try:
         data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return int(data["generation"]), {r: ModelEntry.from_dict(d) for r, d in data["models"].items()}
+    return Release(
+        int(data["generation"]),
+        {r: ModelEntry.from_dict(d) for r, d in data["models"].items()},
+        dict(data.get("search") or {}),
+    )
 
 
 class ReleaseWatcher(threading.Thread):

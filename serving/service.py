@@ -36,7 +36,7 @@ from ml_assets.core.serving_bundle import (
     ModelEntry,
     entries_of,
 )
-from serving import runtime
+from serving import errors, openapi, runtime
 from serving.metrics import Metrics, create_metrics
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
@@ -63,6 +63,9 @@ def _bundle() -> dict[str, Any]:
 
 BUNDLE = _bundle()
 ENTRIES = entries_of(BUNDLE)
+# What search_quality_report judged for the bundled embedder (fusion weights and parameters),
+# or why search is not served: the service searches with exactly this.
+BUNDLE_SEARCH: dict[str, Any] = dict(BUNDLE.get("search") or {})
 
 
 # ---- request and response schemas (the API's schema is these pydantic models) -------------
@@ -182,9 +185,14 @@ class MLService:
     def _start_release(self) -> None:
         """Serve the latest release another worker wrote, or else the bundle's own models."""
         release = runtime.read_release(self._release)
-        generation, entries = release if release else (0, ENTRIES)
+        if release is None:
+            release = runtime.Release(0, ENTRIES, BUNDLE_SEARCH)
         try:
-            self._install(runtime.load_models(entries, _locate, generation))
+            self._install(
+                runtime.load_models(
+                    release.entries, _locate, release.generation, search=release.search
+                )
+            )
         except Exception as exc:  # not ready: /readyz says 503 and the log names the file
             self._load_error = str(exc)
             log.error("models not loaded, service not ready: %s", exc)
@@ -198,9 +206,10 @@ class MLService:
                 self._mark_loaded(old.entries[role], 0)
             self._mark_loaded(entry, 1)
         log.info(
-            "serving generation %d: %s (service code %s)",
+            "serving generation %d: %s, search %s (service code %s)",
             models.generation,
             models.versions(),
+            "on" if models.search.get("enabled") else f"off ({models.search.get('reason')})",
             __file__,
         )
 
@@ -215,10 +224,14 @@ class MLService:
     def _follow_release(self) -> None:
         release = runtime.read_release(self._release)
         current = self._models.generation if self._models else -1
-        if release is None or release[0] <= current:
+        if release is None or release.generation <= current:
             return
         with self._reload_lock:
-            self._install(runtime.load_models(release[1], _locate, release[0]))
+            self._install(
+                runtime.load_models(
+                    release.entries, _locate, release.generation, search=release.search
+                )
+            )
 
     def _error(self, kind: str, endpoint: str, exc: Exception) -> None:
         self.metrics.errors.labels(endpoint=endpoint, type=kind).inc()
@@ -300,16 +313,22 @@ class MLService:
             model_version=models.entries[EMBEDDER].label,
         )
 
-    def _conn(self):
-        """One connection per worker thread, reopened after the database went away."""
+    def _conn(self, fresh: bool = False):
+        """This worker thread's connection (autocommit: no read leaves a transaction open),
+        reopened when closed, or when `fresh` (the last one was found dead)."""
         from ml_assets.core.search_index import connect
 
         conn = getattr(self._local, "conn", None)
+        if fresh and conn is not None:
+            log.info("search connection lost, reconnecting")
+            self._local.conn = None
+            conn.close()
+            conn = None
         if conn is None or conn.closed:
             dsn = os.environ.get("ML_VECTOR_PG_DSN")
             if not dsn:
                 raise ServiceUnavailable("search is not configured: set ML_VECTOR_PG_DSN")
-            conn = connect(dsn)
+            conn = connect(dsn, autocommit=True)
             self._local.conn = conn
         return conn
 
@@ -329,12 +348,19 @@ class MLService:
         from ml_assets.core import search as search_lib
         from ml_assets.core.search_index import live_index
 
+        # Postgres text cannot hold NUL: a 400 here, not a DataError (500) in the query.
+        for label, value in (("query", query), ("tenant_id", tenant_id)):
+            if "\x00" in value:
+                raise InvalidArgument(f"{label} must not contain the NUL character (U+0000)")
+        for label, values in (("types", types), ("tags", tags)):
+            if values and any("\x00" in v for v in values):
+                raise InvalidArgument(f"{label} must not contain the NUL character (U+0000)")
         models = self._ready_models("search")
         emb = models.entries[EMBEDDER]
-        try:
-            conn = self._conn()
+        fusion = self._fusion(models)
+
+        def run(conn: psycopg.Connection) -> list[search_lib.SearchHit]:
             live = live_index(conn)
-            conn.rollback()
             if live is None:
                 raise ServiceUnavailable("no search index yet: materialize embedding_index")
             if live["model_version"] != emb.files["model.onnx"]:
@@ -344,7 +370,7 @@ class MLService:
                     f"{live['model_version'][:12]}, this server embeds with {emb.label} "
                     f"({emb.files['model.onnx'][:12]}); reindex with the served model"
                 )
-            hits = search_lib.search(
+            return search_lib.search(
                 conn,
                 models.embedder,
                 query,
@@ -353,14 +379,19 @@ class MLService:
                 tags=tags,
                 limit=limit,
                 mode=mode,
+                fusion=fusion,
             )
+
+        try:
+            # A dead connection (say the database restarted) is retried once on a new one.
+            hits = search_lib.retry_on_dead_connection(self._conn, run)
         except search_lib.UnknownTenantError as exc:
             self._error("unknown_tenant", "search", exc)
             raise NotFound(str(exc)) from exc
         except ValueError as exc:
             self._error("bad_input", "search", exc)
             raise InvalidArgument(str(exc)) from exc
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._local.conn = None
             self._error("database", "search", exc)
             raise ServiceUnavailable(f"the search database is unavailable: {exc}") from exc
@@ -382,6 +413,16 @@ class MLService:
             model_version=emb.label,
         )
 
+    def _fusion(self, models: runtime.LoadedModels) -> Any:
+        """The validated fusion weights; search is refused (503) when none were validated."""
+        from ml_assets.core.search import FusionWeights
+
+        search = models.search
+        if not search.get("enabled"):
+            self._error("search_not_validated", "search", RuntimeError(search.get("reason")))
+            raise ServiceUnavailable(f"search is not served: {search.get('reason')}")
+        return FusionWeights(**search["config"]["fusion"])
+
     # ---- operations ---------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
@@ -401,14 +442,20 @@ class MLService:
                     "sha256": e.files,
                     "provenance": e.provenance,
                     "info": e.info,
+                    "gate": e.gate,
                 }
                 for role, e in models.entries.items()
             },
+            "search": {} if models is None else models.search,
         }
 
     @bentoml.api(route="/reload")
-    def reload(self, ctx: bentoml.Context) -> dict[str, Any]:
-        """Switch every worker to the current MLflow `production` versions (API key)."""
+    def reload(self, ctx: bentoml.Context, bundle: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Switch every worker to the current MLflow `production` versions (API key).
+
+        `bundle`: the serving_bundle manifest of those versions (serving_deployment sends it);
+        its validated search configuration is served with them. Without it, search keeps its
+        configuration only while the embedder is unchanged."""
         expected = os.environ.get("ML_SERVING_API_KEY")
         given = ctx.request.headers.get("x-api-key") or ctx.request.headers.get(
             "authorization", ""
@@ -435,17 +482,51 @@ class MLService:
         except (runtime.RegistryError, BundleIntegrityError) as exc:
             self._error("registry", "reload", exc)
             raise ServiceUnavailable(str(exc)) from exc
+        search = self._reload_search(entries, bundle)
         with self._reload_lock:
             current = self._models
-            if current is not None and current.entries == entries:
+            if current is not None and current.entries == entries and current.search == search:
                 return {"changed": False, **self.describe(), "seconds": 0.0}
             release = runtime.read_release(self._release)
-            generation = max(current.generation if current else 0, release[0] if release else 0)
-            models = runtime.load_models(entries, _locate, generation + 1)
+            generation = max(
+                current.generation if current else 0, release.generation if release else 0
+            )
+            try:
+                models = runtime.load_models(entries, _locate, generation + 1, search=search)
+            except BundleIntegrityError as exc:
+                self._error("refused", "reload", exc)
+                raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
             self._install(models)
-            runtime.write_release(self._release, entries, models.generation)
+            runtime.write_release(self._release, models)
         self.metrics.reloads.inc()
         return {"changed": True, **self.describe(), "seconds": time.perf_counter() - start}
+
+    def _reload_search(
+        self, entries: dict[str, ModelEntry], bundle: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if bundle is not None:
+            try:
+                pinned = entries_of(bundle)
+            except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
+                raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
+            if {r: (e.label, e.files) for r, e in pinned.items()} != {
+                r: (e.label, e.files) for r, e in entries.items()
+            }:
+                raise BentoMLException(
+                    f"the bundle pins {sorted(e.label for e in pinned.values())}, production "
+                    f"is {sorted(e.label for e in entries.values())}; a newer promotion is in "
+                    "flight (its serving run reloads with its own bundle)",
+                    error_code=HTTPStatus.CONFLICT,
+                )
+            return dict(bundle.get("search") or {})
+        current = self._models
+        if current is not None and current.entries.get(EMBEDDER) == entries[EMBEDDER]:
+            return current.search
+        return {
+            "enabled": False,
+            "reason": "reloaded to a new embedder without its bundle: the search configuration "
+            "validated for it is unknown here (POST /reload with the serving_bundle manifest)",
+        }
 
 
 # GET routes (BentoML APIs are POST): /models describes what this worker serves. Mounted at
@@ -455,4 +536,10 @@ async def _models_route(_: Request) -> JSONResponse:
     return JSONResponse(instance.describe())
 
 
-MLService.mount_asgi_app(Starlette(routes=[Route("/models", _models_route)]), path="/")
+# One error body for every API error, 413/415 before BentoML reads a body (serving/errors.py);
+# this mount also comes before BentoML's own /docs.json, so the document served is the one
+# that declares those errors (serving/openapi.py).
+MLService.add_asgi_middleware(errors.UniformErrors)
+MLService.mount_asgi_app(
+    Starlette(routes=[Route("/models", _models_route), openapi.docs_route(MLService)]), path="/"
+)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
+from ml_assets.core.alerts import WEBHOOK_ENV
 from ml_assets.resources import MlflowResource
 from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
@@ -77,3 +81,26 @@ def vector_dsn(pg_dsn: str, request: pytest.FixtureRequest) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     return dsn
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """A tiny HTTP receiver on loopback that ML_ALERT_WEBHOOK_URL points at."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/alerts")
+    yield received
+    server.shutdown()

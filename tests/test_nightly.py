@@ -4,9 +4,7 @@ regression checks, the webhook alert, and failed nights recorded as failed."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from dagster import (
 from ml_assets import schedules
 from ml_assets.assets.export import embedding_model_onnx
 from ml_assets.assets.ops import (
-    WEBHOOK_ENV,
     nightly_dir,
     nightly_smoke,
     nightly_validation,
@@ -34,6 +31,7 @@ from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.assets.serving import serving_bundle
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
@@ -178,7 +176,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str)
             actor="pytest",
             reason="nightly fixture",
             margin=1.0,
-            artifact_root=root,
+            records=DagsterRecords(instance),
         )
     assert materialize([serving_bundle], resources=resources, instance=instance).success
     return {
@@ -188,29 +186,6 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str)
         "instance": instance,
         "tag": _ref(root, "serving_bundle").extra["bento_tag"],
     }
-
-
-@pytest.fixture
-def webhook(monkeypatch):
-    """A tiny HTTP receiver on loopback that ML_ALERT_WEBHOOK_URL points at."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/alerts")
-    yield received
-    server.shutdown()
 
 
 def _record(platform, asset: str, key: str) -> dict:

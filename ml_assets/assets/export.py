@@ -106,7 +106,7 @@ def fraud_model_onnx(
     )
 
 
-EMBEDDER_CODE_VERSION = "embedding_model_onnx@1"
+EMBEDDER_CODE_VERSION = "embedding_model_onnx@2"
 EMBEDDER_ASSET = "embedding_model_onnx"
 REGISTERED_EMBEDDER = "text-embedder"
 
@@ -207,6 +207,8 @@ def embedding_model_onnx(
             "parity": MetadataValue.json(parity),
             "fp32_sha256": MetadataValue.text(refs["fp32"].sha256),
             "int8_sha256": MetadataValue.text(refs["int8"].sha256),
+            "tokenizer_sha256": MetadataValue.text(tok_ref.sha256),
+            "registered_versions": MetadataValue.json(versions),
         },
     )
     yield AssetCheckResult(

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from dagster import (
     AssetCheckResult,
@@ -42,6 +41,7 @@ from ml_assets.assets.search import load_embedder
 from ml_assets.assets.serving import SMOKE_TRANSACTION, production_version
 from ml_assets.assets.validation import ExportValidationConfig, latencies_ms
 from ml_assets.core import nightly, promotion
+from ml_assets.core.alerts import send_alert
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
 from ml_assets.core.corpus import load_queries
 from ml_assets.core.expectations import validate_transactions
@@ -53,6 +53,7 @@ from ml_assets.core.plots import md_image
 from ml_assets.core.search import FusionWeights
 from ml_assets.core.search_eval import evaluate
 from ml_assets.core.serving_bundle import EMBEDDER, FRAUD, REGISTERED
+from ml_assets.dagster_records import DagsterRecords
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
@@ -65,7 +66,6 @@ GROUP = "ops"
 DAILY = DailyPartitionsDefinition(start_date="2026-11-01", timezone="UTC")
 VALIDATION, SMOKE = "nightly_validation", "nightly_smoke"
 VALIDATION_CODE_VERSION, SMOKE_CODE_VERSION = "nightly_validation@1", "nightly_smoke@1"
-WEBHOOK_ENV = "ML_ALERT_WEBHOOK_URL"
 SEARCH_TOLERANCE = 0.02  # SearchQualityConfig.tolerance, the hybrid_not_worse threshold
 EMBED_TEXTS = ["Henry Hub balance-of-month gas", "EUA Dec futures"]
 
@@ -84,9 +84,6 @@ def latest_ref(store: ArtifactStore, asset_name: str) -> ArtifactRef:
 
 def alert(context: AssetExecutionContext, event: str, reasons: list[str], **extra: Any) -> None:
     """POST the alert to ML_ALERT_WEBHOOK_URL when set; the run's failure is the other channel."""
-    url = os.environ.get(WEBHOOK_ENV)
-    if not url:
-        return
     payload = {
         "event": event,
         "asset": context.asset_key.to_user_string(),
@@ -95,10 +92,7 @@ def alert(context: AssetExecutionContext, event: str, reasons: list[str], **extr
         "reasons": reasons,
         **extra,
     }
-    try:
-        httpx.post(url, json=payload, timeout=10.0).raise_for_status()
-    except httpx.HTTPError as exc:
-        context.log.warning(f"alert webhook {url} failed: {exc}")
+    send_alert(payload, context.log)
 
 
 @contextmanager
@@ -185,7 +179,8 @@ def _search_quality(store: ArtifactStore, postgres: PostgresResource) -> dict[st
         store, latest_ref(store, "embedding_model_onnx"), "int8", index.extra["model_sha256"]
     )
     queries = load_queries()
-    vectors = embedder.embed([q.query for q in queries])
+    # One query per call, as /search embeds it (int8 quantizes activations per input tensor).
+    vectors = np.stack([embedder.embed([q.query])[0] for q in queries])
     with postgres.connect() as conn:
         scores = evaluate(conn, queries, vectors, FusionWeights(**report["fusion"]))
     tonight = {s.mode: s.ndcg_at_10 for s in scores if s.split == "eval"}
@@ -249,7 +244,7 @@ def nightly_validation(
         for role in (FRAUD, EMBEDDER):
             mv = production_version(client, REGISTERED[role])
             decision = promotion.evaluate(
-                client, mv.name, str(mv.version), artifact_root=Path(store.base_dir)
+                client, mv.name, str(mv.version), records=DagsterRecords(context.instance)
             )
             gates += [
                 {"model": f"{mv.name}@{mv.version}", **g.__dict__}

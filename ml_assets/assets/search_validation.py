@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from dataclasses import asdict
 
+import numpy as np
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -21,13 +22,13 @@ from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.corpus import load_queries
 from ml_assets.core.hashing import canonical_json
 from ml_assets.core.plots import md_image, mode_bars_png
-from ml_assets.core.search_eval import evaluate, hnsw_recall, tune_fusion
+from ml_assets.core.search_eval import evaluate, hnsw_recall, rank_all, served_config, tune_fusion
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "validation"
-CODE_VERSION = "search_quality_report@1"
+CODE_VERSION = "search_quality_report@2"
 ASSET = "search_quality_report"
 
 
@@ -64,7 +65,9 @@ def search_quality_report(
         embedder, _ = load_embedder(
             store, embedding_model_onnx, "int8", embedding_index.extra["model_sha256"]
         )
-        vectors = embedder.embed([q.query for q in queries])
+        # One query per call, as /search embeds it: the int8 model quantizes activations per
+        # input tensor, so a batch's padding and neighbours would shift every vector.
+        vectors = np.stack([embedder.embed([q.query])[0] for q in queries])
         tune_idx = [i for i, q in enumerate(queries) if q.split == "tune"]
         with postgres.connect() as conn:
             fusion, trials = tune_fusion(conn, [queries[i] for i in tune_idx], vectors[tune_idx])
@@ -74,12 +77,20 @@ def search_quality_report(
             for q, v in zip(queries, vectors, strict=True):
                 per_tenant.setdefault(q.tenant_id, []).append((q.tenant_id, v))
             recall = {t: hnsw_recall(conn, pairs) for t, pairs in sorted(per_tenant.items())}
+            # The judged configuration's own ranking of every labelled query: what the bundle
+            # serves must reproduce it (tests/test_serving.py asks the endpoint).
+            hybrid = rank_all(conn, queries, vectors, "hybrid", fusion)
+        rankings = {q.id: ids for q, ids in zip(queries, hybrid, strict=True)}
+        search_config = served_config(fusion)
         rows = [asdict(s) for s in scores]
         report = {
             "schema": "ml-assets.search-quality.v1",
             "index": embedding_index.sha256,
             "fusion": asdict(fusion),
+            "search_config": search_config,
+            "embedder_sha256": embedding_index.extra["model_sha256"],
             "fusion_trials": trials,
+            "hybrid_rankings": rankings,
             "scores": rows,
             "hnsw_recall_at_10": recall,
         }
@@ -104,6 +115,8 @@ def search_quality_report(
             "quality": MetadataValue.md(md_table(rows)),
             "chart": MetadataValue.md(md_image(chart, "search quality")),
             "fusion": MetadataValue.json(asdict(fusion)),
+            "search_config": MetadataValue.json(search_config),
+            "embedder_sha256": MetadataValue.text(embedding_index.extra["model_sha256"]),
             "fusion_trials": MetadataValue.md(md_table(trials)),
             "hnsw_recall_at_10": MetadataValue.json(recall),
             "eval_ndcg_at_10_hybrid": MetadataValue.float(hybrid),

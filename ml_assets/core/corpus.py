@@ -79,19 +79,37 @@ def _data_file(name: str) -> Path:
     return Path(str(resources.files("ml_assets").joinpath("data", name)))
 
 
-def default_corpus_path() -> Path:
-    """The corpus shipped inside the package."""
-    return _data_file("search_corpus.jsonl")
+# The labelled sets shipped with the package: name -> (corpus, queries, tenant list) files.
+# "search": the generated energy-trading catalogue; "docs": passages of Python standard-library
+# docstrings (scripts/build_docs_corpus.py), real text nobody here wrote.
+DATASETS: dict[str, tuple[str, str, str]] = {
+    "search": ("search_corpus.jsonl", "search_queries.jsonl", "tenants.json"),
+    "docs": ("docs_corpus.jsonl", "docs_queries.jsonl", "docs_tenants.json"),
+}
 
 
-def default_queries_path() -> Path:
-    """The labelled query set shipped inside the package."""
-    return _data_file("search_queries.jsonl")
+def _dataset_files(dataset: str) -> tuple[str, str, str]:
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise CorpusError(
+            f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}"
+        ) from None
 
 
-def known_tenants() -> tuple[str, ...]:
-    """The tenant ids listed in the packaged tenants.json."""
-    path = _data_file("tenants.json")
+def default_corpus_path(dataset: str = "search") -> Path:
+    """The corpus shipped inside the package (`dataset` names one of DATASETS)."""
+    return _data_file(_dataset_files(dataset)[0])
+
+
+def default_queries_path(dataset: str = "search") -> Path:
+    """The labelled query set shipped inside the package (`dataset` names one of DATASETS)."""
+    return _data_file(_dataset_files(dataset)[1])
+
+
+def known_tenants(dataset: str = "search") -> tuple[str, ...]:
+    """The tenant ids listed in the dataset's packaged tenant file (tenants.json by default)."""
+    path = _data_file(_dataset_files(dataset)[2])
     try:
         tenants = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -256,9 +274,11 @@ def _query(row: dict[str, Any], where: str) -> LabelledQuery:
     )
 
 
-def load_queries(path: str | Path | None = None) -> tuple[LabelledQuery, ...]:
-    """Load labelled queries (JSONL); defaults to the set shipped with the package."""
-    path = Path(path) if path is not None else default_queries_path()
+def load_queries(
+    path: str | Path | None = None, dataset: str = "search"
+) -> tuple[LabelledQuery, ...]:
+    """Load labelled queries (JSONL); defaults to the `dataset` set shipped with the package."""
+    path = Path(path) if path is not None else default_queries_path(dataset)
     data = _read_bytes(path, "query")
     queries: list[LabelledQuery] = []
     seen: set[str] = set()

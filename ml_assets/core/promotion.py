@@ -1,38 +1,55 @@
 """The promotion gate: a registered version becomes MLflow alias `production` only if its
 lineage's blocking checks passed and it is not worse than the champion beyond a margin.
 
+The verdicts come from the platform's own records (`ValidationRecords`: the Dagster instance),
+keyed by the sha256 of the bytes the version's MLflow run really holds: the export materialized
+with that data version, the blocking checks of the report over it, the expectations verdict of
+its raw data. Registry tags are a copy for people; a forged tag changes no verdict. The same
+gate runs wherever a model can enter serving: promotion (job, CLI), the serving bundle, and
+the service itself checks the verdicts the bundle carries.
+
 Promotion records who, when and why as version tags and appends an `ml.model.promoted.v1`
-event (schema: ml_assets/schemas/ml.model.promoted.v1.json) to Postgres. A rejected promotion
-changes nothing. Rollback is promoting an earlier version (the champion comparison is skipped,
-the checks are not); the history stays in the event table and the version tags.
+event to Postgres. A rejected promotion changes nothing. Rollback is promoting an earlier
+version (the champion comparison is skipped, the checks are not); the history stays in the
+event table and the version tags.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import psycopg
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
+from ml_assets.core import events, lineage_spec
+from ml_assets.core.hashing import sha256_bytes
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
+from ml_assets.core.validation_records import (
+    Evidence,
+    ValidationRecords,
+    chain_of,
+    embedder_evidence,
+    fraud_evidence,
+    model_evidence,
+)
 
-EVENT_TYPE = "ml.model.promoted.v1"
-EVENTS_SCHEMA = "ml_events"
+EVENT_TYPE = events.MODEL_PROMOTED
+EVENTS_SCHEMA = events.EVENTS_SCHEMA
+EVENTS_TABLE = events.EVENTS_TABLE
 FRAUD_MODEL, TEXT_EMBEDDER = "fraud-detector", "text-embedder"
 PRIMARY_METRIC = {FRAUD_MODEL: "test_pr_auc", TEXT_EMBEDDER: "ndcg@10"}
-# The thresholds of the blocking checks of embedding_model_onnx (EmbeddingExportConfig).
-EVENTS_TABLE = sql.Identifier(EVENTS_SCHEMA, "events")
-EMBEDDER_LIMITS = {"fp32_min_cosine": 0.9999, "int8_mean_cosine": 0.98, "max_ndcg_drop": 0.01}
+# Where each model's served files live in its MLflow run (what the bundle downloads).
+FRAUD_FILES = {"model.onnx": "onnx/fraud_model.onnx", "provenance.json": "provenance.json"}
+TOKENIZER_FILE = "tokenizer/tokenizer.json"
+# A declared lineage's model (ml_assets/components): its ONNX export and provenance.
+LINEAGE_FILES = {"model.onnx": "onnx/model.onnx", "provenance.json": "provenance.json"}
+ensure_events_table = events.ensure_events_table
 
 
 class PromotionRejected(RuntimeError):
@@ -58,13 +75,16 @@ class Gate:
 class Decision:
     model: str
     version: str
-    kind: str  # promotion | rollback
+    kind: str  # promotion | rollback | serving
     metric: str
     candidate_value: float | None
     champion_version: str | None
     champion_value: float | None
     margin: float
     gates: list[Gate] = field(default_factory=list)
+    higher_is_better: bool = True
+    evidence: Evidence = field(default_factory=Evidence)
+    evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     @property
     def approved(self) -> bool:
@@ -76,10 +96,20 @@ class Decision:
             for g in self.gates
         ]
 
+    def record(self) -> dict[str, Any]:
+        """What a bundle carries: every gate, the check evaluations behind them, the facts."""
+        return {
+            "approved": self.approved,
+            "evaluated_at": self.evaluated_at,
+            "gates": [asdict(g) for g in self.gates],
+            "verdicts": [v.to_dict() for v in self.evidence.verdicts],
+            "evidence": self.evidence.facts,
+            "source": "dagster asset check evaluations, by data version",
+        }
+
 
 def event_schema() -> dict[str, Any]:
-    text = resources.files("ml_assets").joinpath(f"schemas/{EVENT_TYPE}.json").read_text()
-    return json.loads(text)
+    return events.schema(EVENT_TYPE)
 
 
 def _tags(client: MlflowClient, name: str, version: str) -> dict[str, str]:
@@ -94,81 +124,84 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
         return None
 
 
-def _metrics(client: MlflowClient, name: str, version: str) -> dict[str, float]:
+def promotable() -> list[str]:
+    """Every registered model the gate knows: the two built-in ones and each declared lineage."""
+    return sorted({*PRIMARY_METRIC, *(s.registered_model for s in lineage_spec.declared())})
+
+
+def file_paths(name: str, tags: dict[str, str]) -> dict[str, str]:
+    """{served file name: its path in the version's MLflow run}."""
+    if name == FRAUD_MODEL:
+        return dict(FRAUD_FILES)
+    if lineage_spec.by_model(name) is not None:
+        return dict(LINEAGE_FILES)
+    variant = tags.get("variant") or "int8"
+    return {"model.onnx": f"{variant}/model.onnx", "tokenizer.json": TOKENIZER_FILE}
+
+
+def fetch_files(client: MlflowClient, name: str, version: str, dst: Path) -> dict[str, bytes]:
+    """The bytes a version's MLflow run holds for each served file (what would be served)."""
     mv = client.get_model_version(name, version)
-    return dict(client.get_run(mv.run_id).data.metrics) if mv.run_id else {}
+    out: dict[str, bytes] = {}
+    for fname, path in file_paths(name, dict(mv.tags)).items():
+        if not mv.run_id:
+            raise FileNotFoundError(f"{name} v{version} has no MLflow run to fetch {path} from")
+        try:
+            local = client.download_artifacts(mv.run_id, path, str(dst))
+        except (MlflowException, OSError) as exc:
+            raise FileNotFoundError(
+                f"{name} v{version}: its run {mv.run_id} holds no {path} ({exc})"
+            ) from exc
+        out[fname] = Path(local).read_bytes()
+    return out
 
 
-def primary_value(client: MlflowClient, name: str, version: str) -> float | None:
-    metrics = _metrics(client, name, version)
-    if name == TEXT_EMBEDDER:
-        variant = _tags(client, name, version).get("variant", "fp32")
-        return metrics.get(f"ndcg_{variant}")
-    return metrics.get(PRIMARY_METRIC[name])
-
-
-def _fraud_gates(client: MlflowClient, version: str, artifact_root: Path | None) -> list[Gate]:
-    tags = _tags(client, FRAUD_MODEL, version)
-    gates = [
-        Gate(
-            "onnx_export",
-            "onnx_sha256" in tags and "provenance_sha256" in tags,
-            f"onnx sha256 {tags.get('onnx_sha256', 'missing')[:12]}",
-        ),
-        Gate(
-            "export_validation",
-            tags.get("export_validation") == "passed",
-            "quality delta, output parity and latency checks: "
-            + tags.get("export_validation", "never ran"),
-        ),
-    ]
-    raw = tags.get("raw_transactions_sha256")
-    if raw is None:
-        gates.append(Gate("expectations", False, "the version records no raw data hash"))
-    elif artifact_root is None:
-        gates.append(Gate("expectations", False, "no artifact root to read the verdict from"))
+def _evidence(
+    records: ValidationRecords, name: str, version: str, tags: dict[str, str], files: dict
+) -> Evidence:
+    label = f"{name}@{version}"
+    onnx_sha = sha256_bytes(files["model.onnx"])
+    spec = lineage_spec.by_model(name)
+    if name == FRAUD_MODEL or spec is not None:
+        try:
+            provenance = json.loads(files["provenance.json"])
+        except (KeyError, ValueError):
+            provenance = {}
+        if spec is None:
+            ev = fraud_evidence(records, label, onnx_sha, provenance)
+        else:
+            ev = model_evidence(records, chain_of(spec), label, onnx_sha, provenance)
+        tagged = tags.get("onnx_sha256")
     else:
-        record = artifact_root / "validations" / "raw_transactions" / f"{raw}.json"
-        verdict = json.loads(record.read_text())["passed"] if record.exists() else None
-        gates.append(
-            Gate(
-                "expectations",
-                verdict is True,
-                f"raw_transactions {raw[:12]}: "
-                + {True: "passed", False: "failed", None: "no verdict recorded"}[verdict],
-            )
+        tok_sha = sha256_bytes(files["tokenizer.json"])
+        ev = embedder_evidence(records, tags.get("variant") or "int8", onnx_sha, tok_sha)
+        tagged = tags.get("sha256")
+    if tagged != onnx_sha:
+        # Only a symptom (tags are not the proof), but worth naming: the file was swapped.
+        ev.gate(
+            "registry_hash",
+            False,
+            f"the run's model.onnx hashes to {onnx_sha[:12]}, the registry tag says "
+            f"{str(tagged)[:12]}",
         )
-    return gates
+    return ev
 
 
-def _embedder_gates(client: MlflowClient, version: str) -> list[Gate]:
-    tags = _tags(client, TEXT_EMBEDDER, version)
-    m = _metrics(client, TEXT_EMBEDDER, version)
-    lim = EMBEDDER_LIMITS
-    drop = m["ndcg_fp32"] - m["ndcg_int8"] if {"ndcg_fp32", "ndcg_int8"} <= m.keys() else None
-    return [
-        Gate(
-            "files",
-            "sha256" in tags and "tokenizer_sha256" in tags,
-            f"model {tags.get('sha256', 'missing')[:12]}, "
-            f"tokenizer {tags.get('tokenizer_sha256', 'missing')[:12]}",
-        ),
-        Gate(
-            "fp32_parity",
-            m.get("fp32_min_cosine", 0.0) >= lim["fp32_min_cosine"],
-            f"min cosine to PyTorch {m.get('fp32_min_cosine')} (>= {lim['fp32_min_cosine']})",
-        ),
-        Gate(
-            "int8_parity",
-            m.get("int8_mean_cosine", 0.0) >= lim["int8_mean_cosine"],
-            f"mean int8 cosine {m.get('int8_mean_cosine')} (>= {lim['int8_mean_cosine']})",
-        ),
-        Gate(
-            "int8_retrieval",
-            drop is not None and drop <= lim["max_ndcg_drop"],
-            f"nDCG@10 drop {drop} (<= {lim['max_ndcg_drop']})",
-        ),
-    ]
+def _champion_metric(records: ValidationRecords, client: MlflowClient, name: str, version: str):
+    """The champion's primary metric from the records (found by its registry hash: it is
+    only the yardstick; the champion itself was gated when it entered serving)."""
+    tags = _tags(client, name, version)
+    spec = lineage_spec.by_model(name)
+    if name == FRAUD_MODEL or spec is not None:
+        sha = tags.get("onnx_sha256")
+        if not sha:
+            return None
+        if spec is None:
+            return fraud_evidence(records, f"{name}@{version}", sha, None).metric
+        return model_evidence(records, chain_of(spec), f"{name}@{version}", sha, None).metric
+    sha = tags.get("sha256")
+    variant = tags.get("variant") or "int8"
+    return embedder_evidence(records, variant, sha, tags.get("tokenizer_sha256", "")).metric
 
 
 def evaluate(
@@ -176,34 +209,51 @@ def evaluate(
     name: str,
     version: str,
     *,
+    records: ValidationRecords,
     margin: float = 0.01,
     rollback: bool = False,
-    artifact_root: Path | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Decision:
-    """Every gate's verdict for promoting `name` v`version` (changes nothing)."""
-    if name not in PRIMARY_METRIC:
-        raise ValueError(f"unknown model {name!r}; promotable models: {sorted(PRIMARY_METRIC)}")
+    """Every gate's verdict for `name` v`version` (changes nothing).
+
+    `files`: the bytes that would be served (the bundle passes what it downloaded); fetched
+    from the version's MLflow run when omitted.
+    """
+    spec = lineage_spec.by_model(name)
+    if name not in PRIMARY_METRIC and spec is None:
+        raise ValueError(f"unknown model {name!r}; promotable models: {promotable()}")
     version = str(version)
     try:
         mv = client.get_model_version(name, version)
     except MlflowException as exc:
         raise ValueError(f"{name} has no version {version} in the MLflow registry") from exc
+    tags = dict(mv.tags)
     champion = champion_version(client, name)
+    gates = [Gate("registered", mv.status == "READY", f"status {mv.status}")]
+    if files is None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="ml-gate-") as tmp:
+                files = fetch_files(client, name, version, Path(tmp))
+        except FileNotFoundError as exc:
+            files = None
+            gates.append(Gate("files", False, str(exc)))
+    evidence = Evidence() if files is None else _evidence(records, name, version, tags, files)
+    gates.extend(Gate(*g) for g in evidence.gates)
     decision = Decision(
         model=name,
         version=version,
         kind="rollback" if rollback else "promotion",
-        metric=PRIMARY_METRIC[name],
-        candidate_value=primary_value(client, name, version),
+        metric=PRIMARY_METRIC[name] if spec is None else spec.primary_metric,
+        candidate_value=evidence.metric,
         champion_version=champion,
-        champion_value=None if champion is None else primary_value(client, name, champion),
+        champion_value=None
+        if champion is None or champion == version
+        else _champion_metric(records, client, name, champion),
         margin=margin,
+        gates=gates,
+        evidence=evidence,
+        higher_is_better=True if spec is None else spec.higher_is_better,
     )
-    decision.gates.append(Gate("registered", mv.status == "READY", f"status {mv.status}"))
-    if name == FRAUD_MODEL:
-        decision.gates.extend(_fraud_gates(client, version, artifact_root))
-    else:
-        decision.gates.extend(_embedder_gates(client, version))
     decision.gates.append(_champion_gate(decision, rollback))
     return decision
 
@@ -224,28 +274,15 @@ def _champion_gate(d: Decision, rollback: bool) -> Gate:
         )
     if d.champion_value is None:
         return Gate("champion", True, f"champion v{d.champion_version} has no {d.metric}")
-    ok = d.candidate_value >= d.champion_value - d.margin
+    if d.higher_is_better:
+        ok = d.candidate_value >= d.champion_value - d.margin
+    else:
+        ok = d.candidate_value <= d.champion_value + d.margin
     return Gate(
         "champion",
         ok,
         f"{d.metric} {d.candidate_value:.4f} vs champion v{d.champion_version} "
         f"{d.champion_value:.4f} (margin {d.margin})",
-    )
-
-
-def ensure_events_table(conn: psycopg.Connection) -> None:
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(EVENTS_SCHEMA)))
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} ("
-            " event_id uuid PRIMARY KEY, event_type text NOT NULL,"
-            " occurred_at timestamptz NOT NULL, subject text NOT NULL, payload jsonb NOT NULL)"
-        ).format(EVENTS_TABLE)
-    )
-    conn.execute(
-        sql.SQL("CREATE INDEX IF NOT EXISTS events_subject ON {} (subject, occurred_at)").format(
-            EVENTS_TABLE
-        )
     )
 
 
@@ -255,51 +292,41 @@ def promote(
     name: str,
     version: str,
     *,
+    records: ValidationRecords,
     actor: str,
     reason: str,
     margin: float = 0.01,
     rollback: bool = False,
-    artifact_root: Path | None = None,
     source: str = "cli",
 ) -> dict[str, Any]:
     """Move `production` to `name` v`version` if every gate passes; returns the event."""
     if not reason.strip():
         raise ValueError("a promotion needs a reason")
-    decision = evaluate(
-        client, name, version, margin=margin, rollback=rollback, artifact_root=artifact_root
-    )
+    decision = evaluate(client, name, version, records=records, margin=margin, rollback=rollback)
     if not decision.approved:
         raise PromotionRejected(decision)
-    now = datetime.now(UTC)
     tags = _tags(client, name, decision.version)
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": EVENT_TYPE,
-        "occurred_at": now.isoformat(),
-        "kind": decision.kind,
-        "model": name,
-        "version": decision.version,
-        "previous_version": decision.champion_version,
-        "alias": PRODUCTION_ALIAS,
-        "actor": actor,
-        "reason": reason,
-        "source": source,
-        "metric": {
+    event = events.new_event(
+        EVENT_TYPE,
+        kind=decision.kind,
+        model=name,
+        version=decision.version,
+        previous_version=decision.champion_version,
+        alias=PRODUCTION_ALIAS,
+        actor=actor,
+        reason=reason,
+        source=source,
+        metric={
             "name": decision.metric,
             "candidate": decision.candidate_value,
             "champion": decision.champion_value,
             "margin": margin,
         },
-        "gates": [asdict(g) for g in decision.gates],
-        "artifacts": {k: v for k, v in tags.items() if k.endswith("sha256")},
-    }
-    jsonschema.validate(event, event_schema())
-    with psycopg.connect(events_dsn) as conn:
-        ensure_events_table(conn)
-        conn.execute(
-            sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s)").format(EVENTS_TABLE),
-            (event["event_id"], EVENT_TYPE, now, f"{name}@{decision.version}", Jsonb(event)),
-        )
+        gates=[asdict(g) for g in decision.gates],
+        artifacts={k: v for k, v in tags.items() if k.endswith("sha256")},
+    )
+    with psycopg.connect(events_dsn, connect_timeout=10) as conn:
+        events.append(conn, event, f"{name}@{decision.version}")
         # The alias moves last: if it fails, the transaction rolls back and nothing changed.
         for key, value in {
             "promoted_by": actor,
@@ -312,32 +339,45 @@ def promote(
     return event
 
 
+def rejection_event(decision: Decision, *, source: str, run_id: str | None) -> dict[str, Any]:
+    """An `ml.model.promotion.rejected.v1` event for a refused version (validated, not written)."""
+    event = events.new_event(
+        events.PROMOTION_REJECTED,
+        model=decision.model,
+        version=decision.version,
+        alias=PRODUCTION_ALIAS,
+        kind=decision.kind,
+        source=source,
+        dagster_run_id=run_id,
+        gates=[asdict(g) for g in decision.gates],
+        failed=[g.name for g in decision.gates if not g.passed],
+        evidence=decision.evidence.facts,
+    )
+    events.validate(event)
+    return event
+
+
 def history(events_dsn: str, name: str) -> list[dict[str, Any]]:
     """Every promotion event of one model, oldest first."""
-    with psycopg.connect(events_dsn) as conn:
-        ensure_events_table(conn)
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT payload FROM {} WHERE event_type = %s"
-                " AND payload->>'model' = %s ORDER BY occurred_at"
-            ).format(EVENTS_TABLE),
-            (EVENT_TYPE, name),
-        ).fetchall()
-    return [r[0] for r in rows]
+    return [e for e in events.read(events_dsn, EVENT_TYPE) if e.get("model") == name]
 
 
 def bootstrap(
     client: MlflowClient,
     events_dsn: str,
     *,
-    artifact_root: Path | None,
+    records: ValidationRecords,
     actor: str,
     variant: str = "int8",
 ) -> dict[str, str]:
     """On a fresh platform: promote, per model without a champion, its newest version that
     passes every gate (for the embedder, of `variant`, the one the index is built with)."""
     promoted: dict[str, str] = {}
-    for name in (FRAUD_MODEL, TEXT_EMBEDDER):
+    for name in (
+        FRAUD_MODEL,
+        TEXT_EMBEDDER,
+        *(s.registered_model for s in lineage_spec.declared()),
+    ):
         if champion_version(client, name) is not None:
             continue
         versions = sorted(
@@ -346,15 +386,15 @@ def bootstrap(
         for mv in versions:
             if name == TEXT_EMBEDDER and mv.tags.get("variant") != variant:
                 continue
-            if evaluate(client, name, str(mv.version), artifact_root=artifact_root).approved:
+            if evaluate(client, name, str(mv.version), records=records).approved:
                 promote(
                     client,
                     events_dsn,
                     name,
                     str(mv.version),
+                    records=records,
                     actor=actor,
                     reason="first production version of a fresh platform",
-                    artifact_root=artifact_root,
                 )
                 promoted[name] = str(mv.version)
                 break

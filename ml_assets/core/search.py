@@ -3,13 +3,17 @@
 The tenant filter is a bound parameter in every statement's WHERE clause: no query can reach
 another tenant's rows. Filtered vector search uses pgvector's iterative HNSW scan, so a small
 tenant still gets `limit` results (pgvector issues 259/671).
+
+Every read runs in its own transaction (`conn.transaction()`): a search never leaves its
+connection idle in transaction, holding a lock on the view that a reindex must replace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import psycopg
@@ -25,19 +29,81 @@ LEXICAL_CANDIDATES = 1000
 # Vector search scans a tenant with at most this many documents exactly (recall 1.0).
 EXACT_SCAN_MAX_DOCS = 2_000
 DEFAULT_EF_SEARCH = 100
+# How long a read waits for the database to come back (a restart) before it fails.
+RECONNECT_S = 5.0
+# SQLSTATEs of a session the server ended (pg_terminate_backend, shutdown, crash, restart).
+_SESSION_ENDED = ("57P01", "57P02", "57P03", "57P04", "57P05")
+
+# How hybrid fuses its two lists: reciprocal ranks, or a convex combination of scores
+# normalised per query (min-max or z-score) over the union of both candidate lists.
+FUSION_METHODS = ("rrf", "minmax", "zscore")
+# How lexical search scores its candidates.
+RANKERS = ("bm25", "ts_rank_cd")
+# What the query-adaptive lexical weight follows, each a number in [0, 1]: "known_terms" the
+# share of the query's lexemes that the tenant holds, "query_terms" the number of lexemes
+# over QUERY_TERMS_CAP (at most 1), "top_match" the share of the query's IDF that the top
+# lexical hit holds. "none": a fixed weight.
+ADAPT_FEATURES = ("none", "known_terms", "query_terms", "top_match")
+QUERY_TERMS_CAP = 10
+MAX_CANDIDATES = 200
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Weighted reciprocal rank fusion: score = w_v/(k + rank_v) + w_l/(k + rank_l)."""
+    """The search configuration that a quality report judges and the service serves.
+
+    Hybrid score = `vector` * V + w * L, where w = `lexical`, or with `adapt` set
+    w = `lexical` + (`lexical_at_1` - `lexical`) * feature (the feature in [0, 1]).
+    `method` "rrf": V = 1/(k + vector rank), L = 1/(k + lexical rank) (0 when not in that
+    list); "minmax"/"zscore": V and L are the cosine similarity and the lexical score of each
+    document in either list, normalised over those documents. Each list holds `candidates`.
+    Lexical search ranks by `ranker`: BM25 (`k1`, `b`; IDF and average document length of the
+    tenant) or ts_rank_cd. Equal scores go to the smaller doc_id.
+
+    The field defaults are the configuration from before BM25 (RRF over ts_rank_cd), so a
+    stored configuration keeps its meaning; DEFAULT_FUSION is what search uses given none.
+    """
 
     vector: float = 1.0
     lexical: float = 0.5
     k: int = 60
     candidates: int = 50
+    method: str = "rrf"
+    ranker: str = "ts_rank_cd"
+    k1: float = 1.2
+    b: float = 0.75
+    adapt: str = "none"
+    lexical_at_1: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("method", FUSION_METHODS),
+            ("ranker", RANKERS),
+            ("adapt", ADAPT_FEATURES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if min(self.vector, self.lexical, self.lexical_at_1) < 0:
+            raise ValueError("fusion weights must be >= 0")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be within 1..{MAX_CANDIDATES}")
+        if self.k < 0 or self.k1 < 0 or not 0 <= self.b <= 1:
+            raise ValueError("need k >= 0, k1 >= 0 and 0 <= b <= 1")
+        if self.adapt == "top_match" and self.ranker != "bm25":
+            raise ValueError("adapt 'top_match' needs the bm25 ranker")
+
+    @property
+    def lexical_weight_at_1(self) -> float:
+        """The lexical weight when the feature is 1 (`lexical` when not adaptive)."""
+        return self.lexical_at_1 if self.adapt != "none" else self.lexical
 
 
-DEFAULT_FUSION = FusionWeights()
+# What search uses when given no configuration: the last one search_quality_report chose.
+DEFAULT_FUSION = FusionWeights(
+    vector=1.0, lexical=0.5, k=60, candidates=50, method="rrf", ranker="bm25"
+)
 
 
 @dataclass(frozen=True)
@@ -62,20 +128,39 @@ _FILTERS = """
   AND (%(tags)s::text[] IS NULL OR tags && %(tags)s::text[])
 """
 
-# The query's stemmed lexemes with their document frequency in the tenant (search.lexeme_stats
-# for the live table, kept in step with it by reindex). Each lexeme is written in tsquery
-# syntax: quoted, with quotes and backslashes doubled, so whatever the parser emits casts safely.
+# The live table's name, and the tenant's document count and average document length (lexeme
+# positions) from search.tenant_stats, which reindex keeps in step with the table.
+_TENANT = """
+live AS MATERIALIZED (SELECT table_name FROM search.live_index WHERE name = 'default'),
+tenant AS MATERIALIZED (
+  SELECT coalesce(max(s.ndoc), 0) AS n,
+         coalesce(max(s.total_len)::float8 / nullif(max(s.ndoc), 0), 1.0::float8) AS avgdl
+  FROM search.tenant_stats s
+  WHERE s.tenant_id = %(tenant)s AND s.table_name = (SELECT table_name FROM live)
+)
+"""
+
+# The query's stemmed lexemes with their document frequency in the tenant (search.lexeme_stats)
+# and, for those the tenant holds, their BM25 IDF. Each lexeme is written in tsquery syntax:
+# quoted, with quotes and backslashes doubled, so whatever the parser emits casts safely.
 _TERMS = r"""
 terms AS (
-  SELECT '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quoted,
+  SELECT l.lexeme,
+         '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quoted,
          coalesce(s.ndoc, 0) AS ndoc,
          sum(coalesce(s.ndoc, 0)) OVER (ORDER BY coalesce(s.ndoc, 0), l.lexeme) AS cum
   FROM unnest(tsvector_to_array(to_tsvector('english', %(q)s))) AS l(lexeme)
-  LEFT JOIN search.lexeme_stats s ON s.table_name = (SELECT table_name FROM search.live_index
-    WHERE name = 'default') AND s.tenant_id = %(tenant)s AND s.lexeme = l.lexeme
+  LEFT JOIN search.lexeme_stats s ON s.table_name = (SELECT table_name FROM live)
+    AND s.tenant_id = %(tenant)s AND s.lexeme = l.lexeme
+),
+idf AS (
+  SELECT t.lexeme, ln(1 + (tn.n - t.ndoc + 0.5::float8) / (t.ndoc + 0.5::float8)) AS idf
+  FROM terms t, tenant tn WHERE t.ndoc > 0
 ),
 q AS (
   SELECT
+    coalesce((SELECT array_agg(lexeme ORDER BY lexeme) FROM idf), '{}')::text[] AS known,
+    coalesce((SELECT array_agg(idf ORDER BY lexeme) FROM idf), '{}')::float8[] AS idfs,
     coalesce((SELECT string_agg(quoted, ' | ') FROM terms), '__nothing__')::tsquery AS tsq,
     coalesce((SELECT string_agg(quoted, ' | ') FROM terms
               WHERE ndoc > 0 AND (cum <= %(lex_budget)s OR cum = ndoc)),
@@ -83,19 +168,46 @@ q AS (
 )
 """
 
-# Ranked lexical matches (CTE `lex_ranked`). Scoring uses `tsq`, an OR over all the query's
-# lexemes: websearch_to_tsquery's implicit AND finds almost nothing for natural-language
-# questions, and ts_rank_cd rewards documents matching many. Candidates come from `cand`, the
-# rarest lexemes the tenant holds while their document frequencies sum to at most
-# %(lex_budget)s (the rarest one always): common lexemes still score the candidates, but do
-# not make most of the tenant a candidate to rank. The (tenant_id, tsv) GIN index finds them;
-# LIMIT bounds the case where even the rarest lexeme is common.
-_LEXICAL = """
-lex_ranked AS (
-  SELECT c.doc_id, ts_rank_cd(c.tsv, q.tsq) AS score FROM q, LATERAL (
+# Lexical candidates (CTE `lex_cand`): the documents holding the rarest lexemes the tenant
+# has while their document frequencies sum to at most %(lex_budget)s (the rarest one always),
+# found by the (tenant_id, tsv) GIN index; LIMIT bounds the case where even the rarest is
+# common. Common lexemes still score the candidates, but do not make most of the tenant one.
+_LEX_CAND = """
+lex_cand AS (
+  SELECT c.doc_id, c.tsv FROM q, LATERAL (
     SELECT d.doc_id, d.tsv FROM search.live_documents d
     WHERE d.tsv @@ q.cand AND {filters} LIMIT %(lex_budget)s) c
-  ORDER BY score DESC, c.doc_id LIMIT %(lex_limit)s
+)
+"""
+
+# BM25 over all of the query's lexemes (an OR: an implicit AND, as in websearch_to_tsquery,
+# finds almost nothing for natural-language questions) of the documents in {src} (doc_id, tsv),
+# as `score`, with the IDF that a document's matches hold as `matched`. Term frequency: the
+# lexeme's positions, cut out of the tsvector by marking the query's lexemes with weight D (the
+# index gives every position weight A, B or C) and keeping only D; document length: its
+# lexemes (length(tsv)); IDF looked up in q's arrays (cheaper than a join per document). A
+# document without any of the lexemes has no row.
+_BM25 = """
+SELECT c.doc_id,
+       sum(q.idfs[array_position(q.known, u.lexeme)] * cardinality(u.positions) * (%(k1)s + 1)
+           / (cardinality(u.positions)
+              + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / tn.avgdl))) AS score,
+       sum(q.idfs[array_position(q.known, u.lexeme)]) AS matched
+FROM {src} c CROSS JOIN q CROSS JOIN tenant tn
+CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, 'D', q.known), '{{d}}')) u
+GROUP BY c.doc_id
+"""
+
+_TS_RANK = """
+SELECT c.doc_id, ts_rank_cd(c.tsv, q.tsq)::float8 AS score, NULL::float8 AS matched
+FROM {src} c CROSS JOIN q
+"""
+
+# The best lexical matches (CTE `lex_ranked`).
+_LEXICAL = """
+lex_ranked AS (
+  SELECT doc_id, score, matched FROM ({scored}) s ORDER BY score DESC, doc_id
+  LIMIT %(lex_limit)s
 )
 """
 
@@ -104,65 +216,192 @@ lex_ranked AS (
 # visits mostly other tenants' rows and still misses neighbours); a larger tenant walks the
 # HNSW graph with iterative scans. Only one branch runs: the other's one-time filter is false.
 _VECTOR = """
-tenant_size AS MATERIALIZED (
-  SELECT coalesce((SELECT ndoc FROM search.tenant_stats WHERE tenant_id = %(tenant)s
-    AND table_name = (SELECT table_name FROM search.live_index WHERE name = 'default')), 0) AS n
-),
 vec_ranked AS (
   (SELECT doc_id, embedding <=> %(qvec)s AS dist FROM search.live_documents
-   WHERE {filters} AND (SELECT n FROM tenant_size) > %(exact_max)s
+   WHERE {filters} AND (SELECT n FROM tenant) > %(exact_max)s
    ORDER BY embedding <=> %(qvec)s LIMIT %(vec_limit)s)
   UNION ALL
   (SELECT doc_id, (embedding <=> %(qvec)s) + 0 AS dist FROM search.live_documents
-   WHERE {filters} AND (SELECT n FROM tenant_size) <= %(exact_max)s
+   WHERE {filters} AND (SELECT n FROM tenant) <= %(exact_max)s
    ORDER BY 2 LIMIT %(vec_limit)s)
 )
 """
 
+# Both lists ranked, the pool of their documents, and this query's lexical weight.
+_POOL = """
+vec AS (SELECT doc_id, row_number() OVER (ORDER BY dist, doc_id) AS rnk FROM vec_ranked),
+lex AS (SELECT doc_id, matched, row_number() OVER (ORDER BY score DESC, doc_id) AS rnk
+        FROM lex_ranked),
+pool AS (
+  SELECT coalesce(vec.doc_id, lex.doc_id) AS doc_id, vec.rnk AS vector_rank,
+         lex.rnk AS lexical_rank
+  FROM vec FULL OUTER JOIN lex ON vec.doc_id = lex.doc_id
+),
+feature AS (
+  SELECT CASE %(adapt)s
+    WHEN 'known_terms' THEN coalesce((SELECT count(*) FILTER (WHERE ndoc > 0)::float8
+                                      / nullif(count(*), 0) FROM terms), 0)
+    WHEN 'query_terms' THEN (SELECT least(count(*), %(terms_cap)s)::float8 / %(terms_cap)s
+                             FROM terms)
+    WHEN 'top_match' THEN coalesce((SELECT matched FROM lex WHERE rnk = 1)
+                                   / nullif((SELECT sum(idf) FROM idf), 0), 0)
+    ELSE 0::float8 END AS f
+),
+w AS (SELECT %(w_vec)s::float8 AS vec, %(w_lex)s + (%(w_lex1)s - %(w_lex)s) * f AS lex
+      FROM feature)
+"""
 
-def _compose(template: str) -> sql.Composed:
-    """Fill the fixed fragments into a statement; values stay bound parameters."""
-    frags = {"terms": _TERMS, "lexical": _LEXICAL, "vector": _VECTOR}
-    filled = {k: sql.SQL(v).format(filters=sql.SQL(_FILTERS)) for k, v in frags.items()}
-    return sql.SQL(template).format(**filled)
+_RRF = """
+fused AS (
+  SELECT p.doc_id, p.vector_rank, p.lexical_rank,
+         coalesce(w.vec / (%(k)s + p.vector_rank), 0)
+           + coalesce(w.lex / (%(k)s + p.lexical_rank), 0) AS score
+  FROM pool p, w
+)
+"""
 
+# Every pooled document's own cosine similarity and lexical score (also when it is in one list
+# only; 0 when it holds none of the lexemes), each normalised over the pool.
+_CONVEX = """
+pool_docs AS (
+  SELECT p.doc_id, p.vector_rank, p.lexical_rank, d.tsv,
+         1 - (d.embedding <=> %(qvec)s) AS vs
+  FROM pool p JOIN search.live_documents d ON d.doc_id = p.doc_id AND d.tenant_id = %(tenant)s
+),
+pool_lex AS ({scored}),
+scored AS (
+  SELECT x.doc_id, x.vector_rank, x.lexical_rank, x.vs, coalesce(l.score, 0) AS ls
+  FROM pool_docs x LEFT JOIN pool_lex l ON l.doc_id = x.doc_id
+),
+fused AS (
+  SELECT x.doc_id, x.vector_rank, x.lexical_rank,
+         w.vec * {norm_vs} + w.lex * {norm_ls} AS score
+  FROM scored x, w
+)
+"""
 
-VECTOR_SQL = _compose("""
-WITH {vector}
+_NORMS = {
+    "minmax": "coalesce(({x} - min({x}) OVER ())"
+    " / nullif(max({x}) OVER () - min({x}) OVER (), 0), 0)",
+    "zscore": "coalesce(({x} - avg({x}) OVER ()) / nullif(stddev_pop({x}) OVER (), 0), 0)",
+}
+
+_VECTOR_TEMPLATE = """
+WITH {tenant}, {vector}
 SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, 1 - v.dist AS score,
        row_number() OVER (ORDER BY v.dist, d.doc_id) AS vector_rank,
        NULL::bigint AS lexical_rank
 FROM vec_ranked v JOIN search.live_documents d
   ON d.doc_id = v.doc_id AND d.tenant_id = %(tenant)s
 ORDER BY vector_rank
-""")
+"""
 
-LEXICAL_SQL = _compose("""
-WITH {terms}, {lexical}
+_LEXICAL_TEMPLATE = """
+WITH {tenant}, {terms}, {lex_cand}, {lexical}
 SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, l.score, NULL::bigint AS vector_rank,
        row_number() OVER (ORDER BY l.score DESC, l.doc_id) AS lexical_rank
 FROM lex_ranked l JOIN search.live_documents d
   ON d.doc_id = l.doc_id AND d.tenant_id = %(tenant)s
 ORDER BY lexical_rank
-""")
+"""
 
-HYBRID_SQL = _compose("""
-WITH {terms}, {lexical}, {vector},
-vec AS (SELECT doc_id, row_number() OVER (ORDER BY dist, doc_id) AS rnk FROM vec_ranked),
-lex AS (SELECT doc_id, row_number() OVER (ORDER BY score DESC, doc_id) AS rnk FROM lex_ranked),
-fused AS (
-  SELECT coalesce(vec.doc_id, lex.doc_id) AS doc_id, vec.rnk AS vector_rank,
-         lex.rnk AS lexical_rank,
-         coalesce(%(w_vec)s / (%(k)s + vec.rnk), 0)
-           + coalesce(%(w_lex)s / (%(k)s + lex.rnk), 0) AS score
-  FROM vec FULL OUTER JOIN lex ON vec.doc_id = lex.doc_id
-)
+_HYBRID_TEMPLATE = """
+WITH {tenant}, {terms}, {lex_cand}, {lexical}, {vector}, {pool}, {fuse}
 SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, f.score, f.vector_rank, f.lexical_rank
 FROM fused f JOIN search.live_documents d ON d.doc_id = f.doc_id AND d.tenant_id = %(tenant)s
 ORDER BY f.score DESC, d.doc_id LIMIT %(limit)s
-""")
+"""
 
-_SQL: dict[str, sql.Composed] = {"vector": VECTOR_SQL, "lexical": LEXICAL_SQL, "hybrid": HYBRID_SQL}
+
+def lexical_scores(ranker: str, src: str) -> str:
+    """A query giving (doc_id, score, matched) for the documents of the CTE `src`."""
+    return (_BM25 if ranker == "bm25" else _TS_RANK).format(src=src)
+
+
+def compose(template: str, ranker: str = "bm25", method: str = "rrf") -> sql.Composed:
+    """Fill the fixed fragments into a statement; values stay bound parameters."""
+    fuse = _RRF
+    if method != "rrf":
+        norm = _NORMS[method]
+        fuse = _CONVEX.format(
+            scored=lexical_scores(ranker, "pool_docs"),
+            norm_vs=norm.format(x="x.vs"),
+            norm_ls=norm.format(x="x.ls"),
+        )
+    frags = {
+        "tenant": _TENANT,
+        "terms": _TERMS,
+        "lex_cand": _LEX_CAND.format(filters=_FILTERS),
+        "lexical": _LEXICAL.format(scored=lexical_scores(ranker, "lex_cand")),
+        "vector": _VECTOR.format(filters=_FILTERS),
+        "pool": _POOL,
+        "fuse": fuse,
+    }
+    return sql.Composed([sql.SQL(template.format(**frags))])
+
+
+VECTOR_SQL = compose(_VECTOR_TEMPLATE)
+_SQL: dict[tuple[str, str, str], sql.Composed] = {
+    (mode, ranker, method): compose(template, ranker, method)
+    for ranker in RANKERS
+    for mode, template, methods in (
+        ("lexical", _LEXICAL_TEMPLATE, ("rrf",)),
+        ("hybrid", _HYBRID_TEMPLATE, FUSION_METHODS),
+    )
+    for method in methods
+}
+
+
+def statement(mode: str, fusion: FusionWeights) -> sql.Composed:
+    """The one SQL statement that runs `mode` with `fusion`."""
+    if mode == "vector":
+        return VECTOR_SQL
+    return _SQL[(mode, fusion.ranker, fusion.method if mode == "hybrid" else "rrf")]
+
+
+def search_params(
+    query: str,
+    query_vector: np.ndarray | None,
+    tenant_id: str,
+    *,
+    types: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    limit: int = 10,
+    mode: str = "hybrid",
+    fusion: FusionWeights = DEFAULT_FUSION,
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
+) -> dict[str, object]:
+    """The bound parameters of `statement(mode, fusion)`."""
+    return {
+        "q": query,
+        "qvec": None if query_vector is None else np.asarray(query_vector, dtype=np.float32),
+        "tenant": tenant_id,
+        "types": list(types) if types else None,
+        "tags": list(tags) if tags else None,
+        "limit": limit,
+        "vec_limit": limit if mode == "vector" else max(fusion.candidates, limit),
+        "lex_limit": limit if mode == "lexical" else max(fusion.candidates, limit),
+        "lex_budget": max(LEXICAL_CANDIDATES, limit),
+        "exact_max": exact_scan_max_docs,
+        "w_vec": float(fusion.vector),
+        "w_lex": float(fusion.lexical),
+        "w_lex1": float(fusion.lexical_weight_at_1),
+        "adapt": fusion.adapt,
+        "terms_cap": QUERY_TERMS_CAP,
+        "k": float(fusion.k),
+        "k1": float(fusion.k1),
+        "b": float(fusion.b),
+    }
+
+
+def set_search_locals(conn: psycopg.Connection, ef_search: int) -> None:
+    """The transaction-local settings every search statement runs with."""
+    # Iterative scans keep filtered HNSW results complete.
+    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    # A search is a few milliseconds of work: starting parallel workers (which Postgres
+    # does for the exact-scan branch even when its one-time filter skips it) costs more.
+    conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
 
 
 def _validate(query: str, tenant_id: str, limit: int, mode: str) -> None:
@@ -198,29 +437,20 @@ def run_search(
     _validate(query, tenant_id, limit, mode)
     if mode != "lexical" and query_vector is None:
         raise ValueError(f"mode {mode!r} needs the query's embedding")
-    params = {
-        "q": query,
-        "qvec": None if query_vector is None else np.asarray(query_vector, dtype=np.float32),
-        "tenant": tenant_id,
-        "types": list(types) if types else None,
-        "tags": list(tags) if tags else None,
-        "limit": limit,
-        "vec_limit": limit if mode == "vector" else max(fusion.candidates, limit),
-        "lex_limit": limit if mode == "lexical" else max(fusion.candidates, limit),
-        "lex_budget": max(LEXICAL_CANDIDATES, limit),
-        "exact_max": exact_scan_max_docs,
-        "w_vec": float(fusion.vector),
-        "w_lex": float(fusion.lexical),
-        "k": float(fusion.k),
-    }
+    params = search_params(
+        query,
+        query_vector,
+        tenant_id,
+        types=types,
+        tags=tags,
+        limit=limit,
+        mode=mode,
+        fusion=fusion,
+        exact_scan_max_docs=exact_scan_max_docs,
+    )
     with conn.transaction():
-        # Per transaction: iterative scans keep filtered HNSW results complete.
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        # A search is a few milliseconds of work: starting parallel workers (which Postgres
-        # does for the exact-scan branch even when its one-time filter skips it) costs more.
-        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef_search),))
-        rows = conn.execute(_SQL[mode], params).fetchall()
+        set_search_locals(conn, ef_search)
+        rows = conn.execute(statement(mode, fusion), params).fetchall()
     return [
         SearchHit(
             r[0],
@@ -237,9 +467,11 @@ def run_search(
 
 
 def tenant_exists(conn: psycopg.Connection, tenant_id: str) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM search.live_documents WHERE tenant_id = %s)", (tenant_id,)
-    ).fetchone()
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM search.live_documents WHERE tenant_id = %s)",
+            (tenant_id,),
+        ).fetchone()
     return bool(row and row[0])
 
 
@@ -278,3 +510,50 @@ def search(
     finally:
         if own:
             conn.close()
+
+
+def connection_lost(conn: psycopg.Connection, exc: psycopg.Error) -> bool:
+    """Whether `exc` means the session is gone (retry on a new one), not a failed statement."""
+    if conn.closed or conn.broken or isinstance(exc, psycopg.InterfaceError):
+        return True
+    # libpq's own errors (socket closed, server gone) carry no SQLSTATE; class 08 is the
+    # connection-exception class.
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED
+
+
+def _connect_within(
+    get_conn: Callable[[bool], psycopg.Connection], fresh: bool, deadline: float
+) -> psycopg.Connection:
+    """get_conn(fresh), retried with backoff while the server refuses connections."""
+    delay = 0.05
+    while True:
+        try:
+            return get_conn(fresh)
+        except psycopg.OperationalError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            fresh = True
+
+
+def retry_on_dead_connection(
+    get_conn: Callable[[bool], psycopg.Connection],
+    work: Callable[[psycopg.Connection], T],
+    *,
+    reconnect_s: float = RECONNECT_S,
+) -> T:
+    """work(conn) on `get_conn(False)` (a cached connection); once more on `get_conn(True)` (a
+    new one) when the first turns out dead, so a database restart fails no read.
+
+    `work` must be safe to repeat (a read). Connecting waits up to `reconnect_s` for a server
+    that is restarting; a second failure, or an error that is not a lost session, is raised.
+    """
+    conn = _connect_within(get_conn, False, time.monotonic() + reconnect_s)
+    try:
+        return work(conn)
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        if not connection_lost(conn, exc):
+            raise
+    return work(_connect_within(get_conn, True, time.monotonic() + reconnect_s))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import psycopg
@@ -38,6 +38,16 @@ def _scores(ranked: list[list[str]], queries: Sequence[LabelledQuery]) -> tuple[
     mrr = [reciprocal_rank(r, q.relevant_ids) for r, q in zip(ranked, queries, strict=True)]
     ndcg = [ndcg_at(r, q.relevant_ids, K) for r, q in zip(ranked, queries, strict=True)]
     return float(np.mean(rec)), float(np.mean(mrr)), float(np.mean(ndcg))
+
+
+def served_config(fusion: FusionWeights) -> dict:
+    """The search configuration a report judges and the bundle serves, as plain JSON."""
+    return {
+        "fusion": asdict(fusion),
+        "ef_search": DEFAULT_EF_SEARCH,
+        "exact_scan_max_docs": EXACT_SCAN_MAX_DOCS,
+        "limit_evaluated": K,
+    }
 
 
 def rank_all(

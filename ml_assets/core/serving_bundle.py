@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUNDLE_SCHEMA = "ml-assets.serving-bundle.v1"
+BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
 MODEL_MANIFEST = "ml_model.json"
 BUNDLE_MANIFEST = "bundle.json"
 FRAUD, EMBEDDER = "fraud", "embedder"
@@ -41,6 +41,9 @@ class ModelEntry:
     files: dict[str, str]  # file name -> sha256
     provenance: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # variant, metrics, mlflow run id, ...
+    # The promotion gate's verdicts for this version, from the platform's records (Dagster
+    # check evaluations by data version): each with the run and evaluation it came from.
+    gate: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bento_tag(self) -> str:
@@ -62,6 +65,7 @@ class ModelEntry:
             files=dict(data["files"]),
             provenance=list(data.get("provenance", [])),
             info=dict(data.get("info", {})),
+            gate=dict(data.get("gate", {})),
         )
 
 
@@ -114,11 +118,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def bundle_manifest(entries: list[ModelEntry], threshold: float) -> dict[str, Any]:
+def bundle_manifest(
+    entries: list[ModelEntry], threshold: float, search: dict[str, Any]
+) -> dict[str, Any]:
+    """`search`: the configuration the search quality report judged for the bundled embedder
+    ({"enabled": True, "config": ...}) or why search is not served ({"enabled": False, ...})."""
     return {
         "schema": BUNDLE_SCHEMA,
         "threshold": threshold,
         "models": {e.role: e.to_dict() for e in entries},
+        "search": search,
     }
 
 
@@ -129,3 +138,36 @@ def entries_of(manifest: dict[str, Any]) -> dict[str, ModelEntry]:
             f"expected {BUNDLE_SCHEMA!r})"
         )
     return {role: ModelEntry.from_dict(d) for role, d in manifest["models"].items()}
+
+
+# The blocking checks whose passed evaluations a served model's manifest must carry (the gate
+# wrote them from the platform's records; the service refuses an entry without them).
+REQUIRED_VERDICTS = {
+    FRAUD: ("expectations", "quality_delta", "output_parity", "latency"),
+    EMBEDDER: ("fp32_parity", "int8_parity", "int8_retrieval"),
+}
+
+
+def missing_verdicts(entry: ModelEntry) -> list[str]:
+    """The required checks `entry`'s gate record lacks or does not show as passed."""
+    required = REQUIRED_VERDICTS.get(entry.role, ())
+    gate = entry.gate
+    if not gate or gate.get("approved") is not True:
+        return ["an approved gate record", *required]
+    passed = {
+        v.get("check")
+        for v in gate.get("verdicts", [])
+        if v.get("passed") is True and v.get("run_id") and v.get("evaluation_id") is not None
+    }
+    return [c for c in required if c not in passed]
+
+
+def require_verdicts(entry: ModelEntry) -> None:
+    """Refuse to serve a model whose manifest does not show every blocking check passed."""
+    missing = missing_verdicts(entry)
+    if missing:
+        raise BundleIntegrityError(
+            f"{entry.label}: the manifest carries no passed verdict for {', '.join(missing)}; "
+            "only a bundle built by serving_bundle (which runs the promotion gate on the "
+            "platform's records) is served. Rebuild it with the serving_job."
+        )

@@ -1,8 +1,11 @@
-"""reindex_sensor: a corpus change or a new production text-embedder triggers one reindex."""
+"""reindex_sensor: a corpus change, a new production text-embedder or an operator's reindex
+request (`ml.embedding.reindex.request.v1`) triggers one reindex."""
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dagster import (
@@ -17,11 +20,18 @@ from dagster import (
     sensor,
 )
 
+from ml_assets.core import reindex_requests
 from ml_assets.core.corpus import default_corpus_path, load_corpus
+from ml_assets.core.reindex_requests import Request
 from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.postgres import PostgresResource
 
 REGISTERED_EMBEDDER = "text-embedder"
 PRODUCTION_ALIAS = "production"
+# A request row can commit after a later one (a long transaction, another host's clock): each
+# tick reads this far back from the newest request seen, and the cursor keeps the ids it
+# handled in that window, so such a row is honoured once, not skipped.
+REQUEST_LOOKBACK = timedelta(days=1)
 
 reindex_job = define_asset_job(
     "reindex_job",
@@ -36,27 +46,95 @@ class IndexInputs:
     model_sha256: str | None  # the production text-embedder's file, if one is promoted
 
 
+# The cursor: {"corpus": sha256, "model": sha256 | null} (the inputs last indexed), plus, once a
+# request was seen, "requests": {"after": ISO time, "seen": [event ids handled since then]}.
+
+
+def _load(cursor: str | None) -> dict:
+    return json.loads(cursor) if cursor else {}
+
+
+def _dump(state: dict) -> str:
+    return json.dumps(state, sort_keys=True)
+
+
+def _run_config(current: IndexInputs) -> dict:
+    if not current.model_sha256:
+        return {}
+    return {"ops": {"embedding_index": {"config": {"model_sha256": current.model_sha256}}}}
+
+
+def _tags(current: IndexInputs) -> dict[str, str]:
+    return {
+        "ml-assets/corpus_sha256": current.corpus_sha256,
+        "ml-assets/model_sha256": current.model_sha256 or "",
+    }
+
+
 def decide(cursor: str | None, current: IndexInputs) -> tuple[RunRequest | None, str]:
     """Pure decision: a run request when the inputs differ from the cursor's, and the new cursor."""
+    previous = _load(cursor)
     state = {"corpus": current.corpus_sha256, "model": current.model_sha256}
-    new_cursor = json.dumps(state, sort_keys=True)
-    if cursor is not None and json.loads(cursor) == state:
+    new_cursor = _dump({**previous, **state})
+    if cursor is not None and {k: previous[k] for k in state if k in previous} == state:
         return None, new_cursor
-    run_config: dict = {}
-    if current.model_sha256:
-        run_config = {
-            "ops": {"embedding_index": {"config": {"model_sha256": current.model_sha256}}}
-        }
     model = (current.model_sha256 or "upstream")[:12]
     request = RunRequest(
         run_key=f"corpus:{current.corpus_sha256[:12]}@model:{model}",
-        run_config=run_config,
-        tags={
-            "ml-assets/corpus_sha256": current.corpus_sha256,
-            "ml-assets/model_sha256": current.model_sha256 or "",
-        },
+        run_config=_run_config(current),
+        tags=_tags(current),
     )
     return request, new_cursor
+
+
+def requests_after(cursor: str | None) -> datetime | None:
+    """Where the next read of request rows starts (None: from the first)."""
+    after = _load(cursor).get("requests", {}).get("after")
+    return datetime.fromisoformat(after) if after else None
+
+
+def honour_requests(
+    cursor: str | None, current: IndexInputs, requests: Sequence[Request]
+) -> tuple[list[RunRequest], list[Request], str | None]:
+    """Pure decision: one run per request not handled yet, the invalid ones, the new cursor.
+
+    `requests` are the rows after `requests_after(cursor)`. A request's run indexes the current
+    inputs, so it also stands for a corpus or model change seen in the same tick.
+    """
+    previous = _load(cursor)
+    part = previous.get("requests", {})
+    seen = set(part.get("seen", []))
+    after = datetime.fromisoformat(part["after"]) if part.get("after") else None
+    fresh = [
+        r for r in requests if r.event_id not in seen and (after is None or r.occurred_at > after)
+    ]
+    if not fresh:
+        return [], [], cursor
+    runs = [
+        RunRequest(
+            run_key=f"reindex-request:{r.event_id}",
+            run_config=_run_config(current),
+            tags={
+                **_tags(current),
+                "ml-assets/reindex_request": r.event_id,
+                "ml-assets/requested_by": r.actor or "",
+                "ml-assets/reason": r.reason or "",
+            },
+        )
+        for r in fresh
+        if r.error is None
+    ]
+    new_after = max(r.occurred_at for r in requests) - REQUEST_LOOKBACK
+    if after is not None:
+        new_after = max(after, new_after)
+    handled = seen | {r.event_id for r in fresh}
+    window = sorted(
+        r.event_id for r in requests if r.event_id in handled and r.occurred_at > new_after
+    )
+    state = {**previous, "requests": {"after": new_after.isoformat(), "seen": window}}
+    if runs:
+        state.update(corpus=current.corpus_sha256, model=current.model_sha256)
+    return runs, [r for r in fresh if r.error is not None], _dump(state)
 
 
 def corpus_source() -> Path:
@@ -76,18 +154,27 @@ def production_embedder_sha(mlflow: MlflowResource) -> str | None:
 
 
 @sensor(job=reindex_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
-def reindex_sensor(context: SensorEvaluationContext, mlflow: MlflowResource) -> SensorResult:
-    """Watches the corpus content hash and the text-embedder@production alias."""
+def reindex_sensor(
+    context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
+) -> SensorResult:
+    """Watches the corpus content hash, the text-embedder@production alias and reindex requests."""
     current = IndexInputs(
         corpus_sha256=load_corpus(corpus_source()).corpus_sha256,
         model_sha256=production_embedder_sha(mlflow),
     )
-    request, cursor = decide(context.cursor, current)
-    if request is None:
+    requests = reindex_requests.read_requests(postgres.dsn, after=requests_after(context.cursor))
+    runs, rejected, cursor = honour_requests(context.cursor, current, requests)
+    for r in rejected:
+        context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
+    if not runs:
+        request, cursor = decide(cursor, current)
+        runs = [request] if request else []
+    if not runs:
         return SensorResult(
-            skip_reason=SkipReason("corpus and production embedder unchanged"), cursor=cursor
+            skip_reason=SkipReason("corpus and production embedder unchanged, no reindex request"),
+            cursor=cursor,
         )
-    return SensorResult(run_requests=[request], cursor=cursor)
+    return SensorResult(run_requests=runs, cursor=cursor)
 
 
 defs = Definitions(jobs=[reindex_job], sensors=[reindex_sensor])

@@ -1,0 +1,265 @@
+"""A declared lineage's export validation report: native vs ONNX, with blocking checks.
+
+The checks' evaluations (keyed by the report's data version, whose `upstream_data_versions`
+name the ONNX bytes) are what the promotion gate reads; see
+`ml_assets.core.validation_records.model_evidence`.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+import numpy as np
+
+from ml_assets.assets.validation import latencies_ms
+from ml_assets.components.resolve import LineagePlan
+from ml_assets.core.artifacts import ArtifactRef, lineage_of
+from ml_assets.core.hashing import canonical_json, read_parquet_bytes
+from ml_assets.core.plots import latency_png, md_image, pr_curves_png
+from ml_assets.core.tabular_model import (
+    TASK_METRICS,
+    evaluate,
+    from_skops_bytes,
+    native_threads,
+    predict,
+)
+from ml_assets.core.tabular_scorer import OnnxTabularScorer
+from ml_assets.provenance import hashed_output, md_table, timed
+from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.storage import ArtifactStore
+
+REPORT_SCHEMA = "ml-assets.export-validation.v1"
+CHECK_DESCRIPTIONS = {
+    "quality_delta": "Each ONNX test metric within its allowed relative delta of native.",
+    "output_parity": "Max |native - ONNX| output on any test row within max_output_diff.",
+    "latency": "ONNX single-row p95 not more than max_latency_regression slower than native.",
+}
+
+
+def _pct(samples: np.ndarray) -> dict[str, float]:
+    return {
+        "p50_ms": float(np.percentile(samples, 50)),
+        "p95_ms": float(np.percentile(samples, 95)),
+    }
+
+
+def report_asset(
+    plan: LineagePlan,
+    key: Callable[[str], dg.AssetKey],
+    ins: Callable[..., dict[str, dg.AssetIn]],
+) -> dg.AssetsDefinition:
+    """The `[name, export_validation_report]` asset with its blocking checks in the same step."""
+    lin, spec = plan.lineage, plan.spec
+    names = [f.name for f in spec.features]
+    task, label, metrics = spec.task, spec.label, TASK_METRICS[spec.task]
+    asset_key = key("export_validation_report")
+    ev = lin.export_validation
+
+    @dg.asset(
+        key=asset_key,
+        ins=ins("splits", "model", "onnx"),
+        group_name=lin.name,
+        code_version=plan.code_versions["export_validation_report"],
+        description="Native vs ONNX on the test split: metric deltas, output parity and "
+        "single-row latency, with blocking checks.",
+        check_specs=[
+            dg.AssetCheckSpec(c, asset=asset_key, blocking=True, description=CHECK_DESCRIPTIONS[c])
+            for c in spec.report_checks
+        ],
+    )
+    def export_validation_report(
+        context: dg.AssetExecutionContext,
+        store: ArtifactStore,
+        mlflow: MlflowResource,
+        splits: ArtifactRef,
+        model: ArtifactRef,
+        onnx: ArtifactRef,
+    ) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
+        thresholds = dict(spec.thresholds)
+        with timed() as t:
+            df = read_parquet_bytes(splits.read_verified())
+            test = df[df["split"] == "test"].reset_index(drop=True)
+            y = test[label].to_numpy()
+            estimator = from_skops_bytes(model.read_verified(), model.extra["skops_trusted_types"])
+            scorer = OnnxTabularScorer(onnx.read_verified(), spec.features, task)
+            with native_threads(lin.trainer.threads):
+                p_native = predict(estimator, task, test[names])
+            p_onnx = scorer.predict_columns({n: test[n].to_numpy() for n in names})
+            q_native, q_onnx = evaluate(task, y, p_native), evaluate(task, y, p_onnx)
+            deltas = {m: abs(q_onnx[m] - q_native[m]) / max(abs(q_native[m]), 1e-12) for m in metrics}
+            max_diff = float(np.max(np.abs(p_native - p_onnx)))
+
+            n = min(ev.latency_rows, len(test))
+            context.log.info(f"timing {n} single-row predictions per runtime")
+            rows = [test.iloc[[i]][names] for i in range(n)]
+            records = test[names].head(n).to_dict("records")
+            warm = min(ev.warmup_rows, n)
+            with native_threads(lin.trainer.threads):
+                lat_native = latencies_ms(lambda i: predict(estimator, task, rows[i]), n, warm)
+            lat_onnx = latencies_ms(lambda i: scorer.predict_records([records[i]]), n, warm)
+            latency = {"native": _pct(lat_native), "onnx": _pct(lat_onnx), "rows": n}
+
+            # Hashed content: a function of the inputs only. Latency belongs to the machine and
+            # the moment, so it is reported beside the report, not inside its hash.
+            report = {
+                "schema": REPORT_SCHEMA,
+                "lineage": lin.name,
+                "registered_model": spec.registered_model,
+                "task": task,
+                "inputs": {r.asset: r.sha256 for r in (splits, model, onnx)},
+                "test_rows": int(len(test)),
+                "native": q_native,
+                "onnx": q_onnx,
+                "relative_delta": deltas,
+                "max_abs_output_diff": max_diff,
+                "thresholds": thresholds,
+            }
+            ref = store.content().put(
+                spec.asset("export_validation_report"),
+                canonical_json(report),
+                ".json",
+                code_version=plan.code_versions["export_validation_report"],
+                lineage=lineage_of(splits, model, onnx),
+                extra={"latency": latency},
+            )
+            verdicts = _verdicts(thresholds, deltas, max_diff, latency)
+            report_md = _markdown(plan, model, onnx, len(test), q_native, q_onnx, deltas, latency)
+            report_md += "\n\n" + md_table(
+                [{"check": c, "passed": ok, "rule": rule} for c, (ok, rule, _) in verdicts.items()]
+            )
+            if task == "classification":
+                png = pr_curves_png(y, {"native (scikit-learn)": p_native, "ONNX Runtime": p_onnx})
+                report_md += "\n\n" + md_image(png, "precision-recall curves")
+            report_md += "\n\n" + md_image(
+                latency_png({"native": lat_native, "ONNX": lat_onnx}), "latency"
+            )
+            passed_all = all(ok for ok, _, _ in verdicts.values())
+            _log_to_mlflow(mlflow, model, report, latency, report_md, q_onnx, max_diff, passed_all)
+        version = f"{model.extra['registered_model']} v{model.extra['model_version']}"
+        yield hashed_output(
+            ref,
+            upstream={
+                spec.asset("splits"): splits,
+                spec.asset("model"): model,
+                spec.asset("onnx"): onnx,
+            },
+            wall_time_s=t["seconds"],
+            metadata={
+                "report": dg.MetadataValue.md(report_md),
+                "registered_model": dg.MetadataValue.text(version),
+                **{f"native_{m}": dg.MetadataValue.float(v) for m, v in q_native.items()},
+                **{f"onnx_{m}": dg.MetadataValue.float(v) for m, v in q_onnx.items()},
+                "max_abs_output_diff": dg.MetadataValue.float(max_diff),
+                "thresholds": dg.MetadataValue.json(thresholds),
+                **{
+                    f"{rt}_{p}": dg.MetadataValue.float(latency[rt][p])
+                    for rt in ("native", "onnx")
+                    for p in ("p50_ms", "p95_ms")
+                },
+            },
+        )
+        for check in spec.report_checks:
+            ok, rule, md = verdicts[check]
+            yield dg.AssetCheckResult(
+                check_name=check,
+                passed=ok,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=rule,
+                metadata={k: dg.MetadataValue.float(v) for k, v in md.items()},
+            )
+
+    return export_validation_report
+
+
+def _verdicts(
+    thresholds: dict[str, float],
+    deltas: dict[str, float],
+    max_diff: float,
+    latency: dict[str, Any],
+) -> dict[str, tuple[bool, str, dict[str, float]]]:
+    """Each check: (passed, the rule as text, its metadata)."""
+    limits = {m: thresholds[f"max_relative_delta_{m}"] for m in deltas}
+    out = {
+        "quality_delta": (
+            all(deltas[m] <= limits[m] for m in deltas),
+            "; ".join(f"{m} relative delta {deltas[m]:.2e} <= {limits[m]:.0e}" for m in deltas),
+            {f"{m}_relative_delta": d for m, d in deltas.items()},
+        ),
+        "output_parity": (
+            bool(max_diff <= thresholds["max_output_diff"]),
+            f"max |native - onnx| = {max_diff:.2e} <= {thresholds['max_output_diff']:.0e}",
+            {"max_abs_output_diff": max_diff, "tolerance": thresholds["max_output_diff"]},
+        ),
+    }
+    if "max_latency_regression" in thresholds:
+        limit = latency["native"]["p95_ms"] * (1 + thresholds["max_latency_regression"])
+        onnx_p95 = latency["onnx"]["p95_ms"]
+        out["latency"] = (
+            onnx_p95 <= limit,
+            f"ONNX p95 {onnx_p95:.3f} ms <= {limit:.3f} ms",
+            {"native_p95_ms": latency["native"]["p95_ms"], "onnx_p95_ms": onnx_p95, "limit_ms": limit},
+        )
+    return out
+
+
+def _markdown(
+    plan: LineagePlan,
+    model: ArtifactRef,
+    onnx: ArtifactRef,
+    test_rows: int,
+    q_native: dict[str, float],
+    q_onnx: dict[str, float],
+    deltas: dict[str, float],
+    latency: dict[str, Any],
+) -> str:
+    table: list[dict[str, Any]] = [
+        {"metric": m, "native": q_native[m], "onnx": q_onnx[m], "relative delta": deltas[m]}
+        for m in q_native
+    ]
+    for p in ("p50_ms", "p95_ms"):
+        table.append(
+            {
+                "metric": f"{p[:3]} latency (ms)",
+                "native": latency["native"][p],
+                "onnx": latency["onnx"][p],
+                "relative delta": "-",
+            }
+        )
+    return "\n\n".join(
+        [
+            f"### Export validation: {plan.spec.asset('model')} {model.sha256[:12]} → ONNX "
+            f"{onnx.sha256[:12]}",
+            f"Test split: {test_rows:,} rows.",
+            md_table(table),
+        ]
+    )
+
+
+def _log_to_mlflow(
+    mlflow: MlflowResource,
+    model: ArtifactRef,
+    report: dict[str, Any],
+    latency: dict[str, Any],
+    report_md: str,
+    q_onnx: dict[str, float],
+    max_diff: float,
+    passed_all: bool,
+) -> None:
+    """A copy for people on the model's run and version; the proof is Dagster's check records."""
+    run_id = model.extra["mlflow_run_id"]
+    client = mlflow.client
+    for k, v in {
+        **{f"onnx_test_{k}": v for k, v in q_onnx.items()},
+        "onnx_max_abs_output_diff": max_diff,
+        "native_p95_ms": latency["native"]["p95_ms"],
+        "onnx_p95_ms": latency["onnx"]["p95_ms"],
+    }.items():
+        client.log_metric(run_id, k, v)
+    mlflow.log_json(run_id, {**report, "latency": latency}, "validation/report.json")
+    mlflow.log_bytes(run_id, report_md.encode(), "validation/report.md")
+    client.set_model_version_tag(
+        model.extra["registered_model"],
+        model.extra["model_version"],
+        "export_validation",
+        "passed" if passed_all else "failed",
+    )

@@ -1,0 +1,91 @@
+"""What the platform needs to know about a declared model lineage, without Dagster.
+
+A `ModelLineage` component (ml_assets/components/) turns its YAML into a `LineageSpec` and
+registers it here; the promotion gate, the promotion sensor, the serving bundle and the
+service read lineages only through this registry, so no platform module names a model. The
+spec travels one way: YAML -> component -> assets (metadata) -> registry version (tags) ->
+bundle (manifest) -> service (request schema).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input column: its type and the values the model was trained on."""
+
+    name: str
+    kind: Literal["float", "int", "category"]
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LineageSpec:
+    """A supervised tabular model's chain: data -> splits -> model -> ONNX -> report -> gate."""
+
+    name: str  # the lineage, also the asset key prefix: "<name>/raw_data", ...
+    registered_model: str  # the MLflow registered model
+    task: Task
+    label: str
+    features: tuple[FeatureSpec, ...]
+    primary_metric: str  # a key of the report's metrics, e.g. "pr_auc" or "mae"
+    higher_is_better: bool
+    promotion_margin: float = 0.01
+    # Blocking checks on the export validation report, each must pass to serve.
+    report_checks: tuple[str, ...] = ("quality_delta", "output_parity", "latency")
+    expectations_check: str = "expectations"
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def asset(self, stage: str) -> str:
+        """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,
+        `export_validation_report`)."""
+        return f"{self.name}/{stage}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LineageSpec:
+        feats = tuple(
+            FeatureSpec(**{**f, "categories": tuple(f.get("categories") or ())})
+            for f in data["features"]
+        )
+        return cls(
+            **{
+                **data,
+                "features": feats,
+                "report_checks": tuple(data.get("report_checks") or ()),
+                "thresholds": dict(data.get("thresholds") or {}),
+            }
+        )
+
+
+_REGISTRY: dict[str, LineageSpec] = {}
+
+
+def register(spec: LineageSpec) -> LineageSpec:
+    """Make a lineage known to the gate, the sensors and the bundle (idempotent per spec)."""
+    known = _REGISTRY.get(spec.registered_model)
+    if known is not None and known.name != spec.name:
+        raise ValueError(
+            f"registered model {spec.registered_model!r} is declared by two lineages: "
+            f"{known.name!r} and {spec.name!r}"
+        )
+    _REGISTRY[spec.registered_model] = spec
+    return spec
+
+
+def by_model(registered_model: str) -> LineageSpec | None:
+    return _REGISTRY.get(registered_model)
+
+
+def declared() -> list[LineageSpec]:
+    return sorted(_REGISTRY.values(), key=lambda s: s.name)

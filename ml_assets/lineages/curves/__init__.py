@@ -1,0 +1,1 @@
+"""The curve forecaster: next settlement of a forward-curve point (regression)."""

@@ -1,0 +1,236 @@
+"""The served OpenAPI document (GET /docs.json): BentoML's, with each route's real errors.
+
+BentoML declares 400/404/500 on every API with a `detail` string that no response carries,
+and leaves every request body optional. Here every API declares the statuses it can return and
+the one error body they all have after serving/errors.py, `{"error": str, "detail"?: [...]}`;
+a body with required fields is required; /reload declares its API key and what its `bundle`
+must be; GET /models is described. A route's own errors are listed in ROUTE_ERRORS: a new
+`raise` in serving/service.py with another status belongs there too (tests/test_serving.py
+runs schemathesis against a served Bento).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ml_assets.core.serving_bundle import BUNDLE_SCHEMA
+from serving.errors import max_body_bytes
+
+REF = "#/components/schemas/{}"
+MASKED = (
+    'BentoML replaces the message with "An unexpected error has occurred, please check the '
+    'server log."'
+)
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "title": "Error",
+        "description": "Every error body of the API routes.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error"],
+        "properties": {
+            "error": {"title": "Message", "type": "string"},
+            "detail": {
+                "title": "Validation errors (400 only)",
+                "type": "array",
+                "items": {"$ref": REF.format("ValidationIssue")},
+            },
+        },
+    },
+    "ValidationIssue": {
+        "title": "ValidationIssue",
+        "description": "One problem with the request body, as pydantic reports it.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "loc", "msg"],
+        "properties": {
+            "type": {"type": "string"},
+            "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "msg": {"type": "string"},
+            "url": {"type": "string"},
+        },
+    },
+}
+# /reload's `bundle` is typed dict[str, Any] in the service, but only a manifest is accepted:
+# declare what entries_of() reads, so a body valid here is one the route can judge (200/409).
+SCHEMAS["ServingBundle"] = {
+    "title": "ServingBundle",
+    "description": "The serving_bundle manifest (bundle.json) of the production versions.",
+    "type": "object",
+    "required": ["schema", "models"],
+    "properties": {
+        "schema": {"type": "string", "enum": [BUNDLE_SCHEMA]},
+        "threshold": {"type": "number"},
+        "models": {"type": "object", "additionalProperties": {"$ref": REF.format("BundledModel")}},
+        "search": {"type": "object"},
+    },
+}
+SCHEMAS["BundledModel"] = {
+    "title": "BundledModel",
+    "type": "object",
+    "required": ["role", "registered_model", "version", "files"],
+    "properties": {
+        "role": {"type": "string"},
+        "registered_model": {"type": "string"},
+        "version": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "files": {"type": "object", "additionalProperties": {"type": "string"}},
+        "provenance": {"type": "array", "items": {"type": "object"}},
+        "info": {"type": "object"},
+        "gate": {"type": "object"},
+    },
+}
+REQUEST_PROPERTIES = {
+    "/reload": {
+        "bundle": {
+            "anyOf": [{"$ref": REF.format("ServingBundle")}, {"type": "null"}],
+            "default": None,
+            "description": "The serving_bundle manifest of the production versions "
+            "(serving_deployment sends it): its validated search configuration is served.",
+        }
+    }
+}
+BENTOML_ERROR_SCHEMAS = ("InvalidArgument", "NotFound", "InternalServerError")
+AUTH_BODY = 'The body is {"error": "Authorization error"} (BentoML hides the message).'
+
+
+def common_errors(limit: int) -> dict[str, str]:
+    """What every API route can answer besides 200."""
+    return {
+        "400": "The body is not JSON or does not match the request schema: `error` counts the "
+        "problems, `detail` lists them.",
+        "413": f"The body is over {limit} bytes (ML_SERVING_MAX_BODY_BYTES).",
+        "415": "The body is not application/json.",
+        "500": f"An unexpected error. {MASKED}",
+        "503": f"The models are not loaded (GET /models says why). {MASKED}",
+        "504": "Not answered within the service's traffic timeout (ML_SERVING_TIMEOUT_S).",
+    }
+
+
+ROUTE_ERRORS: dict[str, dict[str, str]] = {
+    "/search": {
+        "400": "The body is not JSON or does not match the request schema (`detail` lists the "
+        "problems), or the search rejects its filters (`error` says why).",
+        "404": "No such tenant_id.",
+        "503": "The models are not loaded, there is no live index yet, the live index was built "
+        "with another text-embedder than this server's, or the search database is unreachable "
+        f"(ML_VECTOR_PG_DSN). {MASKED}",
+    },
+    "/reload": {
+        "400": "The body is not JSON or does not match the request schema (`detail` lists the "
+        "problems), or `bundle` is not a serving bundle manifest (`error` says why).",
+        "401": f"No API key: send X-API-Key (or Authorization: Bearer). {AUTH_BODY}",
+        "403": "A wrong API key, or reload is disabled (the server runs without "
+        f"ML_SERVING_API_KEY). {AUTH_BODY}",
+        "409": "Refused, the current versions keep serving: a production version is not in "
+        "this server's model store yet (build it with serving_job), `bundle` pins other "
+        "versions than production, or a bundled model fails its checks at load.",
+        "503": "The registry cannot say which versions are in production, or a bundled model "
+        f"fails its sha256 check. {MASKED}",
+    },
+}
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer"},
+}
+SECURED = {"/reload": [{"ApiKey": []}, {"Bearer": []}]}
+MODELS_PATH = {
+    "get": {
+        "tags": ["Infrastructure"],
+        "description": "What this worker serves: each model's registered version, sha256s, "
+        "provenance and validation verdicts, or why it is not ready.",
+        "responses": {
+            "200": {
+                "description": "Successful Response",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["ready"],
+                            "properties": {"ready": {"type": "boolean"}},
+                        }
+                    }
+                },
+            }
+        },
+    }
+}
+NOT_READY = {
+    "description": "Not ready: the models are not loaded (GET /models says why).",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format("Error")}}},
+    }
+
+
+def _request_body(doc: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
+    body = operation.get("requestBody")
+    if not body:
+        return
+    schema = body["content"]["application/json"]["schema"]
+    if ref := schema.get("$ref"):
+        schema = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    # BentoML leaves the body optional; without it, a route with required fields answers 400.
+    if schema.get("required"):
+        body["required"] = True
+    for name, declared in REQUEST_PROPERTIES.get(path, {}).items():
+        if name in schema.get("properties", {}):
+            schema["properties"][name] = copy.deepcopy(declared)
+
+
+def document(spec: dict[str, Any], *, limit: int) -> dict[str, Any]:
+    """BentoML's spec (as a dict) with the errors each API route really returns."""
+    doc = copy.deepcopy(spec)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(copy.deepcopy(SCHEMAS))
+    doc["components"].setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    for path, item in doc["paths"].items():
+        operation = item.get("post")
+        if not operation or "x-bentoml-name" not in operation:
+            continue
+        _request_body(doc, path, operation)
+        responses = operation["responses"]
+        ok = responses.get("200", responses.get(200))
+        errors = {**common_errors(limit), **ROUTE_ERRORS.get(path, {})}
+        operation["responses"] = {
+            "200": ok,
+            **{code: _error_response(text) for code, text in sorted(errors.items())},
+        }
+        if path in SECURED:
+            operation["security"] = SECURED[path]
+    if readyz := doc["paths"].get("/readyz", {}).get("get"):
+        readyz["responses"]["503"] = NOT_READY
+    doc["paths"]["/models"] = copy.deepcopy(MODELS_PATH)
+    text = json.dumps(doc)
+    for name in BENTOML_ERROR_SCHEMAS:
+        if json.dumps(REF.format(name)) not in text:
+            schemas.pop(name, None)
+    return doc
+
+
+def docs_route(service: Any, *, limit: int | None = None) -> Route:
+    """GET /docs.json: `document()` of a bentoml Service's spec, built once per worker; `limit`
+    is the body limit of its UniformErrors (default: ML_SERVING_MAX_BODY_BYTES)."""
+
+    @functools.cache
+    def body() -> bytes:
+        spec = service.openapi_spec.asdict()
+        return json.dumps(
+            document(spec, limit=max_body_bytes() if limit is None else limit)
+        ).encode()
+
+    async def docs(_: Request) -> Response:
+        return Response(body(), media_type="application/json")
+
+    return Route("/docs.json", docs, methods=["GET"])
