@@ -8,24 +8,31 @@ One process, one run, on the embedded PostgreSQL 18 + pgvector:
   takes this 2-core CPU tens of minutes, so each synthetic document's vector is the normalised
   mean of its two sources' real embeddings plus noise: the SQL, HNSW and recall figures are
   measured at full scale, the embedding cost by benchmarks/embedding_throughput.py;
-- p50/p95 of vector, lexical and hybrid SQL per query, and end to end including the query's
-  embedding (the real int8 ONNX embedder), over the labelled queries repeated; HNSW recall@10
+- p50/p95 of vector, lexical (BM25) and hybrid SQL per query with the served search
+  configuration (DEFAULT_FUSION, or --fusion: a report's search_config or fusion JSON), and end
+  to end including the query's embedding (the real int8 ONNX embedder; in process, without
+  the HTTP service), over the labelled queries repeated after one untimed pass; HNSW recall@10
   against exact search per tenant, as search runs it and for the filtered graph walk alone;
 - at scale, how often each mode still ranks a labelled relevant document (or a synthetic one
   built from it) in the top 10: the labelled quality eval covers the shipped corpus only.
-The load average is printed: the machine has 2 cores and may be shared.
+The load average (before and after), the CPU and the Postgres settings are printed: the
+machine has 2 cores and may be shared.
 
     .venv/bin/python benchmarks/search_latency.py [--docs 100000] [--repeat 5]
+        [--reindex-docs 5000 (0 skips the reindex cost)] [--fusion report.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import random
+import subprocess
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +43,10 @@ from ml_assets.core.embedder_quality import MAX_LENGTH
 from ml_assets.core.hashing import sha256_bytes
 from ml_assets.core.search import (
     DEFAULT_EF_SEARCH,
+    DEFAULT_FUSION,
     EXACT_SCAN_MAX_DOCS,
-    LEXICAL_CANDIDATES,
     MODES,
+    FusionWeights,
     run_search,
 )
 from ml_assets.core.search_eval import hnsw_recall
@@ -103,13 +111,46 @@ def hit_at_10(ids: list[str], relevant: tuple[str, ...]) -> bool:
     return any(d in relevant or d.split("-x")[0] in relevant for d in ids)
 
 
+def cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = set(fields.get("Flags", "").split())
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, {' '.join(simd)}"
+
+
+PG_SETTINGS = (
+    "shared_buffers",
+    "work_mem",
+    "effective_cache_size",
+    "maintenance_work_mem",
+    "max_parallel_workers_per_gather",
+)
+
+
+def load_fusion(path: str | None) -> FusionWeights:
+    """DEFAULT_FUSION, or the fusion in a search_quality_report / search_config / fusion JSON."""
+    if path is None:
+        return DEFAULT_FUSION
+    data = json.loads(Path(path).read_text())
+    data = data.get("search_config", data)
+    return FusionWeights(**data.get("fusion", data))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--reindex-docs", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--fusion", help="a search_quality_report JSON (or its search_config)")
     args = parser.parse_args()
+    fusion = load_fusion(args.fusion)
     print(f"load average at start (1/5/15 min): {fmt_load()}", flush=True)
+    print(f"cpu: {cpu()}")
+    print(f"search configuration: {asdict(fusion)}", flush=True)
 
     base = load_corpus(default_corpus_path()).documents
     queries = load_queries()
@@ -122,17 +163,18 @@ def main() -> None:
         ensure_databases(server)
         reindex_dsn = with_database(server, "ml_assets")
 
-        small = expand(base, args.reindex_docs)
-        t = time.perf_counter()
-        full = reindex(reindex_dsn, small, embedder, model_sha, "bench")
-        full_s = time.perf_counter() - t
-        rng = random.Random(1)
-        changed = list(small)
-        for i in rng.sample(range(len(small)), len(small) // 100):
-            changed[i] = replace(small[i], text=small[i].text + " Revised.")
-        t = time.perf_counter()
-        inc = reindex(reindex_dsn, changed, embedder, model_sha, "bench-2")
-        inc_s = time.perf_counter() - t
+        if args.reindex_docs:
+            small = expand(base, args.reindex_docs)
+            t = time.perf_counter()
+            full = reindex(reindex_dsn, small, embedder, model_sha, "bench")
+            full_s = time.perf_counter() - t
+            rng = random.Random(1)
+            changed = list(small)
+            for i in rng.sample(range(len(small)), len(small) // 100):
+                changed[i] = replace(small[i], text=small[i].text + " Revised.")
+            t = time.perf_counter()
+            inc = reindex(reindex_dsn, changed, embedder, model_sha, "bench-2")
+            inc_s = time.perf_counter() - t
 
         docs = expand(base, args.docs)
         proxy = ProxyEmbedder(embedder, base, docs)
@@ -149,19 +191,34 @@ def main() -> None:
         sql_ms: dict[str, list[float]] = {m: [] for m in MODES}
         e2e_ms: dict[str, list[float]] = {m: [] for m in MODES}
         hits: dict[str, list[bool]] = {m: [] for m in MODES}
-        with connect(dsn) as conn:
+        hybrid_by_tenant: dict[str, list[float]] = {}
+        with connect(dsn, autocommit=True) as conn:
+            settings = {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]  # names from the list above
+                for name in PG_SETTINGS
+            }
+            print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+            for q, v in zip(queries, qvecs, strict=True):  # warm-up pass, untimed
+                for mode in MODES:
+                    run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion)
             for _ in range(args.repeat):
                 for q, v in zip(queries, qvecs, strict=True):
                     for mode in MODES:
                         t = time.perf_counter()
-                        found = run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode)
+                        found = run_search(
+                            conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion
+                        )
                         sql_ms[mode].append((time.perf_counter() - t) * 1e3)
+                        if mode == "hybrid":
+                            hybrid_by_tenant.setdefault(q.tenant_id, []).append(sql_ms[mode][-1])
                         if len(hits[mode]) < len(queries):
                             ids = [h.doc_id for h in found]
                             hits[mode].append(hit_at_10(ids, q.relevant_ids))
                         t = time.perf_counter()
                         vec = None if mode == "lexical" else embedder.embed([q.query])[0]
-                        run_search(conn, q.query, vec, q.tenant_id, limit=10, mode=mode)
+                        run_search(
+                            conn, q.query, vec, q.tenant_id, limit=10, mode=mode, fusion=fusion
+                        )
                         e2e_ms[mode].append((time.perf_counter() - t) * 1e3)
             tenants = sorted({d.tenant_id for d in docs})
             recall = {tenant: hnsw_recall(conn, [(tenant, v) for v in qvecs]) for tenant in tenants}
@@ -171,19 +228,20 @@ def main() -> None:
             }
             shares = {t: sum(d.tenant_id == t for d in docs) / len(docs) for t in tenants}
 
-    print(
-        f"reindex, {len(small):,} docs, real int8 embedder {model_sha[:12]}: full build "
-        f"{full_s:.1f} s (embedded {full.embedded:,}); incremental after 1% changed "
-        f"{inc_s:.2f} s (embedded {inc.embedded:,}) -> {inc_s / full_s:.1%} of full "
-        f"(target <= 5%: {'met' if inc_s / full_s <= 0.05 else 'MISSED'})"
-    )
+    if args.reindex_docs:
+        print(
+            f"reindex, {len(small):,} docs, real int8 embedder {model_sha[:12]}: full build "
+            f"{full_s:.1f} s (embedded {full.embedded:,}); incremental after 1% changed "
+            f"{inc_s:.2f} s (embedded {inc.embedded:,}) -> {inc_s / full_s:.1%} of full "
+            f"(target <= 5%: {'met' if inc_s / full_s <= 0.05 else 'MISSED'})"
+        )
     print(
         f"scale: {scale.total:,} documents (expanded from {len(base):,} shipped, proxy vectors); "
         f"COPY + HNSW + GIN build {scale_s:.1f} s"
     )
     print(
         f"queries: {len(queries)} labelled x {args.repeat} repeats, limit 10; lexical ranks at "
-        f"most {LEXICAL_CANDIDATES} candidates; ef_search {DEFAULT_EF_SEARCH}; exact vector "
+        f"most {fusion.lexical_budget} candidates; ef_search {DEFAULT_EF_SEARCH}; exact vector "
         f"scan for tenants <= {EXACT_SCAN_MAX_DOCS:,} docs"
     )
     for mode in MODES:
@@ -191,6 +249,8 @@ def main() -> None:
             f"  {mode:<8} SQL  {pct(sql_ms[mode])}   end to end (with embedding) "
             f"{pct(e2e_ms[mode])}"
         )
+    for tenant, samples in sorted(hybrid_by_tenant.items()):
+        print(f"  hybrid SQL in {tenant:<22} ({shares[tenant]:5.1%} of docs): {pct(samples)}")
     hyb_sql = np.percentile(sql_ms["hybrid"], 95)
     hyb_e2e = np.percentile(e2e_ms["hybrid"], 95)
     print(

@@ -29,8 +29,10 @@ CORE_MODULES = (
     "corpus",
     "serving_bundle",
     "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
+    "lineage_spec",
+    "tabular_scorer",
 )
-SERVING_MODULES = ("__init__", "service", "runtime", "metrics", "errors", "openapi")
+SERVING_MODULES = ("__init__", "service", "runtime", "metrics", "errors", "openapi", "tabular")
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (
     "bentoml",

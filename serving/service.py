@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC, SCHEMA
+from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import (
     BUNDLE_MANIFEST,
     EMBEDDER,
@@ -35,8 +36,9 @@ from ml_assets.core.serving_bundle import (
     BundleIntegrityError,
     ModelEntry,
     entries_of,
+    lineage_of_entry,
 )
-from serving import errors, openapi, runtime
+from serving import errors, openapi, runtime, tabular
 from serving.metrics import Metrics, create_metrics
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
@@ -149,6 +151,57 @@ def _locate(entry: ModelEntry) -> Path:
     return path
 
 
+# Every declared lineage's model the bundle serves, by role (the lineage's name).
+LINEAGES = {
+    role: LineageSpec.from_dict(lineage)
+    for role, entry in ENTRIES.items()
+    if (lineage := lineage_of_entry(entry)) is not None
+}
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _lineage_apis(role: str, spec: LineageSpec) -> dict[str, Any]:
+    """POST /v1/models/<name>/predict and /predict/batch, typed by the lineage's schema."""
+    row = tabular.row_model(spec)
+
+    async def predict(self: MLService, features: Any) -> tabular.Prediction:
+        values, version = self._predict(role, [features.model_dump()], "predict")
+        return tabular.Prediction(prediction=values[0], task=spec.task, model_version=version)
+
+    async def predict_batch(self: MLService, rows: Any) -> tabular.BatchPrediction:
+        values, version = self._predict(role, [r.model_dump() for r in rows], "predict_batch")
+        return tabular.BatchPrediction(
+            predictions=values, count=len(values), task=spec.task, model_version=version
+        )
+
+    batch = Annotated[list[row], Field(min_length=1, max_length=tabular.MAX_ROWS)]  # type: ignore[valid-type]
+    predict.__annotations__ = {"features": row, "return": tabular.Prediction}
+    predict_batch.__annotations__ = {"rows": batch, "return": tabular.BatchPrediction}
+    ident = _ident(role)
+    out: dict[str, Any] = {}
+    for fn, suffix, doc in (
+        (predict, "", f"{spec.registered_model}: one row → its {spec.task} prediction."),
+        (predict_batch, "/batch", f"{spec.registered_model}: up to 1,000 rows in one request."),
+    ):
+        fn.__name__ = fn.__qualname__ = f"{fn.__name__}_{ident}"
+        fn.__doc__ = doc
+        out[fn.__name__] = bentoml.api(route=f"/v1/models/{spec.name}/predict{suffix}")(fn)
+    out[f"model_{ident}"] = bentoml.models.BentoModel(ENTRIES[role].bento_tag)
+    return out
+
+
+def _with_lineage_routes(cls: type) -> type:
+    """Add each declared lineage's model and routes to the service class (before BentoML
+    reads it), so one Bento serves every promoted model."""
+    for role, spec in LINEAGES.items():
+        for name, member in _lineage_apis(role, spec).items():
+            setattr(cls, name, member)
+    return cls
+
+
 @bentoml.service(
     name="ml-assets",
     workers=int(os.environ.get("ML_SERVING_WORKERS", "2")),
@@ -156,6 +209,7 @@ def _locate(entry: ModelEntry) -> Path:
     traffic={"timeout": float(os.environ.get("ML_SERVING_TIMEOUT_S", "10"))},
     logging={"access": {"enabled": os.environ.get("ML_SERVING_ACCESS_LOG", "0") == "1"}},
 )
+@_with_lineage_routes
 class MLService:
     """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
 
@@ -190,7 +244,11 @@ class MLService:
         try:
             self._install(
                 runtime.load_models(
-                    release.entries, _locate, release.generation, search=release.search
+                    release.entries,
+                    _locate,
+                    release.generation,
+                    search=release.search,
+                    previous=self._models,
                 )
             )
         except Exception as exc:  # not ready: /readyz says 503 and the log names the file
@@ -229,7 +287,11 @@ class MLService:
         with self._reload_lock:
             self._install(
                 runtime.load_models(
-                    release.entries, _locate, release.generation, search=release.search
+                    release.entries,
+                    _locate,
+                    release.generation,
+                    search=release.search,
+                    previous=self._models,
                 )
             )
 
@@ -289,6 +351,17 @@ class MLService:
         """Up to 1,000 transactions in one request."""
         results, version = self._score([t.model_dump() for t in transactions], "score_batch")
         return BatchResult(results=results, model_version=version, count=len(results))
+
+    def _predict(
+        self, role: str, records: list[dict[str, Any]], endpoint: str
+    ) -> tuple[list[float], str]:
+        models = self._ready_models(endpoint)
+        start = time.perf_counter()
+        values = models.tabular[role].predict_records(records)
+        self.metrics.inference_seconds.labels(endpoint=f"{role}/{endpoint}").observe(
+            time.perf_counter() - start
+        )
+        return [float(v) for v in values], models.entries[role].label
 
     # ---- embedding and search -----------------------------------------------------------
 
@@ -475,7 +548,9 @@ class MLService:
         start = time.perf_counter()
         tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
         try:
-            entries = runtime.resolve_production(tracking, _find_model_dir)
+            entries = runtime.resolve_production(
+                tracking, _find_model_dir, {r: e.registered_model for r, e in ENTRIES.items()}
+            )
         except runtime.NotBundledError as exc:
             self._error("not_bundled", "reload", exc)
             raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
@@ -492,7 +567,9 @@ class MLService:
                 current.generation if current else 0, release.generation if release else 0
             )
             try:
-                models = runtime.load_models(entries, _locate, generation + 1, search=search)
+                models = runtime.load_models(
+                    entries, _locate, generation + 1, search=search, previous=current
+                )
             except BundleIntegrityError as exc:
                 self._error("refused", "reload", exc)
                 raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc

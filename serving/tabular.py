@@ -32,8 +32,10 @@ class BatchPrediction(BaseModel):
 def _field(f: FeatureSpec) -> Any:
     if f.kind == "category":
         if not f.categories:
-            return (Annotated[str, Field(min_length=1, max_length=200, description=f.description)],
-                    ...)
+            return (
+                Annotated[str, Field(min_length=1, max_length=200, description=f.description)],
+                ...,
+            )
         return (Literal[tuple(f.categories)], Field(..., description=f.description))  # type: ignore[valid-type]
     kind = int if f.kind == "int" else float
     return (kind, Field(..., ge=f.min, le=f.max, allow_inf_nan=False, description=f.description))

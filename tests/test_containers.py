@@ -701,7 +701,13 @@ def service_routes() -> set[str]:
         if isinstance(node, ast.Call):
             func = ast.unparse(node.func)
             if func == "bentoml.api":
-                routes |= {k.value.value for k in node.keywords if k.arg == "route"}
+                # Literal routes only: a declared lineage's routes (/v1/models/<name>/predict)
+                # are built from the bundle at import time.
+                routes |= {
+                    k.value.value
+                    for k in node.keywords
+                    if k.arg == "route" and isinstance(k.value, ast.Constant)
+                }
             if func == "Route" and node.args and isinstance(node.args[0], ast.Constant):
                 routes.add(node.args[0].value)
     return routes

@@ -15,6 +15,10 @@ from ml_assets.stack import with_database
 
 REPO = Path(__file__).resolve().parents[1]
 
+CURVES = tuple(
+    f"curves/{s}" for s in ("raw_data", "splits", "model", "onnx", "export_validation_report")
+)
+
 
 def test_asset_graph_snapshot():
     graph = defs.resolve_asset_graph()
@@ -32,6 +36,7 @@ def test_asset_graph_snapshot():
         "serving_deployment",
         "nightly_validation",
         "nightly_smoke",
+        *CURVES,
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -48,6 +53,7 @@ def test_asset_graph_snapshot():
         "serving_deployment": "serving",
         "nightly_validation": "ops",
         "nightly_smoke": "ops",
+        **dict.fromkeys(CURVES, "curves"),
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -59,7 +65,20 @@ def test_asset_graph_snapshot():
         "fraud_model_onnx",
         "training_splits",
     ]
-    assert parents["serving_bundle"] == ["embedding_model_onnx", "fraud_model_onnx"]
+    assert parents["serving_bundle"] == [
+        "embedding_model_onnx",
+        "fraud_model_onnx",
+        "search_quality_report",
+    ]
+    # The curves lineage (a ModelLineage component in ml_assets/lineages/curves/defs.yaml).
+    assert parents["curves/splits"] == ["curves/raw_data"]
+    assert parents["curves/model"] == ["curves/splits"]
+    assert parents["curves/onnx"] == ["curves/model", "curves/splits"]
+    assert parents["curves/export_validation_report"] == [
+        "curves/model",
+        "curves/onnx",
+        "curves/splits",
+    ]
     assert parents["nightly_validation"] == [
         "export_validation_report",
         "raw_transactions",
@@ -88,6 +107,10 @@ def test_checks_are_blocking():
         ("serving_bundle", "smoke"),
         ("nightly_validation", "no_regression"),
         ("nightly_smoke", "no_regression"),
+        ("curves/raw_data", "expectations"),
+        ("curves/export_validation_report", "quality_delta"),
+        ("curves/export_validation_report", "output_parity"),
+        ("curves/export_validation_report", "latency"),
     }
     assert all(s.blocking for s in specs.values())
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,16 @@ from ml_assets.assets.search import (
 )
 from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.core.artifacts import ArtifactRef
-from ml_assets.core.corpus import load_queries
-from ml_assets.core.search import UnknownTenantError, run_search, search
-from ml_assets.core.search_eval import hnsw_recall
+from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
+from ml_assets.core.search import (
+    DEFAULT_FUSION,
+    MODES,
+    FusionWeights,
+    UnknownTenantError,
+    run_search,
+    search,
+)
+from ml_assets.core.search_eval import hnsw_recall, rank_all
 from ml_assets.core.search_index import (
     REINDEX_LOCK_KEY,
     ReindexBusyError,
@@ -31,9 +40,11 @@ from ml_assets.core.search_index import (
     live_index,
     reindex,
 )
+from ml_assets.core.search_tuning import fetch_candidates, rerank_all
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
+from ml_assets.stack import with_database
 from tests.helpers import failure_text, latest_metadata
 
 SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
@@ -89,6 +100,95 @@ def test_search_lineage_is_green_with_checks(env, dagster_instance):
     }
     md = latest_metadata(dagster_instance, "embedding_model_onnx")
     assert shas == {"int8": md["int8_sha256"], "fp32": md["fp32_sha256"]}
+
+
+def _report(dagster_instance) -> dict:
+    md = latest_metadata(dagster_instance, "search_quality_report")
+    return json.loads(Path(md["path"]).read_text())
+
+
+def test_report_judges_both_labelled_sets_and_search_reproduces_its_ranking(env, dagster_instance):
+    report = _report(dagster_instance)
+    md = latest_metadata(dagster_instance, "search_quality_report")
+    assert md["search_config"] == report["search_config"]
+    assert set(report["sets"]) == set(report["verdicts"]) == {"search", "docs"}
+    for name, v in report["verdicts"].items():
+        assert v["passed"] and v["cross_tenant_hits"] == 0, (name, v)
+        modes = {r["mode"] for r in report["sets"][name]["scores"]}
+        assert {"vector", "lexical", "lexical:ts_rank_cd", "hybrid"} <= modes
+        # BM25 against ts_rank_cd, side by side (the target is on the real-text set).
+        assert v["lexical"] >= v["lexical_ts_rank_cd"] + 0.03, (name, v)
+    families = {r["family"]: r for r in report["fusion_families"]}
+    assert set(families) == {
+        m + a
+        for m in ("rrf", "minmax", "zscore")
+        for a in ("", "+known_terms", "+query_terms", "+top_match")
+    }
+    assert [r["chosen"] for r in families.values()].count(True) == 1
+    # Every trial was scored on the tune split only; the chosen one is the best of them.
+    best = max(t["tune_ndcg_at_10_mean"] for t in report["fusion_trials"])
+    chosen = next(r for r in families.values() if r["chosen"])
+    assert (chosen["search_tune"] + chosen["docs_tune"]) / 2 == pytest.approx(best)
+    # What the service does with the bundled config: FusionWeights(**config["fusion"]).
+    fusion = FusionWeights(**json.loads(json.dumps(report["search_config"]["fusion"])))
+    assert asdict(fusion) == report["fusion"]
+    embedder = _embedder(env)
+    queries = load_queries()
+    assert set(report["hybrid_rankings"]) == {q.id for q in queries}
+    with connect(env["dsn"], autocommit=True) as conn:
+        for q in queries:
+            hits = search(conn, embedder, q.query, q.tenant_id, limit=10, fusion=fusion)
+            assert [h.doc_id for h in hits] == report["hybrid_rankings"][q.id], q.id
+
+
+def test_tuning_reranks_the_candidates_exactly_as_the_sql_does(env):
+    embedder = _embedder(env)
+    queries = load_queries()
+    vectors = embedder.embed([q.query for q in queries])
+    budget = DEFAULT_FUSION.lexical_budget
+    configs = [
+        DEFAULT_FUSION,
+        replace(DEFAULT_FUSION, method="zscore", adapt="query_terms", lexical_at_1=0.1),
+        FusionWeights(ranker="bm25", k=10, lexical=0.7, candidates=20),
+        FusionWeights(
+            ranker="bm25", k=5, lexical=0.0, adapt="top_match", lexical_at_1=1.5, candidates=100
+        ),
+        FusionWeights(ranker="bm25", k1=1.5, b=0.3, adapt="known_terms", lexical_at_1=1.0),
+    ]
+    with connect(env["dsn"], autocommit=True) as conn:
+        cands = fetch_candidates(conn, queries, vectors, lexical_budget=budget)
+        for f in (replace(c, lexical_budget=budget) for c in configs):
+            python, sql_ranked = rerank_all(cands, f), rank_all(conn, queries, vectors, "hybrid", f)
+            same = sum(a == b for a, b in zip(python, sql_ranked, strict=True))
+            # z-score's mean and deviation may round differently; the rest is the same floats.
+            assert same >= (0.95 if f.method == "zscore" else 1.0) * len(queries), f
+
+
+def test_docs_set_scratch_index_keeps_tenants_apart(env, dagster_instance):
+    report = _report(dagster_instance)
+    embedder = _embedder(env)
+    docs = load_corpus(default_corpus_path("docs")).documents
+    tenant_of = {d.id: d.tenant_id for d in docs}
+    queries = load_queries(dataset="docs")
+    vectors = embedder.embed([q.query for q in queries])
+    tenants = sorted(set(tenant_of.values()))
+    with connect(with_database(env["dsn"], "ml_assets_eval"), autocommit=True) as conn:
+        assert live_index(conn)["model_version"] == report["embedder_sha256"]
+        counts = dict(
+            conn.execute("SELECT tenant_id, count(*) FROM search.live_documents GROUP BY 1")
+        )
+        assert counts == Counter(tenant_of.values())
+        # Each query asked in every tenant, not only its own: only that tenant's documents.
+        for q, v in list(zip(queries, vectors, strict=True))[::6]:
+            for tenant in tenants:
+                for mode in MODES:
+                    hits = run_search(conn, q.query, v, tenant, limit=20, mode=mode)
+                    assert all(h.tenant_id == tenant == tenant_of[h.doc_id] for h in hits)
+                    assert hits or mode == "lexical"
+    # The report's own rankings of the set are in-tenant too.
+    for qid, ids in report["sets"]["docs"]["hybrid_rankings"].items():
+        q = next(q for q in queries if q.id == qid)
+        assert ids and all(tenant_of[d] == q.tenant_id for d in ids)
 
 
 def test_known_queries_find_their_documents(env):
@@ -174,6 +274,36 @@ def test_lexeme_and_tenant_statistics_stay_in_step_with_the_index(env):
             conn.execute("SELECT tenant_id, count(*) FROM search.live_documents GROUP BY 1")
         )
         assert tenants == actual
+        assert _lengths(conn) == _recounted_lengths(conn)
+        live = live_index(conn)
+        # Statistics from before the BM25 lengths existed are recounted by the next reindex.
+        conn.execute(
+            "UPDATE search.tenant_stats SET total_len = NULL WHERE table_name = %s",
+            (live["table_name"],),
+        )
+        conn.commit()
+    docs = documents_from_bytes(Path(_ref(env, "search_corpus").path).read_bytes())
+    stats = reindex(env["dsn"], docs, _embedder(env), live["model_version"], live["corpus_sha256"])
+    assert stats.embedded == 0
+    with connect(env["dsn"]) as conn:
+        assert _lengths(conn) == _recounted_lengths(conn)
+
+
+def _lengths(conn) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT tenant_id, total_len FROM search.tenant_stats WHERE table_name ="
+            " (SELECT table_name FROM search.live_index WHERE name = 'default') AND ndoc > 0"
+        ).fetchall()
+    )
+
+
+def _recounted_lengths(conn) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            "SELECT tenant_id, sum(length(tsv))::bigint FROM search.live_documents GROUP BY 1"
+        ).fetchall()
+    )
 
 
 def test_hnsw_graph_recall_and_odd_queries(env):

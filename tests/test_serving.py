@@ -524,8 +524,14 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
 
 
 def _served(url: str) -> dict[str, tuple[str, str]]:
-    with httpx.Client(base_url=url, timeout=30) as c:
-        models = c.get("/models").json()["models"]
+    """What the endpoint serves, asserted the same on every worker (a new connection each time:
+    a kept-alive one always reaches the same worker)."""
+    answers = []
+    for _ in range(8):
+        with httpx.Client(base_url=url, timeout=30, headers={"Connection": "close"}) as c:
+            answers.append(c.get("/models").json()["models"])
+    assert all(a == answers[0] for a in answers), "the workers serve different models"
+    models = answers[0]
     return {
         r: (f"{m['registered_model']}@{m['version']}", m["sha256"]["model.onnx"])
         for r, m in models.items()
@@ -711,6 +717,99 @@ def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
             assert c.get("/readyz").status_code == 503
             assert "no passed verdict for latency" in c.get("/models").json()["error"]
         assert "no passed verdict for latency" in proc.log_tail(200)
+
+
+# ---- every declared lineage is served ---------------------------------------------------------
+
+CURVE_ROW = {
+    "commodity": "power",
+    "season": "winter",
+    "month": 1,
+    "tenor_months": 3,
+    "days_to_expiry": 80,
+    "volatility": 0.45,
+    "settle_lag1": 71.25,
+    "settle_lag5_mean": 70.9,
+    "settle_lag20_mean": 69.4,
+}
+CURVES = "curve-forecaster"
+
+
+def test_a_declared_lineage_is_gated_bundled_and_served(platform, tmp_path):
+    """The curves lineage (YAML only, ml_assets/lineages/curves): materialize, promote through
+    the gate, bundle, and call its generated route over HTTP."""
+    from ml_assets.components.defs_folder import lineage_defs
+
+    defs = lineage_defs()  # building the defs folder declares its lineages to the gate
+
+    items = [*(defs.assets or []), *(defs.asset_checks or [])]
+    curves = [
+        a
+        for a in items
+        if all(
+            k.path[0] == "curves"
+            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
+        )
+    ]
+    run = materialize(
+        curves,
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
+    )
+    assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
+    client = platform["client"]
+    version = max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'"))
+    event = _promote(platform, CURVES, str(version), reason="first curves model")
+    assert event["model"] == CURVES and {g["name"] for g in event["gates"]} >= {
+        "onnx_export",
+        "export_validation",
+        "expectations",
+    }
+    # The production fraud model and embedder must be bundled too: whatever is production now.
+    bundle = materialize(
+        [serving_bundle, serving_bundle_smoke],
+        resources=platform["resources"],
+        instance=platform["instance"],
+    )
+    assert bundle.success
+    manifest = json.loads(_ref(platform["root"], "serving_bundle").read_verified())
+    entry = manifest["models"]["curves"]
+    assert entry["registered_model"] == CURVES and entry["info"]["lineage"]["task"] == "regression"
+    assert {v["check"] for v in entry["gate"]["verdicts"]} == {
+        "expectations",
+        "quality_delta",
+        "output_parity",
+        "latency",
+    }
+    tag = _ref(platform["root"], "serving_bundle").extra["bento_tag"]
+    with start_server(tag, bentoml_home=platform["home"], workers=1) as proc:
+        proc.wait_ready(timeout_s=120)
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            r = c.post("/v1/models/curves/predict", json={"features": CURVE_ROW})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["model_version"] == f"{CURVES}@{version}" and body["task"] == "regression"
+            assert 0 < body["prediction"] < 2000
+            rows = [dict(CURVE_ROW, settle_lag1=p) for p in (60.0, 70.0, 80.0)]
+            r = c.post("/v1/models/curves/predict/batch", json={"rows": rows})
+            assert r.status_code == 200 and r.json()["count"] == 3, r.text
+            # The route's request model is generated from the lineage's declared schema.
+            for bad in (
+                {**CURVE_ROW, "commodity": "uranium"},  # unknown category
+                {**CURVE_ROW, "month": 13},  # out of range
+                {**CURVE_ROW, "volatility": "high"},  # wrong type
+                {**CURVE_ROW, "extra": 1},  # unknown field
+                {k: v for k, v in CURVE_ROW.items() if k != "tenor_months"},
+            ):
+                r = c.post("/v1/models/curves/predict", json={"features": bad})
+                assert r.status_code == 400 and r.json()["error"], (bad, r.status_code, r.text)
+            assert c.post("/v1/models/curves/predict/batch", json={"rows": []}).status_code == 400
+            served = c.get("/models").json()["models"]
+            assert served["curves"]["registered_model"] == CURVES
+            assert served["curves"]["gate"]["approved"]
+            paths = c.get("/docs.json").json()["paths"]
+            assert "/v1/models/curves/predict" in paths and "/v1/score" in paths
 
 
 # ---- the API contract ---------------------------------------------------------------------------

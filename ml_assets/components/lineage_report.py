@@ -57,6 +57,7 @@ def report_asset(
 
     @dg.asset(
         key=asset_key,
+        kinds={"onnx"},
         ins=ins("splits", "model", "onnx"),
         group_name=lin.name,
         code_version=plan.code_versions["export_validation_report"],
@@ -86,7 +87,9 @@ def report_asset(
                 p_native = predict(estimator, task, test[names])
             p_onnx = scorer.predict_columns({n: test[n].to_numpy() for n in names})
             q_native, q_onnx = evaluate(task, y, p_native), evaluate(task, y, p_onnx)
-            deltas = {m: abs(q_onnx[m] - q_native[m]) / max(abs(q_native[m]), 1e-12) for m in metrics}
+            deltas = {
+                m: abs(q_onnx[m] - q_native[m]) / max(abs(q_native[m]), 1e-12) for m in metrics
+            }
             max_diff = float(np.max(np.abs(p_native - p_onnx)))
 
             n = min(ev.latency_rows, len(test))
@@ -197,7 +200,11 @@ def _verdicts(
         out["latency"] = (
             onnx_p95 <= limit,
             f"ONNX p95 {onnx_p95:.3f} ms <= {limit:.3f} ms",
-            {"native_p95_ms": latency["native"]["p95_ms"], "onnx_p95_ms": onnx_p95, "limit_ms": limit},
+            {
+                "native_p95_ms": latency["native"]["p95_ms"],
+                "onnx_p95_ms": onnx_p95,
+                "limit_ms": limit,
+            },
         )
     return out
 

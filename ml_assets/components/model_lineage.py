@@ -12,7 +12,7 @@ the bundle learn about it.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dagster as dg
 from pydantic import Field, model_validator
@@ -29,6 +29,11 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _FUNCTION = re.compile(r"^\.*[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+def _about(text: str) -> dg.Resolver:
+    """A field's description, as the JSON schema (and `dg utils inspect-component`) show it."""
+    return dg.Resolver.default(description=text)
+
+
 def _at_least(model: dg.Model, low: float, *fields: str, strict: bool = False) -> None:
     """Bounds checked here, not with Field(gt=...): Resolvable refuses constrained types."""
     for f in fields:
@@ -37,19 +42,20 @@ def _at_least(model: dg.Model, low: float, *fields: str, strict: bool = False) -
             raise ValueError(f"{f} must be {'>' if strict else '>='} {low}, got {value}")
 
 
-class Feature(dg.Model):
+class Feature(dg.Model, dg.Resolvable):
     """One input column of the model."""
 
-    name: str = Field(description="Column name in the data and input name in the ONNX graph.")
-    type: Literal["float", "int", "category"] = Field(
-        description="float or int (fed to ONNX as float32), or category (fed as a string)."
-    )
-    min: float | None = Field(default=None, description="Smallest valid value (numeric only).")
-    max: float | None = Field(default=None, description="Largest valid value (numeric only).")
-    categories: list[str] | None = Field(
-        default=None, description="Every valid value (category only; required there)."
-    )
-    description: str = Field(default="", description="What the column means, for people.")
+    name: Annotated[str, _about("Column name in the data and input name in the ONNX graph.")]
+    type: Annotated[
+        Literal["float", "int", "category"],
+        _about("float or int (fed to ONNX as float32), or category (fed as a string)."),
+    ]
+    min: Annotated[float | None, _about("Smallest valid value (numeric only).")] = None
+    max: Annotated[float | None, _about("Largest valid value (numeric only).")] = None
+    categories: Annotated[
+        list[str] | None, _about("Every valid value (category only; required there).")
+    ] = None
+    description: Annotated[str, _about("What the column means, for people.")] = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Feature:
@@ -75,24 +81,26 @@ class Feature(dg.Model):
         )
 
 
-class Dataset(dg.Model):
+class Dataset(dg.Model, dg.Resolvable):
     """Where the raw data comes from: a generator function, or a CSV/Parquet file."""
 
-    generator: str | None = Field(
-        default=None,
-        description="`module:function` called as function(rows, seed) -> pandas DataFrame; a "
-        "leading dot (`.generator:make_rows`) is relative to this defs.yaml's folder.",
-    )
-    path: str | None = Field(
-        default=None,
-        description="A CSV or Parquet file to ingest (e.g. `{{ context.project_root }}/data.csv`).",
-    )
-    rows: int = Field(default=20_000, description="Rows the generator makes.")
-    seed: int = Field(default=7, description="Generator seed; a new seed makes a new dataset.")
-    id_column: str | None = Field(
-        default=None, description="A unique row id: checked unique, and used to order splits."
-    )
-    min_rows: int = Field(default=1_000, description="Expectation: at least this many rows.")
+    generator: Annotated[
+        str | None,
+        _about(
+            "`module:function` called as function(rows, seed) -> pandas DataFrame; a "
+            "leading dot (`.generator:make_rows`) is relative to this defs.yaml's folder."
+        ),
+    ] = None
+    path: Annotated[
+        str | None,
+        _about("A CSV or Parquet file to ingest (e.g. `{{ context.project_root }}/data.csv`)."),
+    ] = None
+    rows: Annotated[int, _about("Rows the generator makes.")] = 20_000
+    seed: Annotated[int, _about("Generator seed; a new seed makes a new dataset.")] = 7
+    id_column: Annotated[
+        str | None, _about("A unique row id: checked unique, and used to order splits.")
+    ] = None
+    min_rows: Annotated[int, _about("Expectation: at least this many rows.")] = 1_000
 
     @model_validator(mode="after")
     def _one_source(self) -> Dataset:
@@ -104,12 +112,12 @@ class Dataset(dg.Model):
         return self
 
 
-class Split(dg.Model):
+class Split(dg.Model, dg.Resolvable):
     """The deterministic train/valid/test split (stratified for classification)."""
 
-    valid_fraction: float = Field(default=0.15, description="Share of rows: valid.")
-    test_fraction: float = Field(default=0.15, description="Share of rows: test.")
-    seed: int = Field(default=7, description="Seed of the split.")
+    valid_fraction: Annotated[float, _about("Share of rows: valid.")] = 0.15
+    test_fraction: Annotated[float, _about("Share of rows: test.")] = 0.15
+    seed: Annotated[int, _about("Seed of the split.")] = 7
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> Split:
@@ -119,23 +127,29 @@ class Split(dg.Model):
         return self
 
 
-class Trainer(dg.Model):
+class Trainer(dg.Model, dg.Resolvable):
     """The train function: returns an unfitted scikit-learn estimator or Pipeline."""
 
-    function: str = Field(
-        description="`module:function` (leading dot: relative to this folder). It may take any "
-        "of `categorical`, `numeric` (feature name lists), `features` (FeatureSpecs), `seed` "
-        "and `task`, plus the keys of `params`; the lineage fits what it returns."
-    )
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for the function (logged to MLflow)."
-    )
-    seed: int = Field(default=7, description="Passed as `seed`: the estimator's random_state.")
-    threads: int | None = Field(
-        default=1,
-        description="OpenMP/BLAS threads while fitting and predicting natively (None: all). "
-        "One avoids oversubscription on a small shared machine.",
-    )
+    function: Annotated[
+        str,
+        _about(
+            "`module:function` (leading dot: relative to this folder). It may take any "
+            "of `categorical`, `numeric` (feature name lists), `features` (FeatureSpecs), `seed` "
+            "and `task`, plus the keys of `params`; the lineage fits what it returns. With "
+            "category features, start the Pipeline with a ColumnTransformer that encodes them."
+        ),
+    ]
+    params: Annotated[
+        dict[str, Any], _about("Keyword arguments for the function (logged to MLflow).")
+    ] = Field(default_factory=dict)
+    seed: Annotated[int, _about("Passed as `seed`: the estimator's random_state.")] = 7
+    threads: Annotated[
+        int | None,
+        _about(
+            "OpenMP/BLAS threads while fitting and predicting natively (None: all). "
+            "One avoids oversubscription on a small shared machine."
+        ),
+    ] = 1
 
     @model_validator(mode="after")
     def _function_path(self) -> Trainer:
@@ -145,36 +159,43 @@ class Trainer(dg.Model):
         return self
 
 
-class Metrics(dg.Model):
+class Metrics(dg.Model, dg.Resolvable):
     """How the model is judged."""
 
-    primary: str = Field(
-        description="classification: roc_auc | pr_auc; regression: mae | rmse. The promotion "
-        "gate compares candidate and champion on it."
-    )
-    max_relative_delta: dict[str, float] = Field(
-        default_factory=dict,
-        description="Per metric, the relative ONNX-vs-native change the quality_delta check "
-        "allows (metrics not listed use export_validation.max_quality_delta).",
-    )
+    primary: Annotated[
+        str,
+        _about(
+            "classification: roc_auc | pr_auc; regression: mae | rmse. The promotion "
+            "gate compares candidate and champion on it."
+        ),
+    ]
+    max_relative_delta: Annotated[
+        dict[str, float],
+        _about(
+            "Per metric, the relative ONNX-vs-native change the quality_delta check "
+            "allows (metrics not listed use export_validation.max_quality_delta)."
+        ),
+    ] = Field(default_factory=dict)
 
 
-class ExportValidation(dg.Model):
+class ExportValidation(dg.Model, dg.Resolvable):
     """Thresholds of the blocking checks on the export validation report."""
 
-    max_quality_delta: float = Field(
-        default=0.02, description="Default max relative metric change, ONNX vs native."
-    )
-    max_output_diff: float = Field(
-        default=1e-4, description="output_parity: max |native - ONNX| on any test row."
-    )
-    max_latency_regression: float | None = Field(
-        default=0.05,
-        description="latency: ONNX single-row p95 at most this much slower than native "
-        "(null: measured and reported, not gated).",
-    )
-    latency_rows: int = Field(default=300, description="Test rows timed one at a time.")
-    warmup_rows: int = Field(default=30, description="Untimed calls before timing.")
+    max_quality_delta: Annotated[
+        float, _about("Default max relative metric change, ONNX vs native.")
+    ] = 0.02
+    max_output_diff: Annotated[
+        float, _about("output_parity: max |native - ONNX| on any test row.")
+    ] = 1e-4
+    max_latency_regression: Annotated[
+        float | None,
+        _about(
+            "latency: ONNX single-row p95 at most this much slower than native "
+            "(null: measured and reported, not gated)."
+        ),
+    ] = 0.05
+    latency_rows: Annotated[int, _about("Test rows timed one at a time.")] = 300
+    warmup_rows: Annotated[int, _about("Untimed calls before timing.")] = 30
 
     @model_validator(mode="after")
     def _bounds(self) -> ExportValidation:
@@ -202,26 +223,29 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
     (a leading-dot function path needs a defs folder; from Python, use absolute paths).
     """
 
-    name: str = Field(description="The lineage: asset key prefix and group, e.g. `curves`.")
-    registered_model: str = Field(description="The MLflow registered model, e.g. `my-model`.")
-    description: str = Field(default="", description="What the model predicts, for people.")
-    task: Literal["classification", "regression"] = Field(
-        description="classification (binary 0/1 label; serves P(class 1)) or regression."
-    )
-    label: str = Field(description="The target column.")
-    features: list[Feature] = Field(description="The model's inputs, in order.")
-    dataset: Dataset = Field(description="The raw data's source.")
-    split: Split = Field(default_factory=Split, description="The train/valid/test split.")
-    trainer: Trainer = Field(description="The function that builds the estimator.")
-    metrics: Metrics = Field(description="The primary metric and allowed deltas.")
-    export_validation: ExportValidation = Field(
-        default_factory=ExportValidation, description="Blocking checks of the ONNX export."
-    )
-    promotion_margin: float = Field(
-        default=0.01,
-        description="How much worse than the champion (relative, on the primary metric) a "
-        "candidate may be and still be promoted.",
-    )
+    name: Annotated[str, _about("The lineage: asset key prefix and group, e.g. `curves`.")]
+    registered_model: Annotated[str, _about("The MLflow registered model, e.g. `my-model`.")]
+    description: Annotated[str, _about("What the model predicts, for people.")] = ""
+    task: Annotated[
+        Literal["classification", "regression"],
+        _about("classification (binary 0/1 label; serves P(class 1)) or regression."),
+    ]
+    label: Annotated[str, _about("The target column.")]
+    features: Annotated[list[Feature], _about("The model's inputs, in order.")]
+    dataset: Annotated[Dataset, _about("The raw data's source.")]
+    split: Annotated[Split, _about("The train/valid/test split.")] = Field(default_factory=Split)
+    trainer: Annotated[Trainer, _about("The function that builds the estimator.")]
+    metrics: Annotated[Metrics, _about("The primary metric and allowed deltas.")]
+    export_validation: Annotated[
+        ExportValidation, _about("Blocking checks of the ONNX export.")
+    ] = Field(default_factory=ExportValidation)
+    promotion_margin: Annotated[
+        float,
+        _about(
+            "How much worse than the champion (relative, on the primary metric) a "
+            "candidate may be and still be promoted."
+        ),
+    ] = 0.01
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelLineage:

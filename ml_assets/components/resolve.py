@@ -12,7 +12,7 @@ import dagster as dg
 
 from ml_assets.core.hashing import canonical_json, sha256_bytes, sha256_file
 from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.tabular_model import ONNX_TARGET_OPSET, check_estimator
+from ml_assets.core.tabular_model import ONNX_TARGET_OPSET, check_estimator, select_features
 
 if TYPE_CHECKING:
     from ml_assets.components.model_lineage import ModelLineage
@@ -53,7 +53,8 @@ class LineagePlan:
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         kwargs = {k: v for k, v in available.items() if takes_any or k in params}
         estimator = self.trainer_fn(**kwargs, **self.lineage.trainer.params)
-        return check_estimator(estimator, self.spec.task, self.trainer_ref)
+        checked = check_estimator(estimator, self.spec.task, self.trainer_ref)
+        return select_features(checked, self.spec.features)
 
 
 def absolute_module(module: str, context: dg.ComponentLoadContext | None, field: str) -> str:
@@ -85,7 +86,13 @@ def resolve_function(
     try:
         module = importlib.import_module(absolute)
     except ImportError as exc:
-        raise ValueError(f"{field}: cannot import {absolute!r} ({exc})") from exc
+        hint = (
+            f" ({module_name!r} is relative to this component's defs folder; outside a defs "
+            "folder use an absolute `package.module:function` path)"
+            if module_name.startswith(".")
+            else ""
+        )
+        raise ValueError(f"{field}: cannot import {absolute!r}: {exc}{hint}") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"{field}: {absolute!r} has no function {attr!r}")
@@ -136,7 +143,9 @@ def resolve_plan(lineage: ModelLineage, context: dg.ComponentLoadContext | None)
             lineage.dataset.generator, context, "dataset.generator"
         )
         sources["generator"] = _source_sha(generator)
-    trainer_ref, trainer_fn = resolve_function(lineage.trainer.function, context, "trainer.function")
+    trainer_ref, trainer_fn = resolve_function(
+        lineage.trainer.function, context, "trainer.function"
+    )
     sources["trainer"] = _source_sha(trainer_fn)
     plan = LineagePlan(
         lineage=lineage,

@@ -33,6 +33,9 @@ from ml_assets.core.search import (
 K = 10
 # The largest candidate list any trial uses: fetched once per query.
 MAX_TUNED_CANDIDATES = 100
+# How many documents BM25 ranks (FusionWeights.lexical_budget): fixed, not tuned (a latency
+# bound; the labelled sets are too small for it to matter, see search.DEFAULT_FUSION).
+LEXICAL_BUDGET = 500
 BM25_K1 = (0.6, 0.9, 1.2, 1.5, 2.0)
 BM25_B = (0.3, 0.5, 0.75, 0.9)
 CANDIDATES = (20, 50, 100)
@@ -81,6 +84,7 @@ class Candidates:
     """One labelled query's candidate documents, in the database's doc_id order."""
 
     query: LabelledQuery
+    lexical_budget: int
     n_terms: int
     n_known: int
     idf: tuple[float, ...]
@@ -103,11 +107,13 @@ def fetch_candidates(
     vectors: np.ndarray,
     *,
     max_candidates: int = MAX_TUNED_CANDIDATES,
+    lexical_budget: int = LEXICAL_BUDGET,
     ef_search: int = DEFAULT_EF_SEARCH,
 ) -> list[Candidates]:
+    """Each query's candidates for trials with up to `max_candidates` per list."""
     out = []
+    fusion = FusionWeights(ranker="bm25", candidates=max_candidates, lexical_budget=lexical_budget)
     for q, v in zip(queries, vectors, strict=True):
-        fusion = FusionWeights(ranker="bm25", candidates=max_candidates)
         params = search_params(
             q.query,
             v,
@@ -124,6 +130,7 @@ def fetch_candidates(
         out.append(
             Candidates(
                 query=q,
+                lexical_budget=lexical_budget,
                 n_terms=int(n_terms),
                 n_known=int(n_known),
                 idf=tuple(float(x) for x in idfs),
@@ -273,9 +280,18 @@ class Tuning:
     fusion: FusionWeights
     bm25_trials: list[dict]
     fusion_trials: list[dict]
-    # The best configuration of each family (method, or method + adaptive feature), by tune
-    # nDCG@10: what the report judges again with the real SQL.
+    # The best configuration of each family (a method, or a method with an adaptive feature)
+    # by the tune objective, and that objective.
     families: dict[str, FusionWeights]
+    family_tune: dict[str, float]
+
+    def method_best(self) -> dict[str, FusionWeights]:
+        """The best configuration of each fusion method, with a fixed or an adaptive weight."""
+        best: dict[str, str] = {}
+        for name, f in self.families.items():
+            if f.method not in best or self.family_tune[name] > self.family_tune[best[f.method]]:
+                best[f.method] = name
+        return {method: self.families[name] for method, name in best.items()}
 
 
 def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tuning:
@@ -301,7 +317,10 @@ def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tunin
     assert best_bm25 is not None
     _, k1, b = best_bm25
     prep = prepared[(k1, b)]
-    base = FusionWeights(ranker="bm25", k1=k1, b=b)
+    budget = {c.lexical_budget for cands in sets.values() for c in cands}
+    if len(budget) != 1:
+        raise ValueError(f"candidates fetched with different lexical budgets: {sorted(budget)}")
+    base = FusionWeights(ranker="bm25", k1=k1, b=b, lexical_budget=budget.pop())
 
     trials: list[tuple[float, FusionWeights, dict]] = []
 
@@ -332,12 +351,37 @@ def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tunin
         bm25_trials=bm25_trials,
         fusion_trials=[row for _, _, row in trials],
         families={name: f for name, (_, f) in families.items()},
+        family_tune={name: mean for name, (mean, _) in families.items()},
     )
 
 
 def rerank_all(cands: Sequence[Candidates], fusion: FusionWeights) -> list[list[str]]:
     """Python's hybrid top 10 for each query (to compare with the SQL's)."""
     return [rerank(_prepare(c, fusion.k1, fusion.b), fusion) for c in cands]
+
+
+def family_rows(tuning: Tuning, sets: Mapping[str, Sequence[Candidates]]) -> list[dict]:
+    """Each family's best setting with its nDCG@10 per set and split, by this re-ranking."""
+    rows = []
+    for name, f in tuning.families.items():
+        shown = ["candidates", "lexical"] + (["k"] if f.method == "rrf" else [])
+        shown += ["lexical_at_1"] if f.adapt != "none" else []
+        row: dict = {
+            "family": name,
+            "chosen": f == tuning.fusion,
+            "settings": ", ".join(f"{k}={getattr(f, k)}" for k in shown),
+        }
+        for set_name, cands in sets.items():
+            ranked = rerank_all(cands, f)
+            for split in ("tune", "eval"):
+                picked = [
+                    (r, c) for r, c in zip(ranked, cands, strict=True) if c.query.split == split
+                ]
+                row[f"{set_name}_{split}"] = _mean_ndcg(
+                    [r for r, _ in picked], [c for _, c in picked]
+                )
+        rows.append(row)
+    return rows
 
 
 def _flat(per_set: Mapping[str, float]) -> dict[str, float]:

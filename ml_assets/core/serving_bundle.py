@@ -23,8 +23,9 @@ BUNDLE_MANIFEST = "bundle.json"
 FRAUD, EMBEDDER = "fraud", "embedder"
 REGISTERED = {FRAUD: "fraud-detector", EMBEDDER: "text-embedder"}
 PRODUCTION_ALIAS = "production"
-# The files each role needs, in the model directory.
+# The files each role needs, in the model directory (a declared lineage's model: its ONNX).
 ROLE_FILES = {FRAUD: ("model.onnx",), EMBEDDER: ("model.onnx", "tokenizer.json")}
+TABULAR_FILES = ("model.onnx",)
 
 
 class BundleIntegrityError(RuntimeError):
@@ -101,7 +102,7 @@ def read_verified(model_dir: Path, name: str, expected_sha256: str, label: str) 
 
 def verify_model_dir(model_dir: Path, entry: ModelEntry) -> dict[str, bytes]:
     """Every file `entry` needs, read from `model_dir` and checked against its pinned sha256."""
-    missing = [n for n in ROLE_FILES[entry.role] if n not in entry.files]
+    missing = [n for n in ROLE_FILES.get(entry.role, TABULAR_FILES) if n not in entry.files]
     if missing:
         raise BundleIntegrityError(f"{entry.label}: the manifest lists no {missing}")
     return {
@@ -148,9 +149,24 @@ REQUIRED_VERDICTS = {
 }
 
 
+def lineage_of_entry(entry: ModelEntry) -> dict[str, Any] | None:
+    """The declared lineage (LineageSpec as a dict) a tabular model's entry carries, if any."""
+    lineage = entry.info.get("lineage")
+    return lineage if isinstance(lineage, dict) else None
+
+
+def required_verdicts(entry: ModelEntry) -> tuple[str, ...]:
+    if entry.role in REQUIRED_VERDICTS:
+        return REQUIRED_VERDICTS[entry.role]
+    lineage = lineage_of_entry(entry)
+    if lineage is None:
+        return ("a declared lineage",)
+    return (lineage.get("expectations_check", "expectations"), *lineage.get("report_checks", ()))
+
+
 def missing_verdicts(entry: ModelEntry) -> list[str]:
     """The required checks `entry`'s gate record lacks or does not show as passed."""
-    required = REQUIRED_VERDICTS.get(entry.role, ())
+    required = required_verdicts(entry)
     gate = entry.gate
     if not gate or gate.get("approved") is not True:
         return ["an approved gate record", *required]

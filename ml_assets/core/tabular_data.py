@@ -26,7 +26,9 @@ def read_table(path_str: str) -> pd.DataFrame:
         raise SourceError(f"source_path {path} is empty (0 bytes); nothing to ingest")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise SourceError(f"source_path {path}: unsupported file type {suffix!r}; use .csv/.parquet")
+        raise SourceError(
+            f"source_path {path}: unsupported file type {suffix!r}; use .csv/.parquet"
+        )
     try:
         df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as exc:
@@ -65,9 +67,7 @@ def split_frame(
     frame = df.reset_index(drop=True)
     strat = frame[label] if task == "classification" else None
     try:
-        train, rest = train_test_split(
-            frame, test_size=holdout, stratify=strat, random_state=seed
-        )
+        train, rest = train_test_split(frame, test_size=holdout, stratify=strat, random_state=seed)
         valid, test = train_test_split(
             rest,
             test_size=test_fraction / holdout,

@@ -40,7 +40,9 @@ def suite(
         exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=GX_TYPES[f.kind]))
         exps.append(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
         if f.kind == "category":
-            exps.append(gxe.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories)))
+            exps.append(
+                gxe.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories))
+            )
         elif f.min is not None or f.max is not None:
             exps.append(
                 gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.min, max_value=f.max)

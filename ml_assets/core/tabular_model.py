@@ -65,6 +65,23 @@ def native_threads(threads: int | None) -> Iterator[None]:
         yield
 
 
+def select_features(estimator: Any, features: Sequence[FeatureSpec]) -> Any:
+    """Put a by-name column selector in front of an estimator that has none.
+
+    The ONNX graph has one named input per feature, and skl2onnx routes named inputs only
+    through a ColumnTransformer; with numeric features only, a bare estimator (or a Pipeline
+    such as scaler + model) gets a passthrough selector in the declared order. Category
+    features need an encoder the train function chooses, so those estimators are left as-is.
+    """
+    from sklearn.compose import ColumnTransformer
+
+    first = estimator.steps[0][1] if isinstance(estimator, Pipeline) else estimator
+    if isinstance(first, ColumnTransformer) or any(f.kind == "category" for f in features):
+        return estimator
+    selector = ColumnTransformer([("numeric", "passthrough", [f.name for f in features])])
+    return Pipeline([("features", selector), ("model", estimator)])
+
+
 def predict(model: Any, task: Task, frame: pd.DataFrame) -> np.ndarray:
     """P(class 1) for classification, the predicted value for regression."""
     if task == "classification":
@@ -114,7 +131,10 @@ def to_onnx_bytes(model: Any, features: Sequence[FeatureSpec], task: Task, name:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     initial_types = [
-        (f.name, StringTensorType([None, 1]) if f.kind == "category" else FloatTensorType([None, 1]))
+        (
+            f.name,
+            StringTensorType([None, 1]) if f.kind == "category" else FloatTensorType([None, 1]),
+        )
         for f in features
     ]
     options = {id(_final_estimator(model)): {"zipmap": False}} if task == "classification" else {}

@@ -18,14 +18,22 @@ from dagster import (
 )
 
 from ml_assets.assets.serving import serving_job
+from ml_assets.core import lineage_spec
 from ml_assets.core.promotion import champion_version
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS, REGISTERED
 from ml_assets.resources.mlflow import MlflowResource
 
+BUNDLE_NEEDS = frozenset(REGISTERED.values())
+
+
+def watched_models() -> list[str]:
+    """The built-in models and every declared lineage's registered model."""
+    return sorted({*REGISTERED.values(), *(s.registered_model for s in lineage_spec.declared())})
+
 
 def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:
     """{registered model: version the `production` alias points at, or None}."""
-    return {name: champion_version(mlflow.client, name) for name in sorted(REGISTERED.values())}
+    return {name: champion_version(mlflow.client, name) for name in watched_models()}
 
 
 def decide(
@@ -47,7 +55,10 @@ def decide(
     new_cursor = json.dumps({"aliases": current, "moves": moves}, sort_keys=True)
     if not moved:
         return [], new_cursor, "no production alias moved"
-    missing = [name for name, version in current.items() if version is None]
+    # The bundle needs both built-in models; a declared lineage is served once it has one.
+    missing = [
+        name for name, version in current.items() if version is None and name in BUNDLE_NEEDS
+    ]
     if missing:
         # A bundle needs both models; the move is remembered and the bundle follows the other
         # model's first promotion (which is itself a move).
