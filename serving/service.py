@@ -242,15 +242,7 @@ class MLService:
         if release is None:
             release = runtime.Release(0, ENTRIES, BUNDLE_SEARCH)
         try:
-            self._install(
-                runtime.load_models(
-                    release.entries,
-                    _locate,
-                    release.generation,
-                    search=release.search,
-                    previous=self._models,
-                )
-            )
+            self._install_release(release)
         except Exception as exc:  # not ready: /readyz says 503 and the log names the file
             self._load_error = str(exc)
             log.error("models not loaded, service not ready: %s", exc)
@@ -285,15 +277,18 @@ class MLService:
         if release is None or release.generation <= current:
             return
         with self._reload_lock:
-            self._install(
-                runtime.load_models(
-                    release.entries,
-                    _locate,
-                    release.generation,
-                    search=release.search,
-                    previous=self._models,
-                )
+            self._install_release(release)
+
+    def _install_release(self, release: runtime.Release) -> None:
+        self._install(
+            runtime.load_models(
+                release.entries,
+                _locate,
+                release.generation,
+                search=release.search,
+                previous=self._models,
             )
+        )
 
     def _error(self, kind: str, endpoint: str, exc: Exception) -> None:
         self.metrics.errors.labels(endpoint=endpoint, type=kind).inc()

@@ -76,6 +76,20 @@ def _eval_ndcg(j: SetJudgement, label: str) -> float:
     return next(s.ndcg_at_10 for s in j.scores if s.mode == label and s.split == "eval")
 
 
+def _verdict(j: SetJudgement, tolerance: float) -> dict:
+    """The check on one labelled set: served hybrid vs the better single mode, eval split."""
+    v = {
+        "hybrid": _eval_ndcg(j, "hybrid"),
+        "vector": _eval_ndcg(j, "vector"),
+        "lexical": _eval_ndcg(j, "lexical"),
+        "lexical_ts_rank_cd": _eval_ndcg(j, "lexical:ts_rank_cd"),
+        "cross_tenant_hits": j.cross_tenant_hits,
+    }
+    v["best_single"] = max(v["vector"], v["lexical"])
+    v["passed"] = v["hybrid"] >= v["best_single"] - tolerance and v["cross_tenant_hits"] == 0
+    return v
+
+
 @asset(
     group_name=GROUP,
     code_version=CODE_VERSION,
@@ -156,21 +170,7 @@ def search_quality_report(
     }
     live = judged[LIVE]
     live_rows = [asdict(s) for s in live.scores if s.mode in ("hybrid", "vector", "lexical")]
-    verdicts = {
-        name: {
-            "hybrid": _eval_ndcg(j, "hybrid"),
-            "vector": _eval_ndcg(j, "vector"),
-            "lexical": _eval_ndcg(j, "lexical"),
-            "lexical_ts_rank_cd": _eval_ndcg(j, "lexical:ts_rank_cd"),
-            "cross_tenant_hits": j.cross_tenant_hits,
-        }
-        for name, j in judged.items()
-    }
-    for v in verdicts.values():
-        v["best_single"] = max(v["vector"], v["lexical"])
-        v["passed"] = (
-            v["hybrid"] >= v["best_single"] - config.tolerance and v["cross_tenant_hits"] == 0
-        )
+    verdicts = {name: _verdict(j, config.tolerance) for name, j in judged.items()}
     targets = _targets(verdicts)
     report = {
         "schema": "ml-assets.search-quality.v2",
