@@ -194,7 +194,7 @@ def main() -> None:
         hybrid_by_tenant: dict[str, list[float]] = {}
         with connect(dsn, autocommit=True) as conn:
             settings = {
-                name: conn.execute(f"SHOW {name}").fetchone()[0]  # names from the list above
+                name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
                 for name in PG_SETTINGS
             }
             print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))

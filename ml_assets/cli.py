@@ -124,16 +124,15 @@ def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
     from ml_assets.core import lineage_spec
     from ml_assets.definitions import defs
 
-    declared = [f"{s.name}_lineage_job" for s in lineage_spec.declared()]
-    return (*JOBS, *(j for j in declared if _has_job(defs, j)))
-
-
-def _has_job(defs: object, name: str) -> bool:
-    try:
-        defs.resolve_job_def(name)  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return True
+    known = {job.name for job in defs.resolve_all_job_defs()}
+    return (
+        *JOBS,
+        *(
+            f"{s.name}_lineage_job"
+            for s in lineage_spec.declared()
+            if f"{s.name}_lineage_job" in known
+        ),
+    )
 
 
 def _execute_job(job: str, env: dict[str, str], config: list[str]) -> bool:

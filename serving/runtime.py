@@ -125,12 +125,11 @@ def load_models(
 
 
 def tabular_scorer(entry: ModelEntry, locate: Callable[[ModelEntry], Path]) -> Any:
-    """A declared lineage's model: verdicts and bytes checked, its feature schema from the
-    lineage the entry carries."""
+    """A declared lineage's model (its verdicts checked by load_models): bytes checked, its
+    feature schema from the lineage the entry carries."""
     from ml_assets.core.lineage_spec import LineageSpec
     from ml_assets.core.tabular_scorer import OnnxTabularScorer
 
-    require_verdicts(entry)
     lineage = lineage_of_entry(entry)
     if lineage is None:
         raise BundleIntegrityError(f"{entry.label}: the manifest declares no lineage schema")

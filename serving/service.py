@@ -159,49 +159,6 @@ LINEAGES = {
 }
 
 
-def _ident(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
-
-
-def _lineage_apis(role: str, spec: LineageSpec) -> dict[str, Any]:
-    """POST /v1/models/<name>/predict and /predict/batch, typed by the lineage's schema."""
-    row = tabular.row_model(spec)
-
-    async def predict(self: MLService, features: Any) -> tabular.Prediction:
-        values, version = self._predict(role, [features.model_dump()], "predict")
-        return tabular.Prediction(prediction=values[0], task=spec.task, model_version=version)
-
-    async def predict_batch(self: MLService, rows: Any) -> tabular.BatchPrediction:
-        values, version = self._predict(role, [r.model_dump() for r in rows], "predict_batch")
-        return tabular.BatchPrediction(
-            predictions=values, count=len(values), task=spec.task, model_version=version
-        )
-
-    batch = Annotated[list[row], Field(min_length=1, max_length=tabular.MAX_ROWS)]  # type: ignore[valid-type]
-    predict.__annotations__ = {"features": row, "return": tabular.Prediction}
-    predict_batch.__annotations__ = {"rows": batch, "return": tabular.BatchPrediction}
-    ident = _ident(role)
-    out: dict[str, Any] = {}
-    for fn, suffix, doc in (
-        (predict, "", f"{spec.registered_model}: one row → its {spec.task} prediction."),
-        (predict_batch, "/batch", f"{spec.registered_model}: up to 1,000 rows in one request."),
-    ):
-        fn.__name__ = fn.__qualname__ = f"{fn.__name__}_{ident}"
-        fn.__doc__ = doc
-        out[fn.__name__] = bentoml.api(route=f"/v1/models/{spec.name}/predict{suffix}")(fn)
-    out[f"model_{ident}"] = bentoml.models.BentoModel(ENTRIES[role].bento_tag)
-    return out
-
-
-def _with_lineage_routes(cls: type) -> type:
-    """Add each declared lineage's model and routes to the service class (before BentoML
-    reads it), so one Bento serves every promoted model."""
-    for role, spec in LINEAGES.items():
-        for name, member in _lineage_apis(role, spec).items():
-            setattr(cls, name, member)
-    return cls
-
-
 @bentoml.service(
     name="ml-assets",
     workers=int(os.environ.get("ML_SERVING_WORKERS", "2")),
@@ -209,7 +166,7 @@ def _with_lineage_routes(cls: type) -> type:
     traffic={"timeout": float(os.environ.get("ML_SERVING_TIMEOUT_S", "10"))},
     logging={"access": {"enabled": os.environ.get("ML_SERVING_ACCESS_LOG", "0") == "1"}},
 )
-@_with_lineage_routes
+@tabular.with_lineage_routes(LINEAGES, ENTRIES)
 class MLService:
     """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
 
@@ -416,13 +373,6 @@ class MLService:
         from ml_assets.core import search as search_lib
         from ml_assets.core.search_index import live_index
 
-        # Postgres text cannot hold NUL: a 400 here, not a DataError (500) in the query.
-        for label, value in (("query", query), ("tenant_id", tenant_id)):
-            if "\x00" in value:
-                raise InvalidArgument(f"{label} must not contain the NUL character (U+0000)")
-        for label, values in (("types", types), ("tags", tags)):
-            if values and any("\x00" in v for v in values):
-                raise InvalidArgument(f"{label} must not contain the NUL character (U+0000)")
         models = self._ready_models("search")
         emb = models.entries[EMBEDDER]
         fusion = self._fusion(models)

