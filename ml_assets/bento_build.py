@@ -26,6 +26,8 @@ CORE_MODULES = (
     "text_embedder",
     "search",
     "search_index",
+    "search_tables",
+    "search_switch",
     "corpus",
     "serving_bundle",
     "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)

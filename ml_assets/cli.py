@@ -135,13 +135,24 @@ def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
     )
 
 
-def _execute_job(job: str, env: dict[str, str], config: list[str]) -> bool:
-    done = subprocess.run(
-        [_bin("dagster"), "job", "execute", "-m", "ml_assets.definitions", "-j", job, *config],
-        cwd=REPO,
-        env=env,
-    )
-    return done.returncode == 0
+def _execute_job(job: str, env: dict[str, str], config: list[str], log_path: Path) -> bool:
+    """One job run; Dagster's event stream goes to `log_path`, one line per asset to stderr."""
+    from dagster import DagsterInstance
+
+    from ml_assets.progress import run_with_progress
+
+    os.environ.update(env)
+    with DagsterInstance.get() as instance:
+        code = run_with_progress(
+            [_bin("dagster"), "job", "execute", "-m", "ml_assets.definitions", "-j", job, *config],
+            job=job,
+            instance=instance,
+            log_path=log_path,
+            say=lambda line: _say(f"  {line}"),
+            cwd=REPO,
+            env=env,
+        )
+    return code == 0
 
 
 def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
@@ -264,9 +275,9 @@ def up(args: argparse.Namespace) -> int:
             started = time.monotonic()
             failed = []
             for job in jobs:
-                _say(f"materializing {job}; follow it in the UI")
+                _say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
                 config = ["-c", args.config] if args.config and job == JOBS[0] else []
-                if not _execute_job(job, child_env, config):
+                if not _execute_job(job, child_env, config, logs / "runs.log"):
                     failed.append(job)
             if failed:
                 _say(f"{', '.join(failed)} failed; the UI shows which step and why")
@@ -284,7 +295,7 @@ def up(args: argparse.Namespace) -> int:
             _say("building the serving Bento from the production versions (serving_job)")
             # No endpoint runs yet: build and smoke-test only (the deployment step skips).
             build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
-            if not _execute_job("serving_job", build_env, []):
+            if not _execute_job("serving_job", build_env, [], logs / "runs.log"):
                 _say("serving_job failed; the UI shows which step and why")
         tag = latest_bento(env)
         if tag:

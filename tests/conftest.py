@@ -65,10 +65,8 @@ def mlflow_resource(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Ml
     )
 
 
-@pytest.fixture(scope="module")
-def vector_dsn(pg_dsn: str, request: pytest.FixtureRequest) -> str:
-    """A fresh database with pgvector for one test module's index."""
-    name = "vec_" + request.module.__name__.rsplit(".", 1)[-1]
+def fresh_vector_database(pg_dsn: str, name: str) -> str:
+    """An empty database `name` with pgvector on the session's server (dropped first if any)."""
     import psycopg
     from psycopg import sql
 
@@ -81,6 +79,12 @@ def vector_dsn(pg_dsn: str, request: pytest.FixtureRequest) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     return dsn
+
+
+@pytest.fixture(scope="module")
+def vector_dsn(pg_dsn: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database with pgvector for one test module's index."""
+    return fresh_vector_database(pg_dsn, "vec_" + request.module.__name__.rsplit(".", 1)[-1])
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,10 +31,21 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml_assets.components import Dataset, Feature, Metrics, ModelLineage, Trainer
-from ml_assets.core import lineage_spec
+from ml_assets.components import (
+    Dataset,
+    Feature,
+    Metrics,
+    ModelLineage,
+    ReindexSensor,
+    SearchIndex,
+    Tenant,
+    Trainer,
+)
+from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.corpus import default_corpus_path
 from ml_assets.core.hashing import sha256_file
+from ml_assets.core.search_spec import SearchSpecError
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import check_estimator, select_features, to_onnx_bytes
 from ml_assets.core.tabular_scorer import OnnxTabularScorer
@@ -154,8 +166,20 @@ def test_dg_check_and_list_defs(tmp_path: Path):
         "curves/export_validation_report:latency",
     } <= checks
     assert "curves_lineage_job" in {j["name"] for j in defs["jobs"]}
+    # The text index is declared too (a SearchIndex in lineages/text/defs.yaml).
+    for key in (
+        "search_corpus",
+        "embedding_model_onnx",
+        "embedding_index",
+        "search_quality_report",
+    ):
+        assert assets[key]["source"].endswith("lineages/text/defs.yaml:4"), assets[key]
+    assert "search_quality_report:hybrid_not_worse" in checks
+    assert {"reindex_job"} <= {j["name"] for j in defs["jobs"]}
+    assert "reindex_sensor" in {s["name"] for s in defs["sensors"]}
     components = run_dg(["list", "components"], REPO, env)
     assert "ml_assets.components.ModelLineage" in components.stdout
+    assert "ml_assets.components.SearchIndex" in components.stdout
 
 
 def test_curves_lineage_materializes_with_hashes_registry_and_checks(curves, dagster_instance):
@@ -391,6 +415,36 @@ def test_the_component_is_a_plain_python_object_too():
         ModelLineage(**lineage.model_dump(), bogus=1)
     with pytest.raises(ValidationError, match="not a regression metric"):
         ModelLineage(**{**lineage.model_dump(), "metrics": {"primary": "roc_auc"}})
+
+
+def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Path):
+    shipped = search_spec.shipped()
+    assert shipped.tenant_ids == ("boreal-commodities", "helios-trading", "northwind-energy")
+    assert shipped.corpus() == default_corpus_path() and shipped.labelled_sets == ("docs",)
+    index = SearchIndex(tenants=[Tenant(id="acme")], corpus="c.jsonl", queries="q.jsonl")
+    spec = index.spec(base=tmp_path, declared_in="x/defs.yaml")
+    assert spec.corpus_path == (tmp_path / "c.jsonl").resolve()
+    defs = index.definitions()  # a plain Python object too
+    assert {a.key.to_user_string() for a in defs.assets if hasattr(a, "key")} == {
+        "embedding_model_onnx",
+        "search_corpus",
+        "embedding_index",
+        "search_quality_report",
+    }
+    with pytest.raises(ValidationError, match="bogus"):
+        SearchIndex(tenants=[Tenant(id="acme")], bogus=1)
+    bad = {
+        "set `corpus` and `queries` together": dict(corpus="c.jsonl"),
+        "declare at least one tenant": dict(tenants=[]),
+        "tenants declared twice": dict(tenants=[Tenant(id="a"), Tenant(id="a")]),
+        "tenant id 'Not OK'": dict(tenants=[Tenant(id="Not OK")]),
+        "packaged sets are": dict(labelled_sets=["nope"]),
+        "interval_s must be >= 30": dict(reindex_sensor=ReindexSensor(interval_s=1)),
+    }
+    for message, fields in bad.items():
+        index = SearchIndex(**{"tenants": [Tenant(id="acme")], **fields})
+        with pytest.raises(SearchSpecError, match=re.escape(message)):
+            index.spec(declared_in="x/defs.yaml")
 
 
 def test_dg_scaffold_defs_output_materializes(

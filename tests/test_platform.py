@@ -106,6 +106,23 @@ def test_ui_shows_the_lineage_green_with_hashes(platform):
         assert node["staleStatus"] == "FRESH", asset
 
 
+def test_up_prints_one_line_per_asset_and_keeps_the_event_stream_in_a_log(platform):
+    out = (platform["home"] / "up.log").read_text()
+    assert " - DEBUG - " not in out  # Dagster's event stream is in the log file, not here
+    lines = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[1] in ("ok", "FAIL"):
+            lines[parts[2].rstrip(",")] = line
+    for asset in ("raw_transactions", "fraud_model", "embedding_index", "curves/model"):
+        assert asset in lines, out[-3000:]
+        assert lines[asset].split()[1] == "ok" and "sha256 " in lines[asset], lines[asset]
+    assert "expectations passed" in lines["raw_transactions:expectations"]
+    assert "output_parity passed" in lines["export_validation_report"]
+    runs_log = (platform["home"] / "logs" / "runs.log").read_text()
+    assert "STEP_SUCCESS" in runs_log and "fraud_lineage_job" in runs_log
+
+
 def test_daemon_is_healthy(platform):
     statuses = _graphql(platform["dagster"], DAEMON_QUERY)["instance"]["daemonHealth"]
     required = [s for s in statuses["allDaemonStatuses"] if s["required"]]

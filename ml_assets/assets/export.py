@@ -272,4 +272,5 @@ def register_embedder(
     return versions
 
 
-defs = Definitions(assets=[fraud_model_onnx, embedding_model_onnx])
+# embedding_model_onnx belongs to the declared search index (ml_assets/lineages/text).
+defs = Definitions(assets=[fraud_model_onnx])

@@ -5,19 +5,21 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, Definitions, MetadataValue, Output, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    MetadataValue,
+    Output,
+    asset,
+)
 from pydantic import Field
 
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
-from ml_assets.core.corpus import (
-    Document,
-    content_hash,
-    default_corpus_path,
-    known_tenants,
-    load_corpus,
-)
+from ml_assets.core.corpus import CorpusError, Document, content_hash, load_corpus
 from ml_assets.core.hashing import canonical_json
 from ml_assets.core.search_index import reindex
+from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.core.text_embedder import OnnxTextEmbedder
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.postgres import PostgresResource
@@ -51,48 +53,64 @@ def documents_from_bytes(data: bytes) -> list[Document]:
     return docs
 
 
-@asset(group_name=GROUP, code_version=CORPUS_CODE_VERSION)
-def search_corpus(
-    context: AssetExecutionContext, config: SearchCorpusConfig, store: ArtifactStore
-) -> Output[ArtifactRef]:
-    """Energy & commodities documents per tenant, each with a content hash."""
-    with timed() as t:
-        path = (
-            Path(config.source_path).expanduser() if config.source_path else default_corpus_path()
+def build_search_corpus(spec: SearchIndexSpec) -> AssetsDefinition:
+    """The `search_corpus` asset of a declared index: its corpus, only its declared tenants."""
+    tenants = spec.tenant_ids
+
+    @asset(name="search_corpus", group_name=GROUP, code_version=CORPUS_CODE_VERSION)
+    def search_corpus(
+        context: AssetExecutionContext, config: SearchCorpusConfig, store: ArtifactStore
+    ) -> Output[ArtifactRef]:
+        """Documents per tenant, each with a content hash; rows of undeclared tenants refused."""
+        with timed() as t:
+            path = Path(config.source_path).expanduser() if config.source_path else spec.corpus()
+            try:
+                load = load_corpus(path, tenants)
+            except CorpusError as exc:
+                if "unknown tenant" in str(exc):
+                    raise CorpusError(f"{exc}; {spec.unknown_tenant_hint()}") from None
+                raise
+            ref = store.content().put(
+                "search_corpus",
+                corpus_bytes(load.documents),
+                ".jsonl",
+                code_version=CORPUS_CODE_VERSION,
+                extra={
+                    "corpus_sha256": load.corpus_sha256,
+                    "source": str(path.resolve()),
+                    "skipped": dict(load.skipped),
+                    "tenants": list(tenants),
+                },
+            )
+        counts = Counter((d.tenant_id, d.type) for d in load.documents)
+        rows = [
+            {"tenant": tenant, "type": kind, "documents": n}
+            for (tenant, kind), n in sorted(counts.items())
+        ]
+        context.log.info(
+            f"loaded {len(load.documents)} documents from {path}; skipped {load.skipped}"
         )
-        load = load_corpus(path, known_tenants())
-        ref = store.content().put(
-            "search_corpus",
-            corpus_bytes(load.documents),
-            ".jsonl",
-            code_version=CORPUS_CODE_VERSION,
-            extra={
-                "corpus_sha256": load.corpus_sha256,
-                "source": str(path.resolve()),
-                "skipped": dict(load.skipped),
+        return hashed_output(
+            ref,
+            wall_time_s=t["seconds"],
+            metadata={
+                "source": MetadataValue.path(str(path.resolve())),
+                "source_sha256": MetadataValue.text(load.source_sha256),
+                "declared_in": MetadataValue.text(spec.declared_in),
+                "dagster/row_count": MetadataValue.int(len(load.documents)),
+                "skipped": MetadataValue.json(dict(load.skipped)),
+                "documents": MetadataValue.md(md_table(rows)),
             },
         )
-    counts = Counter((d.tenant_id, d.type) for d in load.documents)
-    rows = [
-        {"tenant": tenant, "type": kind, "documents": n}
-        for (tenant, kind), n in sorted(counts.items())
-    ]
-    context.log.info(f"loaded {len(load.documents)} documents from {path}; skipped {load.skipped}")
-    return hashed_output(
-        ref,
-        wall_time_s=t["seconds"],
-        metadata={
-            "source": MetadataValue.path(str(path.resolve())),
-            "source_sha256": MetadataValue.text(load.source_sha256),
-            "dagster/row_count": MetadataValue.int(len(load.documents)),
-            "skipped": MetadataValue.json(dict(load.skipped)),
-            "documents": MetadataValue.md(md_table(rows)),
-        },
-    )
+
+    return search_corpus
 
 
 class EmbeddingIndexConfig(Config):
-    variant: str = Field(default="int8", description="Which export of the embedder: int8 or fp32.")
+    variant: str | None = Field(
+        default=None,
+        description="Which export of the embedder: int8 or fp32 (default: the declared one).",
+    )
     model_sha256: str | None = Field(
         default=None,
         description="Index with this exact model file (e.g. the production text-embedder) "
@@ -120,64 +138,74 @@ def load_embedder(
     return embedder, model_sha256
 
 
-@asset(group_name=GROUP, code_version=INDEX_CODE_VERSION, pool="reindex")
-def embedding_index(
-    context: AssetExecutionContext,
-    config: EmbeddingIndexConfig,
-    store: ArtifactStore,
-    postgres: PostgresResource,
-    search_corpus: ArtifactRef,
-    embedding_model_onnx: ArtifactRef,
-) -> Output[ArtifactRef]:
-    """pgvector table per model version (HNSW + full-text), incremental, switched atomically."""
-    with timed() as t:
-        docs = documents_from_bytes(search_corpus.read_verified())
-        embedder, model_sha = load_embedder(
-            store, embedding_model_onnx, config.variant, config.model_sha256
-        )
-        stats = reindex(
-            postgres.dsn,
-            docs,
-            embedder,
-            model_sha,
-            search_corpus.extra["corpus_sha256"],
-            log=context.log.info,
-        )
-        # Hashed content: what the index holds (model + every document's content hash), not
-        # how long it took; the same corpus and model give the same data version.
-        state = {
-            "model_sha256": model_sha,
-            "table": stats.table,
-            "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
-        }
-        ref = store.content().put(
-            "embedding_index",
-            canonical_json(state),
-            ".json",
-            code_version=INDEX_CODE_VERSION,
-            lineage=lineage_of(search_corpus, embedding_model_onnx),
-            extra={"table": stats.table, "model_sha256": model_sha},
-        )
-    context.log.info(
-        f"{stats.mode}: embedded {stats.embedded}, deleted {stats.deleted}, unchanged "
-        f"{stats.unchanged} in {stats.seconds:.1f} s; live table search.{stats.table}"
+def build_embedding_index(spec: SearchIndexSpec) -> AssetsDefinition:
+    """The `embedding_index` asset of a declared index (its embedder variant by default)."""
+
+    @asset(
+        name="embedding_index", group_name=GROUP, code_version=INDEX_CODE_VERSION, pool="reindex"
     )
-    return hashed_output(
-        ref,
-        upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
-        wall_time_s=t["seconds"],
-        metadata={
-            "table": MetadataValue.text(f"search.{stats.table}"),
-            "model_sha256": MetadataValue.text(model_sha),
-            "mode": MetadataValue.text(stats.mode),
-            "embedded": MetadataValue.int(stats.embedded),
-            "deleted": MetadataValue.int(stats.deleted),
-            "unchanged": MetadataValue.int(stats.unchanged),
-            "truncated_texts": MetadataValue.int(stats.truncated),
-            "dagster/row_count": MetadataValue.int(stats.total),
-            "switched_live_index": MetadataValue.bool(stats.switched),
-        },
-    )
+    def embedding_index(
+        context: AssetExecutionContext,
+        config: EmbeddingIndexConfig,
+        store: ArtifactStore,
+        postgres: PostgresResource,
+        search_corpus: ArtifactRef,
+        embedding_model_onnx: ArtifactRef,
+    ) -> Output[ArtifactRef]:
+        """pgvector table per model version (HNSW + full-text), incremental, switched atomically."""
+        with timed() as t:
+            docs = documents_from_bytes(search_corpus.read_verified())
+            embedder, model_sha = load_embedder(
+                store, embedding_model_onnx, config.variant or spec.variant, config.model_sha256
+            )
+            stats = reindex(
+                postgres.dsn,
+                docs,
+                embedder,
+                model_sha,
+                search_corpus.extra["corpus_sha256"],
+                log=context.log.info,
+            )
+            # Hashed content: what the index holds (model + every document's content hash), not
+            # how long it took; the same corpus and model give the same data version.
+            state = {
+                "model_sha256": model_sha,
+                "table": stats.table,
+                "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
+            }
+            ref = store.content().put(
+                "embedding_index",
+                canonical_json(state),
+                ".json",
+                code_version=INDEX_CODE_VERSION,
+                lineage=lineage_of(search_corpus, embedding_model_onnx),
+                extra={"table": stats.table, "model_sha256": model_sha},
+            )
+        context.log.info(
+            f"{stats.mode}: embedded {stats.embedded}, deleted {stats.deleted}, unchanged "
+            f"{stats.unchanged} in {stats.seconds:.1f} s; live table search.{stats.table}"
+        )
+        return hashed_output(
+            ref,
+            upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
+            wall_time_s=t["seconds"],
+            metadata={
+                "table": MetadataValue.text(f"search.{stats.table}"),
+                "model_sha256": MetadataValue.text(model_sha),
+                "mode": MetadataValue.text(stats.mode),
+                "embedded": MetadataValue.int(stats.embedded),
+                "deleted": MetadataValue.int(stats.deleted),
+                "unchanged": MetadataValue.int(stats.unchanged),
+                "truncated_texts": MetadataValue.int(stats.truncated),
+                "dagster/row_count": MetadataValue.int(stats.total),
+                "switched_live_index": MetadataValue.bool(stats.switched),
+            },
+        )
+
+    return embedding_index
 
 
-defs = Definitions(assets=[search_corpus, embedding_index])
+# The shipped index's corpus asset, for code that uses the assets without the defs folder
+# (ml_assets/lineages/text/defs.yaml builds its own through the SearchIndex component).
+search_corpus = build_search_corpus(shipped())
+embedding_index = build_embedding_index(shipped())

@@ -16,8 +16,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetsDefinition,
     Config,
-    Definitions,
     MetadataValue,
     Output,
     asset,
@@ -39,6 +39,7 @@ from ml_assets.core.search_eval import (
     served_config,
 )
 from ml_assets.core.search_index import connect
+from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.core.search_tuning import Tuning, family_rows, fetch_candidates, tune
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.postgres import PostgresResource
@@ -56,15 +57,19 @@ BM25_GAIN_TARGET = 0.03
 
 
 class SearchQualityConfig(Config):
-    tolerance: float = Field(
-        default=0.02, description="Hybrid nDCG@10 may trail the better single mode by this much."
+    tolerance: float | None = Field(
+        default=None,
+        description="Hybrid nDCG@10 may trail the better single mode by this much "
+        "(default: the index's declared quality_tolerance).",
     )
     queries_path: str | None = Field(
-        default=None, description="A labelled query JSONL file for the live index."
+        default=None,
+        description="A labelled query JSONL file for the live index (default: the declared one).",
     )
-    labelled_sets: list[str] = Field(
-        default=["docs"],
-        description="Packaged labelled sets (corpus.DATASETS) judged in a scratch index too.",
+    labelled_sets: list[str] | None = Field(
+        default=None,
+        description="Packaged labelled sets (corpus.DATASETS) judged in a scratch index too "
+        "(default: the declared ones).",
     )
     eval_database: str = Field(
         default="ml_assets_eval",
@@ -90,164 +95,176 @@ def _verdict(j: SetJudgement, tolerance: float) -> dict:
     return v
 
 
-@asset(
-    group_name=GROUP,
-    code_version=CODE_VERSION,
-    check_specs=[
-        AssetCheckSpec(
-            "hybrid_not_worse",
-            asset=ASSET,
-            blocking=True,
-            description="On every labelled set: hybrid nDCG@10 (eval split) with the served "
-            "configuration >= best of lexical/vector - tolerance, and no cross-tenant hit.",
-        ),
-    ],
-)
-def search_quality_report(
-    context: AssetExecutionContext,
-    config: SearchQualityConfig,
-    store: ArtifactStore,
-    postgres: PostgresResource,
-    embedding_index: ArtifactRef,
-    embedding_model_onnx: ArtifactRef,
-) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
-    """Every search mode and fusion on two labelled sets; fusion tuned on their tune splits."""
-    model_sha = embedding_index.extra["model_sha256"]
-    with timed() as t, ExitStack() as stack:
-        embedder, _ = load_embedder(store, embedding_model_onnx, "int8", model_sha)
-        queries = {LIVE: load_queries(config.queries_path)}
-        conns = {LIVE: stack.enter_context(postgres.connect())}
-        built = {}
-        for dataset in config.labelled_sets:
-            dsn, stats = stack.enter_context(
-                labelled_set_index(
-                    postgres.dsn,
-                    config.eval_database,
-                    dataset,
-                    embedder,
-                    model_sha,
-                    context.log.info,
-                )
-            )
-            built[dataset] = {
-                "table": f"{config.eval_database}: search.{stats.table}",
-                "documents": stats.total,
-                "embedded_this_run": stats.embedded,
-            }
-            conns[dataset] = stack.enter_context(connect(dsn))
-            queries[dataset] = load_queries(dataset=dataset)
-        vectors = {name: embed_queries(embedder, qs) for name, qs in queries.items()}
-        candidates = {
-            name: fetch_candidates(conns[name], queries[name], vectors[name]) for name in queries
-        }
-        tuning = tune(candidates)
-        fusion = tuning.fusion
-        context.log.info(f"fusion tuned on the tune splits of {sorted(queries)}: {fusion}")
-        # Judged by the SQL too: the best of each method (fixed or query-adaptive weight).
-        others = {m: f for m, f in tuning.method_best().items() if f != fusion}
-        judged = {
-            name: judge_set(conns[name], queries[name], vectors[name], fusion, others)
-            for name in queries
-        }
-        recall = {}
-        for name, qs in queries.items():
-            pairs: dict[str, list] = {}
-            for q, v in zip(qs, vectors[name], strict=True):
-                pairs.setdefault(q.tenant_id, []).append((q.tenant_id, v))
-            recall[name] = {t: hnsw_recall(conns[name], p) for t, p in sorted(pairs.items())}
-    families = _families_table(tuning, family_rows(tuning, candidates), judged)
-    search_config = served_config(fusion)
-    sets = {
-        name: {
-            "index": built.get(name, {"table": "the live index"})["table"],
-            "queries": len(queries[name]),
-            "scores": [asdict(s) for s in j.scores],
-            "hnsw_recall_at_10": recall[name],
-            "cross_tenant_hits": j.cross_tenant_hits,
-            "hybrid_rankings": j.rankings["hybrid"],
-        }
-        for name, j in judged.items()
-    }
-    live = judged[LIVE]
-    live_rows = [asdict(s) for s in live.scores if s.mode in ("hybrid", "vector", "lexical")]
-    verdicts = {name: _verdict(j, config.tolerance) for name, j in judged.items()}
-    targets = _targets(verdicts)
-    report = {
-        "schema": "ml-assets.search-quality.v2",
-        "index": embedding_index.sha256,
-        "fusion": asdict(fusion),
-        "search_config": search_config,
-        "embedder_sha256": model_sha,
-        "tuned_on": {
-            "split": "tune",
-            "sets": sorted(queries),
-            "objective": "mean over the sets of each set's mean nDCG@10",
-        },
-        "bm25_trials": tuning.bm25_trials,
-        "fusion_trials": tuning.fusion_trials,
-        "fusion_families": families,
-        # The judged configuration's own ranking of every labelled query of the live index:
-        # what the bundle serves must reproduce it (tests/test_serving.py asks the endpoint).
-        "hybrid_rankings": live.rankings["hybrid"],
-        "scores": live_rows,
-        "hnsw_recall_at_10": recall[LIVE],
-        "sets": sets,
-        "verdicts": verdicts,
-        "targets": targets,
-    }
-    ref = store.content().put(
-        ASSET,
-        canonical_json(report),
-        ".json",
+def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
+    """The `search_quality_report` asset of a declared index: its queries and tolerance."""
+
+    @asset(
+        name=ASSET,
+        group_name=GROUP,
         code_version=CODE_VERSION,
-        lineage=lineage_of(embedding_index, embedding_model_onnx),
-        extra={"fusion": asdict(fusion)},
+        check_specs=[
+            AssetCheckSpec(
+                "hybrid_not_worse",
+                asset=ASSET,
+                blocking=True,
+                description="On every labelled set: hybrid nDCG@10 (eval split) with the served "
+                "configuration >= best of lexical/vector - tolerance, and no cross-tenant hit.",
+            ),
+        ],
     )
-    eval_rows = {r["mode"]: r for r in live_rows if r["split"] == "eval"}
-    chart = mode_bars_png(list(eval_rows.values()), ["recall_at_10", "mrr", "ndcg_at_10"])
-    passed = all(v["passed"] for v in verdicts.values())
-    yield hashed_output(
-        ref,
-        upstream={"embedding_index": embedding_index, "embedding_model_onnx": embedding_model_onnx},
-        wall_time_s=t["seconds"],
-        metadata={
-            "quality": MetadataValue.md(_quality_md(judged)),
-            "chart": MetadataValue.md(md_image(chart, "search quality")),
-            "fusion": MetadataValue.json(asdict(fusion)),
-            "search_config": MetadataValue.json(search_config),
-            "embedder_sha256": MetadataValue.text(model_sha),
-            "fusion_families": MetadataValue.md(md_table(families)),
-            "bm25_trials": MetadataValue.md(md_table(tuning.bm25_trials)),
-            "fusion_trials": MetadataValue.int(len(tuning.fusion_trials)),
-            "labelled_set_indexes": MetadataValue.json(built),
-            "hnsw_recall_at_10": MetadataValue.json(recall[LIVE]),
-            "hnsw_recall_at_10_sets": MetadataValue.json(recall),
-            "verdicts": MetadataValue.json(verdicts),
-            "targets": MetadataValue.md(md_table(targets)),
-            "eval_ndcg_at_10_hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
-        },
-    )
-    yield AssetCheckResult(
-        check_name="hybrid_not_worse",
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR,
-        description="; ".join(
-            f"{name}: hybrid nDCG@10 {v['hybrid']:.4f} vs best single mode "
-            f"{v['best_single']:.4f} (tolerance {config.tolerance}), "
-            f"{v['cross_tenant_hits']} cross-tenant hits"
-            for name, v in verdicts.items()
-        ),
-        metadata={
-            **{
-                f"{name}_{k}": MetadataValue.float(float(v[k]))
-                for name, v in verdicts.items()
-                for k in ("hybrid", "best_single")
+    def search_quality_report(
+        context: AssetExecutionContext,
+        config: SearchQualityConfig,
+        store: ArtifactStore,
+        postgres: PostgresResource,
+        embedding_index: ArtifactRef,
+        embedding_model_onnx: ArtifactRef,
+    ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+        """Every search mode and fusion on two labelled sets; fusion tuned on their tune splits."""
+        model_sha = embedding_index.extra["model_sha256"]
+        tolerance = spec.quality_tolerance if config.tolerance is None else config.tolerance
+        labelled_sets = spec.labelled_sets if config.labelled_sets is None else config.labelled_sets
+        with timed() as t, ExitStack() as stack:
+            embedder, _ = load_embedder(store, embedding_model_onnx, "int8", model_sha)
+            queries = {LIVE: load_queries(config.queries_path or spec.queries())}
+            conns = {LIVE: stack.enter_context(postgres.connect())}
+            built = {}
+            for dataset in labelled_sets:
+                dsn, stats = stack.enter_context(
+                    labelled_set_index(
+                        postgres.dsn,
+                        config.eval_database,
+                        dataset,
+                        embedder,
+                        model_sha,
+                        context.log.info,
+                    )
+                )
+                built[dataset] = {
+                    "table": f"{config.eval_database}: search.{stats.table}",
+                    "documents": stats.total,
+                    "embedded_this_run": stats.embedded,
+                }
+                conns[dataset] = stack.enter_context(connect(dsn))
+                queries[dataset] = load_queries(dataset=dataset)
+            vectors = {name: embed_queries(embedder, qs) for name, qs in queries.items()}
+            candidates = {
+                name: fetch_candidates(conns[name], queries[name], vectors[name])
+                for name in queries
+            }
+            tuning = tune(candidates)
+            fusion = tuning.fusion
+            context.log.info(f"fusion tuned on the tune splits of {sorted(queries)}: {fusion}")
+            # Judged by the SQL too: the best of each method (fixed or query-adaptive weight).
+            others = {m: f for m, f in tuning.method_best().items() if f != fusion}
+            judged = {
+                name: judge_set(conns[name], queries[name], vectors[name], fusion, others)
+                for name in queries
+            }
+            recall = {}
+            for name, qs in queries.items():
+                pairs: dict[str, list] = {}
+                for q, v in zip(qs, vectors[name], strict=True):
+                    pairs.setdefault(q.tenant_id, []).append((q.tenant_id, v))
+                recall[name] = {t: hnsw_recall(conns[name], p) for t, p in sorted(pairs.items())}
+        families = _families_table(tuning, family_rows(tuning, candidates), judged)
+        search_config = served_config(fusion)
+        sets = {
+            name: {
+                "index": built.get(name, {"table": "the live index"})["table"],
+                "queries": len(queries[name]),
+                "scores": [asdict(s) for s in j.scores],
+                "hnsw_recall_at_10": recall[name],
+                "cross_tenant_hits": j.cross_tenant_hits,
+                "hybrid_rankings": j.rankings["hybrid"],
+            }
+            for name, j in judged.items()
+        }
+        live = judged[LIVE]
+        live_rows = [asdict(s) for s in live.scores if s.mode in ("hybrid", "vector", "lexical")]
+        verdicts = {name: _verdict(j, tolerance) for name, j in judged.items()}
+        targets = _targets(verdicts)
+        report = {
+            "schema": "ml-assets.search-quality.v2",
+            "index": embedding_index.sha256,
+            "fusion": asdict(fusion),
+            "search_config": search_config,
+            "embedder_sha256": model_sha,
+            "tuned_on": {
+                "split": "tune",
+                "sets": sorted(queries),
+                "objective": "mean over the sets of each set's mean nDCG@10",
             },
-            "hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
-            "best_single": MetadataValue.float(verdicts[LIVE]["best_single"]),
-            "tolerance": MetadataValue.float(config.tolerance),
-        },
-    )
+            "bm25_trials": tuning.bm25_trials,
+            "fusion_trials": tuning.fusion_trials,
+            "fusion_families": families,
+            # The judged configuration's own ranking of every labelled query of the live index:
+            # what the bundle serves must reproduce it (tests/test_serving.py asks the endpoint).
+            "hybrid_rankings": live.rankings["hybrid"],
+            "scores": live_rows,
+            "hnsw_recall_at_10": recall[LIVE],
+            "sets": sets,
+            "verdicts": verdicts,
+            "targets": targets,
+        }
+        ref = store.content().put(
+            ASSET,
+            canonical_json(report),
+            ".json",
+            code_version=CODE_VERSION,
+            lineage=lineage_of(embedding_index, embedding_model_onnx),
+            extra={"fusion": asdict(fusion)},
+        )
+        eval_rows = {r["mode"]: r for r in live_rows if r["split"] == "eval"}
+        chart = mode_bars_png(list(eval_rows.values()), ["recall_at_10", "mrr", "ndcg_at_10"])
+        passed = all(v["passed"] for v in verdicts.values())
+        yield hashed_output(
+            ref,
+            upstream={
+                "embedding_index": embedding_index,
+                "embedding_model_onnx": embedding_model_onnx,
+            },
+            wall_time_s=t["seconds"],
+            metadata={
+                "quality": MetadataValue.md(_quality_md(judged)),
+                "chart": MetadataValue.md(md_image(chart, "search quality")),
+                "fusion": MetadataValue.json(asdict(fusion)),
+                "search_config": MetadataValue.json(search_config),
+                "embedder_sha256": MetadataValue.text(model_sha),
+                "fusion_families": MetadataValue.md(md_table(families)),
+                "bm25_trials": MetadataValue.md(md_table(tuning.bm25_trials)),
+                "fusion_trials": MetadataValue.int(len(tuning.fusion_trials)),
+                "labelled_set_indexes": MetadataValue.json(built),
+                "hnsw_recall_at_10": MetadataValue.json(recall[LIVE]),
+                "hnsw_recall_at_10_sets": MetadataValue.json(recall),
+                "verdicts": MetadataValue.json(verdicts),
+                "targets": MetadataValue.md(md_table(targets)),
+                "eval_ndcg_at_10_hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
+            },
+        )
+        yield AssetCheckResult(
+            check_name="hybrid_not_worse",
+            passed=passed,
+            severity=AssetCheckSeverity.ERROR,
+            description="; ".join(
+                f"{name}: hybrid nDCG@10 {v['hybrid']:.4f} vs best single mode "
+                f"{v['best_single']:.4f} (tolerance {tolerance}), "
+                f"{v['cross_tenant_hits']} cross-tenant hits"
+                for name, v in verdicts.items()
+            ),
+            metadata={
+                **{
+                    f"{name}_{k}": MetadataValue.float(float(v[k]))
+                    for name, v in verdicts.items()
+                    for k in ("hybrid", "best_single")
+                },
+                "hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
+                "best_single": MetadataValue.float(verdicts[LIVE]["best_single"]),
+                "tolerance": MetadataValue.float(tolerance),
+            },
+        )
+
+    return search_quality_report
 
 
 def _families_table(
@@ -303,4 +320,5 @@ def _quality_md(judged: dict[str, SetJudgement]) -> str:
     return "\n\n".join(parts)
 
 
-defs = Definitions(assets=[search_quality_report])
+# The shipped index's report asset, for code that uses the assets without the defs folder.
+search_quality_report = build_search_quality_report(shipped())

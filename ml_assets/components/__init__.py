@@ -9,6 +9,7 @@ from ml_assets.components.model_lineage import (
     Split,
     Trainer,
 )
+from ml_assets.components.search_index import ReindexSensor, SearchIndex, Tenant
 
 __all__ = [
     "Dataset",
@@ -16,6 +17,9 @@ __all__ = [
     "Feature",
     "Metrics",
     "ModelLineage",
+    "ReindexSensor",
+    "SearchIndex",
     "Split",
+    "Tenant",
     "Trainer",
 ]

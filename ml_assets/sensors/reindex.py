@@ -11,8 +11,8 @@ from pathlib import Path
 from dagster import (
     AssetSelection,
     DefaultSensorStatus,
-    Definitions,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -21,8 +21,9 @@ from dagster import (
 )
 
 from ml_assets.core import reindex_requests
-from ml_assets.core.corpus import default_corpus_path, load_corpus
+from ml_assets.core.corpus import load_corpus
 from ml_assets.core.reindex_requests import Request
+from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 
@@ -44,6 +45,8 @@ reindex_job = define_asset_job(
 class IndexInputs:
     corpus_sha256: str
     model_sha256: str | None  # the production text-embedder's file, if one is promoted
+    # The corpus file those bytes were read from: the run reindexes exactly what was watched.
+    corpus_path: str | None = None
 
 
 # The cursor: {"corpus": sha256, "model": sha256 | null} (the inputs last indexed), plus, once a
@@ -59,9 +62,12 @@ def _dump(state: dict) -> str:
 
 
 def _run_config(current: IndexInputs) -> dict:
-    if not current.model_sha256:
-        return {}
-    return {"ops": {"embedding_index": {"config": {"model_sha256": current.model_sha256}}}}
+    ops: dict = {}
+    if current.corpus_path:
+        ops["search_corpus"] = {"config": {"source_path": current.corpus_path}}
+    if current.model_sha256:
+        ops["embedding_index"] = {"config": {"model_sha256": current.model_sha256}}
+    return {"ops": ops} if ops else {}
 
 
 def _tags(current: IndexInputs) -> dict[str, str]:
@@ -137,10 +143,10 @@ def honour_requests(
     return runs, [r for r in fresh if r.error is not None], _dump(state)
 
 
-def corpus_source() -> Path:
-    """The corpus the sensor watches: ML_CORPUS_PATH, or the one shipped in the repo."""
+def corpus_source(spec: SearchIndexSpec | None = None) -> Path:
+    """The corpus the sensor watches: ML_CORPUS_PATH, or the index's declared corpus."""
     configured = os.environ.get("ML_CORPUS_PATH")
-    return Path(configured) if configured else default_corpus_path()
+    return Path(configured) if configured else (spec or shipped()).corpus()
 
 
 def production_embedder_sha(mlflow: MlflowResource) -> str | None:
@@ -153,28 +159,45 @@ def production_embedder_sha(mlflow: MlflowResource) -> str | None:
     return version.tags.get("sha256")
 
 
-@sensor(job=reindex_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
-def reindex_sensor(
-    context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
-) -> SensorResult:
-    """Watches the corpus content hash, the text-embedder@production alias and reindex requests."""
-    current = IndexInputs(
-        corpus_sha256=load_corpus(corpus_source()).corpus_sha256,
-        model_sha256=production_embedder_sha(mlflow),
+def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
+    """The reindex sensor of a declared index: its corpus, its interval."""
+
+    @sensor(
+        name="reindex_sensor",
+        job=reindex_job,
+        minimum_interval_seconds=spec.reindex_interval_s,
+        default_status=DefaultSensorStatus.RUNNING,
     )
-    requests = reindex_requests.read_requests(postgres.dsn, after=requests_after(context.cursor))
-    runs, rejected, cursor = honour_requests(context.cursor, current, requests)
-    for r in rejected:
-        context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
-    if not runs:
-        request, cursor = decide(cursor, current)
-        runs = [request] if request else []
-    if not runs:
-        return SensorResult(
-            skip_reason=SkipReason("corpus and production embedder unchanged, no reindex request"),
-            cursor=cursor,
+    def reindex_sensor(
+        context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
+    ) -> SensorResult:
+        """Watches the corpus content hash, text-embedder@production and reindex requests."""
+        path = corpus_source(spec)
+        current = IndexInputs(
+            corpus_sha256=load_corpus(path).corpus_sha256,
+            model_sha256=production_embedder_sha(mlflow),
+            corpus_path=str(path),
         )
-    return SensorResult(run_requests=runs, cursor=cursor)
+        requests = reindex_requests.read_requests(
+            postgres.dsn, after=requests_after(context.cursor)
+        )
+        runs, rejected, cursor = honour_requests(context.cursor, current, requests)
+        for r in rejected:
+            context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
+        if not runs:
+            request, cursor = decide(cursor, current)
+            runs = [request] if request else []
+        if not runs:
+            return SensorResult(
+                skip_reason=SkipReason(
+                    "corpus and production embedder unchanged, no reindex request"
+                ),
+                cursor=cursor,
+            )
+        return SensorResult(run_requests=runs, cursor=cursor)
+
+    return reindex_sensor
 
 
-defs = Definitions(jobs=[reindex_job], sensors=[reindex_sensor])
+# The shipped index's sensor, for code that uses it without the defs folder.
+reindex_sensor = build_reindex_sensor(shipped())

@@ -1,0 +1,322 @@
+"""The index's tables in Postgres: DDL, per-tenant statistics, row copies, connections.
+
+Layout (schema `search` in the ml_assets database):
+- `search.docs_<model>`: one row per (tenant_id, doc_id) with the embedding (HNSW, cosine),
+  a weighted tsvector (GIN) and the document's content hash.
+- `search.lexeme_stats`: per table and tenant, how many documents hold each lexeme (kept in
+  step with the table in the same transaction); lexical search ranks only the documents that
+  hold the query's rarer lexemes, so its cost stays bounded at any corpus size.
+- `search.tenant_stats`: documents per table and tenant, and their summed length (distinct
+  lexemes); vector search scans a small tenant exactly instead of filtering a graph walk
+  over everyone's documents, and BM25 normalises by the tenant's average document length.
+- `search.live_documents`: a view over the table that search reads (it finds the statistics by
+  the table name in `search.live_index`); replacing the view and that row happens in one
+  transaction, so a reader sees the old index or the new one, never a half-built one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from ml_assets.core.corpus import Document, content_hash
+
+SCHEMA = "search"
+LIVE_VIEW = "live_documents"
+# Statistics of every index table, keyed by table name: search joins them on the live table's
+# name from live_index, so the switch replaces one view only (readers lock nothing else that
+# the switch locks: no lock-order deadlock with running searches).
+LEXEME_STATS = "lexeme_stats"
+TENANT_STATS = "tenant_stats"
+HNSW_M = 24
+HNSW_EF_CONSTRUCTION = 200
+# The HNSW build is several times faster when its graph fits in memory (100,000 x 384 fits).
+BUILD_MAINTENANCE_WORK_MEM = "1GB"
+CONNECT_TIMEOUT_S = 10
+EVENT_SUBJECT = f"{SCHEMA}.{LIVE_VIEW}"
+
+
+def table_name(model_version: str) -> str:
+    """A table per model version, named from the model's sha256."""
+    if not model_version.isalnum():
+        raise ValueError(f"model_version must be a hex digest, got {model_version!r}")
+    return f"docs_{model_version[:16]}"
+
+
+def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """A connection with pgvector's types registered (the extension is created if missing).
+
+    Readers that keep a connection open should pass autocommit=True: a statement outside
+    `conn.transaction()` then cannot leave the session idle in transaction, holding locks.
+    """
+    conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        conn.rollback()
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.commit()
+        register_vector(conn)
+    return conn
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    # btree_gin: one GIN index over (tenant_id, tsv), so a tenant's matches come from the index.
+    conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.live_index ("
+            " name text PRIMARY KEY, table_name text NOT NULL, model_version text NOT NULL,"
+            " dim int NOT NULL, corpus_sha256 text NOT NULL, switched_at timestamptz NOT NULL)"
+        ).format(sql.Identifier(SCHEMA))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, tenant_id text NOT NULL,"
+            " lexeme text NOT NULL, ndoc int NOT NULL, PRIMARY KEY (table_name, tenant_id, lexeme))"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (table_name text NOT NULL, tenant_id text NOT NULL,"
+            " ndoc int NOT NULL, total_len bigint, PRIMARY KEY (table_name, tenant_id))"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS))
+    )
+    # Statistics from before BM25 lack the lengths: add the column (NULL marks them stale, and
+    # reindex recounts). Only when missing: ALTER TABLE would queue behind every search.
+    if not conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        " AND column_name = 'total_len'",
+        (SCHEMA, TENANT_STATS),
+    ).fetchone():
+        conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS total_len bigint").format(
+                sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS)
+            )
+        )
+    conn.commit()
+
+
+# A document's length for BM25, as search computes it: the number of distinct lexemes.
+DOC_LENGTH = "length({})"
+
+
+def _create_table(conn: psycopg.Connection, table: str, dim: int) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} ("
+            " tenant_id text NOT NULL, doc_id text NOT NULL, type text NOT NULL,"
+            " title text NOT NULL, body text NOT NULL, tags text[] NOT NULL,"
+            " tags_text text NOT NULL,"
+            " updated_at timestamptz NOT NULL, content_hash text NOT NULL,"
+            " model_version text NOT NULL, embedding vector({}) NOT NULL,"
+            " tsv tsvector GENERATED ALWAYS AS ("
+            "  setweight(to_tsvector('english', title), 'A') ||"
+            "  setweight(to_tsvector('english', tags_text), 'B') ||"
+            "  setweight(to_tsvector('english', body), 'C')) STORED,"
+            " PRIMARY KEY (tenant_id, doc_id))"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(table), sql.Literal(dim))
+    )
+
+
+def _create_stats(conn: psycopg.Connection, table: str) -> None:
+    """Lexeme document frequencies and document counts per tenant, from the whole table."""
+    src = sql.Identifier(SCHEMA), sql.Identifier(table)
+    for stats in (LEXEME_STATS, TENANT_STATS):
+        conn.execute(
+            sql.SQL("DELETE FROM {}.{} WHERE table_name = %s").format(
+                sql.Identifier(SCHEMA), sql.Identifier(stats)
+            ),
+            (table,),
+        )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} SELECT %s, d.tenant_id, u.lexeme, count(*)"
+            " FROM {}.{} d, unnest(d.tsv) u GROUP BY 2, 3"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS), *src),
+        (table,),
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} (table_name, tenant_id, ndoc, total_len)"
+            " SELECT %s, d.tenant_id, count(*), sum({}) FROM {}.{} d GROUP BY 2"
+        ).format(
+            sql.Identifier(SCHEMA),
+            sql.Identifier(TENANT_STATS),
+            sql.SQL(DOC_LENGTH.format("d.tsv")),
+            *src,
+        ),
+        (table,),
+    )
+    for stats in (LEXEME_STATS, TENANT_STATS):
+        conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(stats)))
+
+
+def _has_stats(conn: psycopg.Connection, table: str) -> bool:
+    """Whether the table's statistics exist and are complete (lengths included)."""
+    row = conn.execute(
+        sql.SQL("SELECT bool_and(total_len IS NOT NULL) FROM {}.{} WHERE table_name = %s").format(
+            sql.Identifier(SCHEMA), sql.Identifier(TENANT_STATS)
+        ),
+        (table,),
+    ).fetchone()
+    return row is not None and row[0] is True
+
+
+def _update_stats(
+    conn: psycopg.Connection, table: str, keys: list[tuple[str, str]], sign: int
+) -> None:
+    """Add (sign=1) or subtract (sign=-1) the rows with these (tenant_id, doc_id) keys."""
+    if not keys:
+        return
+    rows = sql.SQL(
+        "SELECT d.* FROM {}.{} d JOIN unnest(%(t)s::text[], %(d)s::text[]) k(t, d)"
+        " ON d.tenant_id = k.t AND d.doc_id = k.d"
+    ).format(sql.Identifier(SCHEMA), sql.Identifier(table))
+    params = {"table": table, "t": [k[0] for k in keys], "d": [k[1] for k in keys], "sign": sign}
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} AS s SELECT %(table)s, r.tenant_id, u.lexeme, %(sign)s * count(*)"
+            " FROM ({}) r, unnest(r.tsv) u GROUP BY 2, 3 ON CONFLICT (table_name, tenant_id,"
+            " lexeme) DO UPDATE SET ndoc = s.ndoc + EXCLUDED.ndoc"
+        ).format(sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS), rows),
+        params,
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.{} AS s (table_name, tenant_id, ndoc, total_len)"
+            " SELECT %(table)s, r.tenant_id, %(sign)s * count(*), %(sign)s * sum({})"
+            " FROM ({}) r GROUP BY 2 ON CONFLICT (table_name, tenant_id)"
+            " DO UPDATE SET ndoc = s.ndoc + EXCLUDED.ndoc,"
+            " total_len = s.total_len + EXCLUDED.total_len"
+        ).format(
+            sql.Identifier(SCHEMA),
+            sql.Identifier(TENANT_STATS),
+            sql.SQL(DOC_LENGTH.format("r.tsv")),
+            rows,
+        ),
+        params,
+    )
+    if sign < 0:
+        conn.execute(
+            sql.SQL("DELETE FROM {}.{} WHERE table_name = %s AND ndoc <= 0").format(
+                sql.Identifier(SCHEMA), sql.Identifier(LEXEME_STATS)
+            ),
+            (table,),
+        )
+        # Tenant rows stay (at 0): their presence marks the table's statistics as built.
+
+
+def _create_indexes(conn: psycopg.Connection, table: str) -> None:
+    ident = sql.Identifier(SCHEMA), sql.Identifier(table)
+    conn.execute(
+        sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+            sql.Literal(BUILD_MAINTENANCE_WORK_MEM)
+        )
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {}.{} USING hnsw (embedding vector_cosine_ops)"
+            " WITH (m = {}, ef_construction = {})"
+        ).format(
+            sql.Identifier(f"{table}_hnsw"),
+            *ident,
+            sql.Literal(HNSW_M),
+            sql.Literal(HNSW_EF_CONSTRUCTION),
+        )
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} USING gin (tenant_id, tsv)").format(
+            sql.Identifier(f"{table}_tsv"), *ident
+        )
+    )
+    _create_stats(conn, table)
+    conn.execute(sql.SQL("ANALYZE {}.{}").format(*ident))
+
+
+def _copy_rows(
+    conn: psycopg.Connection,
+    table: str,
+    docs: Sequence[Document],
+    vectors: np.ndarray,
+    model_version: str,
+) -> None:
+    columns = (
+        "tenant_id",
+        "doc_id",
+        "type",
+        "title",
+        "body",
+        "tags",
+        "tags_text",
+        "updated_at",
+        "content_hash",
+        "model_version",
+        "embedding",
+    )
+    stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
+        sql.Identifier(SCHEMA),
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+    )
+    with conn.cursor().copy(stmt) as copy:
+        copy.set_types(
+            [
+                "text",
+                "text",
+                "text",
+                "text",
+                "text",
+                "text[]",
+                "text",
+                "timestamptz",
+                "text",
+                "text",
+                "vector",
+            ]
+        )
+        for doc, vec in zip(docs, vectors, strict=True):
+            copy.write_row(
+                (
+                    doc.tenant_id,
+                    doc.id,
+                    doc.type,
+                    doc.title,
+                    doc.text,
+                    list(doc.tags),
+                    " ".join(doc.tags),
+                    datetime.fromisoformat(doc.updated_at),
+                    content_hash(doc),
+                    model_version,
+                    vec,
+                )
+            )
+
+
+def _table_exists(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        (SCHEMA, table),
+    ).fetchone()
+    return row is not None
+
+
+def _table_dim(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass"
+        " AND attname = 'embedding'",
+        (f"{SCHEMA}.{table}",),
+    ).fetchone()
+    return int(row[0])
+
+
+def _view_exists(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (EVENT_SUBJECT,)).fetchone()
+    return row is not None and row[0] is not None

@@ -1,0 +1,1 @@
+"""The platform's text search index, declared in defs.yaml (a SearchIndex component)."""

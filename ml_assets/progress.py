@@ -1,0 +1,124 @@
+"""One line per finished asset while a job runs: name, seconds, sha256 prefix, check verdicts.
+
+`ml-assets up` sends Dagster's event stream to a log file and prints these lines instead. They
+come from the instance's event log (the records the UI shows), read by run id as the run goes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
+
+FOLLOWED = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+}
+
+
+@dataclass
+class _Step:
+    started: float | None = None
+    assets: list[tuple[str, str]] = field(default_factory=list)  # (asset, data version)
+    checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (asset, check, passed)
+
+
+def step_line(key: str, step: _Step, ended: float, ok: bool) -> str:
+    seconds = f"{ended - step.started:6.1f} s" if step.started is not None else "     ? s"
+    # A step of its own for a check (an @asset_check) is named after what it checks.
+    names = (
+        ", ".join(a for a, _ in step.assets)
+        or ", ".join(f"{a}:{c}" for a, c, _ in step.checks)
+        or key
+    )
+    hashes = " ".join(f"sha256 {v[:12]}" for _, v in step.assets if v)
+    verdicts = ", ".join(f"{c} {'passed' if p else 'FAILED'}" for _, c, p in step.checks)
+    parts = [f"{'ok  ' if ok else 'FAIL'} {names:<34} {seconds}", hashes, verdicts]
+    return "  ".join(p for p in parts if p)
+
+
+class RunFollower:
+    """Reads a run's events from the instance and reports each step as it ends."""
+
+    def __init__(self, instance: DagsterInstance, job: str, after: datetime, say: Callable) -> None:
+        self.instance, self.job, self.after, self.say = instance, job, after, say
+        self.run_id: str | None = None
+        self.cursor: str | None = None
+        self.steps: dict[str, _Step] = {}
+        self.reported = 0
+
+    def _find_run(self) -> None:
+        records = self.instance.get_run_records(
+            RunsFilter(job_name=self.job, created_after=self.after), limit=1
+        )
+        if records:
+            self.run_id = records[0].dagster_run.run_id
+
+    def poll(self) -> None:
+        if self.run_id is None:
+            self._find_run()
+            if self.run_id is None:
+                return
+        conn = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=FOLLOWED)
+        self.cursor = conn.cursor
+        for record in conn.records:
+            self._event(record.event_log_entry)
+
+    def _event(self, entry) -> None:
+        event = entry.dagster_event
+        key = entry.step_key or event.step_key or "?"
+        step = self.steps.setdefault(key, _Step())
+        kind = event.event_type
+        if kind == DagsterEventType.STEP_START:
+            step.started = entry.timestamp
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.step_materialization_data.materialization
+            version = mat.tags.get("dagster/data_version", "") if mat.tags else ""
+            step.assets.append((mat.asset_key.to_user_string(), version))
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            step.checks.append(
+                (
+                    evaluation.asset_key.to_user_string(),
+                    evaluation.check_name,
+                    bool(evaluation.passed),
+                )
+            )
+        else:
+            ok = kind == DagsterEventType.STEP_SUCCESS
+            self.say(step_line(key, step, entry.timestamp, ok))
+            self.reported += 1
+
+
+def run_with_progress(
+    command: list[str],
+    *,
+    job: str,
+    instance: DagsterInstance,
+    log_path,
+    say: Callable[[str], None],
+    poll_s: float = 1.0,
+    **popen: object,
+) -> int:
+    """Run `dagster job execute ...` with its output in `log_path`; report each step as it ends."""
+    after = datetime.now().astimezone()
+    follower = RunFollower(instance, job, after, say)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            while proc.poll() is None:
+                time.sleep(poll_s)
+                follower.poll()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        follower.poll()
+    return proc.returncode
