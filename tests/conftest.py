@@ -108,3 +108,57 @@ def webhook(monkeypatch):
     monkeypatch.setenv(WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/alerts")
     yield received
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def search_golden(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_resource: MlflowResource, pg_dsn: str
+) -> dict:
+    """The search chain (embedder export, corpus, index, quality report) materialized once per
+    session: modules that need it as a starting point take a `clone_search_state` copy."""
+    from dagster import materialize
+
+    from ml_assets.assets.export import embedding_model_onnx
+    from ml_assets.assets.search import embedding_index, search_corpus
+    from ml_assets.assets.search_validation import search_quality_report
+    from ml_assets.resources.defaults import local_resources
+
+    base = tmp_path_factory.mktemp("search_golden")
+    dsn = fresh_vector_database(pg_dsn, "vec_search_golden")
+    instance = DagsterInstance.local_temp(tempdir=str(base / "dagster"))
+    try:
+        result = materialize(
+            [embedding_model_onnx, search_corpus, embedding_index, search_quality_report],
+            resources=local_resources(base / "artifacts", mlflow_resource, dsn),
+            instance=instance,
+        )
+        assert result.success, "the session's search chain failed to materialize"
+    finally:
+        instance.dispose()
+    return {"base": base, "database": "vec_search_golden", "pg_dsn": pg_dsn}
+
+
+def clone_search_state(
+    golden: dict, into: Path, database: str
+) -> tuple[Path, str, DagsterInstance]:
+    """A private copy of the golden search state: artifact root, Dagster instance (its records:
+    the checks the gate reads) and the vector database (CREATE DATABASE ... TEMPLATE)."""
+    import psycopg
+    from dagster._core.instance.ref import InstanceRef
+    from psycopg import sql
+
+    root = into / "artifacts"
+    shutil.copytree(golden["base"] / "artifacts", root)
+    shutil.copytree(golden["base"] / "dagster", into / "dagster")
+    admin = with_database(golden["pg_dsn"], "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(database), sql.Identifier(golden["database"])
+            )
+        )
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(into / "dagster")))
+    return root, with_database(golden["pg_dsn"], database), instance
