@@ -125,6 +125,7 @@ def search_golden(
 
     base = tmp_path_factory.mktemp("search_golden")
     dsn = fresh_vector_database(pg_dsn, "vec_search_golden")
+    (base / "dagster").mkdir()
     instance = DagsterInstance.local_temp(tempdir=str(base / "dagster"))
     try:
         result = materialize(
@@ -162,3 +163,15 @@ def clone_search_state(
         )
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(into / "dagster")))
     return root, with_database(golden["pg_dsn"], database), instance
+
+
+@pytest.fixture(scope="module")
+def search_state(search_golden: dict, tmp_path_factory: pytest.TempPathFactory, request):
+    """This module's own copy of the session's search chain: {"root", "dsn", "instance"}. A
+    module that takes it overrides `vector_dsn` with its "dsn"."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    root, dsn, instance = clone_search_state(
+        search_golden, tmp_path_factory.mktemp(f"{module}_state"), f"vec_{module}"
+    )
+    yield {"root": root, "dsn": dsn, "instance": instance}
+    instance.dispose()

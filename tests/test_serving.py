@@ -17,11 +17,9 @@ import httpx
 import jsonschema
 import psycopg
 import pytest
-from dagster import DagsterInstance, build_sensor_context, materialize
+from dagster import build_sensor_context, materialize
 
-from ml_assets.assets.export import embedding_model_onnx, fraud_model_onnx
-from ml_assets.assets.search import embedding_index, search_corpus
-from ml_assets.assets.search_validation import search_quality_report
+from ml_assets.assets.export import fraud_model_onnx
 from ml_assets.assets.serving import (
     SMOKE_TRANSACTION,
     serving_bundle,
@@ -44,7 +42,6 @@ from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import FRAUD_ASSETS, failure_text, run_config
 
-SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
 API_KEY = "test-reload-key"
 FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
 
@@ -56,14 +53,21 @@ def _ref(root: Path, asset: str) -> ArtifactRef:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str, pg_dsn: str):
-    """Two fraud versions and the embedder, materialized here; an MLflow server for /reload."""
-    root = tmp_path_factory.mktemp("serving_artifacts")
+def vector_dsn(search_state) -> str:
+    """The module's copy of the session's search index (tests/conftest.py search_state)."""
+    return search_state["dsn"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str, search_state):
+    """Two fraud versions materialized here, on a copy of the session's search chain (embedder,
+    index, report and their Dagster records); an MLflow server for /reload."""
+    root = search_state["root"]
     home = tmp_path_factory.mktemp("bentoml_home")
     resources = local_resources(root, mlflow_resource, vector_dsn, home)
-    instance = DagsterInstance.ephemeral()
+    instance = search_state["instance"]
     first = materialize(
-        FRAUD_ASSETS + SEARCH_ASSETS,
+        FRAUD_ASSETS,
         resources=resources,
         instance=instance,
         run_config=run_config(TEST_ROWS),
