@@ -40,59 +40,75 @@ class Metrics:
     cache_entries: Any
 
 
-def create_metrics() -> Metrics:
+def create_metrics(registry: Any = None) -> Metrics:
+    """The service's instruments, in `registry` (prometheus_client's default one if None)."""
     import prometheus_client as prom
 
+    if registry is None:
+        registry = prom.REGISTRY
     return Metrics(
         errors=prom.Counter(
             "ml_assets_errors",
             "Requests refused or failed, by endpoint and error type",
             ["endpoint", "type"],
+            registry=registry,
         ),
         inference_seconds=prom.Histogram(
             "ml_assets_inference_seconds",
             "Model time per request (ONNX Runtime), by endpoint",
             ["endpoint"],
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
         ),
         model_loaded=prom.Gauge(
             "ml_assets_model_loaded",
             "1 for each model version this worker serves (0 once replaced)",
             ["role", "model", "version", "sha256"],
             multiprocess_mode="max",
+            registry=registry,
         ),
-        reloads=prom.Counter("ml_assets_reloads", "Successful POST /reload switches"),
+        reloads=prom.Counter(
+            "ml_assets_reloads", "Successful POST /reload switches", registry=registry
+        ),
         requests=prom.Counter(
-            "bentoml_service_request_total", "Total number of HTTP requests", REQUEST_LABELS
+            "bentoml_service_request_total",
+            "Total number of HTTP requests",
+            REQUEST_LABELS,
+            registry=registry,
         ),
         request_seconds=prom.Histogram(
             "bentoml_service_request_duration_seconds",
             "API HTTP request duration in seconds",
             REQUEST_LABELS,
             buckets=REQUEST_BUCKETS,
+            registry=registry,
         ),
         in_progress=prom.Gauge(
             "bentoml_service_request_in_progress",
             "Total number of HTTP requests in progress now",
             REQUEST_LABELS[:3] + ["runner_name"],
             multiprocess_mode="livesum",
+            registry=registry,
         ),
         last_request=prom.Gauge(
             "bentoml_service_last_request_timestamp_seconds",
             "Timestamp of the last received request",
             ["service_name", "service_version", "runner_name"],
             multiprocess_mode="max",
+            registry=registry,
         ),
         cache_lookups=prom.Counter(
             "ml_assets_embedding_cache",
             "Texts looked up in the embedding cache, by endpoint and result (hit or miss); "
             "hit rate = hit / (hit + miss)",
             ["endpoint", "result"],
+            registry=registry,
         ),
         cache_entries=prom.Gauge(
             "ml_assets_embedding_cache_entries",
             "Embeddings held in the cache (summed over live workers)",
             multiprocess_mode="livesum",
+            registry=registry,
         ),
     )
 

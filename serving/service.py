@@ -614,11 +614,12 @@ def _metrics_of_service() -> Metrics:
 # body (serving/errors.py); then POST /v1/score served without BentoML's per-request work
 # (serving/fastpath.py). The mount comes before BentoML's own /docs.json, so the document
 # served is the one that declares those errors (serving/openapi.py).
+EDGE = edge.EdgeConfig.from_env()
 MLService.add_asgi_middleware(
     edge.Edge,
     metrics=_metrics_of_service,
     routes=[*(api.route for api in MLService.apis.values()), "/models", "/docs.json"],
-    config=edge.EdgeConfig.from_env(),
+    config=EDGE,
 )
 MLService.add_asgi_middleware(errors.UniformErrors)
 if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
@@ -635,7 +636,7 @@ MLService.mount_asgi_app(
         routes=[
             Route("/models", _models_route),
             Route("/metrics", _metrics_route),
-            openapi.docs_route(MLService),
+            openapi.docs_route(MLService, keyed=bool(EDGE.keys)),
         ]
     ),
     path="/",

@@ -79,14 +79,12 @@ def test_cached_embedder_reports_lookups():
 # ---- the edge ---------------------------------------------------------------------------
 
 
+REGISTRY = prom.CollectorRegistry()
+
+
 @pytest.fixture(scope="module")
 def metrics():
-    registry = prom.REGISTRY
-    made = create_metrics()
-    yield made
-    for collector in list(registry._collector_to_names):
-        if collector in vars(made).values():
-            registry.unregister(collector)
+    return create_metrics(REGISTRY)
 
 
 def _app(metrics, config, gate: asyncio.Event | None = None):
@@ -101,7 +99,7 @@ def _app(metrics, config, gate: asyncio.Event | None = None):
 
 
 def _count(path: str, code: str) -> float:
-    value = prom.REGISTRY.get_sample_value(
+    value = REGISTRY.get_sample_value(
         "bentoml_service_request_total",
         {
             "endpoint": path,
