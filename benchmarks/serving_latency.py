@@ -1,16 +1,26 @@
-"""Serving benchmark: the served Bento vs a minimal FastAPI + ONNX Runtime app, same scoring,
-same machine, one run. Prints throughput and two kinds of percentile per point:
+"""Serving benchmark: the served Bento (and any checkouts of the service code) vs a minimal
+FastAPI + ONNX Runtime app doing the same scoring, on uvicorn with uvloop and httptools and the
+same number of workers. Every server is started first and the points are taken interleaved
+(each connection count on every server in turn, `--rounds` times, medians shown), so a change
+in the machine's load falls on all of them. Prints throughput and two kinds of percentile:
 
 - "client p50/p95/p99": real per-request times measured by a closed-loop client (N threads,
   one keep-alive connection each, http.client), i.e. what each request took;
 - "wrk p50/p99": what wrk prints (wrk corrects for coordinated omission, so a server stall
-  shows up as the latency a client sending at a steady rate would see).
+  shows up as the latency a client sending at a steady rate would see);
+
+then ratios to FastAPI, and /embed: 64 new texts, the same 64 again (the embedding cache), and
+16 concurrent clients of 8 new texts each.
 
 Needs a built bundle (materialize serving_bundle, e.g. via `ml-assets up`) and `wrk` on PATH
-(Debian: apt-get install wrk). Example:
+(Debian: apt-get install wrk). Examples:
 
     .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
         --tag ml-assets:<version> --duration 10
+    # before/after: an older checkout and this one, on the Bento's models
+    git archive <old-commit> | tar -x -C /tmp/before
+    .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
+        --tag ml-assets:<version> --no-bento --src before=/tmp/before --src after=. --rounds 2
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -113,13 +124,14 @@ def closed_loop(url: str, conns: int, seconds: float) -> dict:
     }
 
 
-def timed_posts(url: str, path: str, body: dict, n: int) -> dict:
+def timed_posts(url: str, path: str, body: Callable[[int], dict], n: int) -> dict:
+    """p50/p95 of n sequential posts of body(i) (body(-1) first, untimed)."""
     with httpx.Client(base_url=url, timeout=60) as c:
-        c.post(path, json=body).raise_for_status()
+        c.post(path, json=body(-1)).raise_for_status()
         times = []
-        for _ in range(n):
+        for i in range(n):
             t0 = time.perf_counter()
-            c.post(path, json=body).raise_for_status()
+            c.post(path, json=body(i)).raise_for_status()
             times.append((time.perf_counter() - t0) * 1000)
     return {"p50": statistics.median(times), "p95": float(np.percentile(times, 95))}
 
@@ -325,12 +337,19 @@ def main() -> int:
                         f"  wrk p50/p99 {w['p50']:7.2f} / {w['p99']:7.2f} ms",
                         flush=True,
                     )
-        texts = [f"front-month power baseload contract number {i}" for i in range(64)]
+
+        def texts(i: int) -> dict:  # 64 texts no earlier request sent
+            return {"texts": [f"front-month power baseload contract {i}.{j}" for j in range(64)]}
+
+        def same(_: int) -> dict:  # the same 64 texts every time (the embedding cache answers)
+            return texts(-1)
+
         for label, server in servers.items():
             if label.startswith("FastAPI"):
                 continue
             extra[label] = {
-                "embed_64": timed_posts(server.url, "/embed", {"texts": texts}, 20),
+                "embed_64": timed_posts(server.url, "/embed", texts, 20),
+                "embed_64_repeated": timed_posts(server.url, "/embed", same, 20),
                 "embed_16x8": embed_concurrency(server.url, 16, 8, args.duration),
             }
     print()
@@ -371,11 +390,17 @@ def main() -> int:
                 f"| {label} | {n} | {r['rps'] / b['rps']:.2f} | {r['p95'] / b['p95']:.2f} | "
                 f"{r['wp99']:.1f} |"
             )
+    print()
+    print(
+        "| server | /embed 64 new texts p50 / p95 ms | same 64 again p50 / p95 ms "
+        "| 16 clients x 8 new texts: texts/s, p95 ms |"
+    )
+    print("|---|---|---|---|")
     for key, v in extra.items():
-        e64, e16 = v["embed_64"], v["embed_16x8"]
+        e64, rep, e16 = v["embed_64"], v["embed_64_repeated"], v["embed_16x8"]
         print(
-            f"{key}: /embed of 64 texts p50 {e64['p50']:.1f} ms, p95 {e64['p95']:.1f} ms; "
-            f"16 clients x 8 texts: {e16['texts_per_s']:,.0f} texts/s, p95 {e16['p95_ms']:.0f} ms"
+            f"| {key} | {e64['p50']:.1f} / {e64['p95']:.1f} | {rep['p50']:.1f} / {rep['p95']:.1f} "
+            f"| {e16['texts_per_s']:,.0f}, {e16['p95_ms']:.0f} |"
         )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0

@@ -31,6 +31,25 @@ DEFAULT_MAX_CONCURRENCY = 100
 RETRY_AFTER_S = 1
 
 
+def install(service: Any, extra_routes: Iterable[str] = ()) -> EdgeConfig:
+    """Add the edge to a bentoml Service before any other of its middleware (so it is the
+    outermost of them); the instance's `metrics` attribute holds the instruments."""
+    config = EdgeConfig.from_env()
+    service.add_asgi_middleware(
+        Edge,
+        metrics=_instance_metrics,
+        routes=[*(api.route for api in service.apis.values()), *extra_routes],
+        config=config,
+    )
+    return config
+
+
+def _instance_metrics() -> Any:
+    from bentoml import get_current_service
+
+    return get_current_service().metrics
+
+
 class EdgeConfigError(RuntimeError):
     """The environment asks for something the edge cannot do (say, a key nobody set)."""
 

@@ -123,3 +123,11 @@ def exposition() -> tuple[bytes, str]:
     registry = prom.CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+
+
+async def metrics_endpoint(_: Any) -> Any:
+    """GET /metrics (a Starlette endpoint): BentoML's own is off with its metrics middleware."""
+    from starlette.responses import Response
+
+    body, media_type = exposition()
+    return Response(body, media_type=media_type)

@@ -25,7 +25,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC, SCHEMA
@@ -41,7 +41,7 @@ from ml_assets.core.serving_bundle import (
 )
 from serving import edge, errors, fastpath, openapi, runtime, tabular
 from serving.cache import CachedEmbedder, EmbeddingCache
-from serving.metrics import Metrics, create_metrics, exposition
+from serving.metrics import Metrics, create_metrics, metrics_endpoint
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
 
@@ -600,27 +600,12 @@ async def _models_route(_: Request) -> JSONResponse:
     return JSONResponse(instance.describe())
 
 
-async def _metrics_route(_: Request) -> Response:
-    body, media_type = exposition()
-    return Response(body, media_type=media_type)
-
-
-def _metrics_of_service() -> Metrics:
-    return bentoml.get_current_service().metrics
-
-
 # Outermost of ours: RED metrics, the optional client key and the concurrency cap
 # (serving/edge.py). Then one error body for every API error, 413/415 before BentoML reads a
 # body (serving/errors.py); then POST /v1/score served without BentoML's per-request work
 # (serving/fastpath.py). The mount comes before BentoML's own /docs.json, so the document
 # served is the one that declares those errors (serving/openapi.py).
-EDGE = edge.EdgeConfig.from_env()
-MLService.add_asgi_middleware(
-    edge.Edge,
-    metrics=_metrics_of_service,
-    routes=[*(api.route for api in MLService.apis.values()), "/models", "/docs.json"],
-    config=EDGE,
-)
+EDGE = edge.install(MLService, extra_routes=["/models", "/docs.json"])
 MLService.add_asgi_middleware(errors.UniformErrors)
 if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
     MLService.add_asgi_middleware(
@@ -635,7 +620,7 @@ MLService.mount_asgi_app(
     Starlette(
         routes=[
             Route("/models", _models_route),
-            Route("/metrics", _metrics_route),
+            Route("/metrics", metrics_endpoint),
             openapi.docs_route(MLService, keyed=bool(EDGE.keys)),
         ]
     ),
