@@ -1,21 +1,32 @@
-"""Serving benchmark: the served Bento vs a minimal FastAPI + ONNX Runtime app, same scoring,
-same machine, one run. Prints throughput and two kinds of percentile per point:
+"""Serving benchmark: the served Bento (and any checkouts of the service code) vs a minimal
+FastAPI + ONNX Runtime app doing the same scoring, on uvicorn with uvloop and httptools and the
+same number of workers. Every server is started first and the points are taken interleaved
+(each connection count on every server in turn, `--rounds` times, medians shown), so a change
+in the machine's load falls on all of them. Prints throughput and two kinds of percentile:
 
 - "client p50/p95/p99": real per-request times measured by a closed-loop client (N threads,
   one keep-alive connection each, http.client), i.e. what each request took;
 - "wrk p50/p99": what wrk prints (wrk corrects for coordinated omission, so a server stall
-  shows up as the latency a client sending at a steady rate would see).
+  shows up as the latency a client sending at a steady rate would see);
+
+then ratios to FastAPI, and /embed: 64 new texts, the same 64 again (the embedding cache), and
+16 concurrent clients of 8 new texts each.
 
 Needs a built bundle (materialize serving_bundle, e.g. via `ml-assets up`) and `wrk` on PATH
-(Debian: apt-get install wrk). Example:
+(Debian: apt-get install wrk). Examples:
 
     .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
         --tag ml-assets:<version> --duration 10
+    # before/after: an older checkout and this one, on the Bento's models
+    git archive <old-commit> | tar -x -C /tmp/before
+    .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
+        --tag ml-assets:<version> --no-bento --src before=/tmp/before --src after=. --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -26,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -112,18 +124,21 @@ def closed_loop(url: str, conns: int, seconds: float) -> dict:
     }
 
 
-def timed_posts(url: str, path: str, body: dict, n: int) -> dict:
+def timed_posts(url: str, path: str, body: Callable[[int], dict], n: int) -> dict:
+    """p50/p95 of n sequential posts of body(i) (body(-1) first, untimed)."""
     with httpx.Client(base_url=url, timeout=60) as c:
-        c.post(path, json=body).raise_for_status()
+        c.post(path, json=body(-1)).raise_for_status()
         times = []
-        for _ in range(n):
+        for i in range(n):
             t0 = time.perf_counter()
-            c.post(path, json=body).raise_for_status()
+            c.post(path, json=body(i)).raise_for_status()
             times.append((time.perf_counter() - t0) * 1000)
     return {"p50": statistics.median(times), "p95": float(np.percentile(times, 95))}
 
 
 def start_baseline(onnx: Path, workers: int, log: Path) -> ServerProcess:
+    """The FastAPI baseline on uvicorn with uvloop and httptools (as the service gets them),
+    and the same number of workers."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -135,6 +150,10 @@ def start_baseline(onnx: Path, workers: int, log: Path) -> ServerProcess:
             str(port),
             "--workers",
             str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--no-access-log",
             "--log-level",
             "warning",
@@ -173,13 +192,63 @@ def fraud_model_file(home: Path, tag: str) -> Path:
     )
 
 
-STOCK = {  # BentoML's defaults: 1 worker, 1 thread, 60 s traffic timeout, access log on
-    "ML_SERVING_WORKERS": "1",
-    "ML_SERVING_THREADS": "1",
-    "ML_SERVING_TIMEOUT_S": "60",
-    "ML_SERVING_ACCESS_LOG": "1",
-    "ML_SERVING_GC_TUNING": "0",
-}
+def bento_src(home: Path, tag: str) -> Path:
+    name, version = tag.split(":")
+    return home / "bentos" / name / version / "src"
+
+
+def start_source(src: Path, home: Path, tag: str, workers: int, env: dict, log: Path):
+    """The service code in `src` (a checkout) with the Bento's bundle and models: two versions
+    of the service compared on the same models."""
+    run_env = {
+        **env,
+        "ML_SERVING_BUNDLE": str(bento_src(home, tag) / "serving" / "bundle.json"),
+        "PYTHONPATH": str(src),
+    }
+    return start_server(
+        "serving.service:MLService",
+        bentoml_home=home,
+        workers=workers,
+        env=run_env,
+        log_path=log,
+        cwd=src,
+    )
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def measure(url: str, n: int, seconds: float, lua: Path) -> tuple[dict, dict]:
+    wrk(url, n, 2, lua)  # warm-up
+    return wrk(url, n, seconds, lua), closed_loop(url, n, seconds)
+
+
+def embed_concurrency(url: str, clients: int, texts: int, seconds: float) -> dict:
+    """`clients` threads each posting `texts` distinct short texts to /embed, back to back."""
+    counter = iter(range(10**9))
+    done: list[float] = []
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while time.monotonic() < stop:
+                batch = [f"power baseload contract {next(counter)} delivery" for _ in range(texts)]
+                t0 = time.perf_counter()
+                c.post("/embed", json={"texts": batch}).raise_for_status()
+                done.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - start
+    return {
+        "texts_per_s": len(done) * texts / wall,
+        "p95_ms": float(np.percentile(done, 95)) * 1000,
+    }
 
 
 def main() -> int:
@@ -189,69 +258,150 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per point and method")
     ap.add_argument("--conns", default="1,16,64")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--servers", default="fastapi,bentoml-stock,bentoml-tuned")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians shown")
+    ap.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also serve the service code of checkout DIR (with the Bento's bundle and models) "
+        "as LABEL; e.g. before=/tmp/old-checkout",
+    )
+    ap.add_argument("--no-bento", action="store_true", help="serve only the --src checkouts")
+    ap.add_argument("--env", action="append", default=[], metavar="LABEL:KEY=VALUE")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found on PATH (apt-get install wrk); it gives the CO-corrected figures")
         return 2
+    import httptools
+    import uvicorn
+    import uvloop
+
     home = args.bentoml_home.resolve()
     conns = [int(c) for c in args.conns.split(",")]
     onnx = fraud_model_file(home, args.tag)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"bento {args.tag}; fraud model {onnx.parent.name}; {args.duration:.0f} s per point")
-    rows = []
-    extra = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    print(
+        f"bento {args.tag}; fraud model {onnx.parent.name}; {args.duration:.0f} s per point; "
+        f"{args.rounds} interleaved round(s); {args.workers} workers each; uvicorn "
+        f"{uvicorn.__version__}, uvloop {uvloop.__version__}, httptools {httptools.__version__}"
+    )
+    extra_env: dict[str, dict[str, str]] = {}
+    for item in args.env:
+        label, kv = item.split(":", 1)
+        key, value = kv.split("=", 1)
+        extra_env.setdefault(label, {})[key] = value
+    results: dict[tuple[str, int], list[tuple[dict, dict]]] = {}
+    extra: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         lua = Path(tmp) / "post.lua"
         lua.write_text(WRK_LUA % BODY)
-        for name in args.servers.split(","):
-            log = Path(tmp) / f"{name}.log"
-            if name == "fastapi":
-                server = start_baseline(onnx, args.workers, log)
-                label = f"FastAPI + uvicorn, {args.workers} workers"
-            else:
-                env = dict(STOCK) if name == "bentoml-stock" else {}
-                workers = 1 if name == "bentoml-stock" else args.workers
-                server = start_server(
-                    args.tag, bentoml_home=home, workers=workers, env=env, log_path=log
-                )
+        servers: dict[str, ServerProcess] = {}
+        base = f"FastAPI + uvicorn (uvloop, httptools), {args.workers} workers"
+        servers[base] = stack.enter_context(
+            start_baseline(onnx, args.workers, Path(tmp) / "fastapi.log")
+        )
+        if not args.no_bento:
+            label = f"bento {args.tag}"
+            server = start_server(
+                args.tag,
+                bentoml_home=home,
+                workers=args.workers,
+                env=extra_env.get("bento", {}),
+                log_path=Path(tmp) / "bento.log",
+            )
+            servers[label] = stack.enter_context(server)
+        for item in args.src:
+            label, src = item.split("=", 1)
+            server = start_source(
+                Path(src).resolve(),
+                home,
+                args.tag,
+                args.workers,
+                extra_env.get(label, {}),
+                Path(tmp) / f"{label}.log",
+            )
+            servers[label] = stack.enter_context(server)
+        for label, server in servers.items():
+            if not label.startswith("FastAPI"):
                 server.wait_ready()
-                label = f"{name}, {workers} worker(s)"
-            with server:
-                for n in conns:
-                    wrk(server.url, n, 2, lua)  # warm-up
-                    w = wrk(server.url, n, args.duration, lua)
-                    c = closed_loop(server.url, n, args.duration)
-                    rows.append((label, n, w, c))
+        for _ in range(args.rounds):
+            for n in conns:
+                for label, server in servers.items():  # interleaved: same minute, same load
+                    w, c = measure(server.url, n, args.duration, lua)
+                    results.setdefault((label, n), []).append((w, c))
                     print(
-                        f"{label:38s} conns {n:3d}  wrk {w['rps']:8,.0f} req/s "
+                        f"{label:40.40s} conns {n:3d}  wrk {w['rps']:8,.0f} req/s "
                         f"(errors {w['errors'] + w['non2xx']})  client {c['rps']:7,.0f} req/s  "
                         f"client p50/p95/p99 {c['p50']:6.2f} / {c['p95']:6.2f} / {c['p99']:6.2f} ms"
                         f"  wrk p50/p99 {w['p50']:7.2f} / {w['p99']:7.2f} ms",
                         flush=True,
                     )
-                if name == "bentoml-tuned":
-                    batch = {"transactions": [SMOKE_TRANSACTION] * 1000}
-                    texts = [f"front-month power baseload contract number {i}" for i in range(64)]
-                    extra["batch_1000"] = timed_posts(server.url, "/v1/score/batch", batch, 20)
-                    extra["embed_64"] = timed_posts(server.url, "/embed", {"texts": texts}, 20)
+
+        def texts(i: int) -> dict:  # 64 texts no earlier request sent
+            return {"texts": [f"front-month power baseload contract {i}.{j}" for j in range(64)]}
+
+        def same(_: int) -> dict:  # the same 64 texts every time (the embedding cache answers)
+            return texts(-1)
+
+        for label, server in servers.items():
+            if label.startswith("FastAPI"):
+                continue
+            extra[label] = {
+                "embed_64": timed_posts(server.url, "/embed", texts, 20),
+                "embed_64_repeated": timed_posts(server.url, "/embed", same, 20),
+                "embed_16x8": embed_concurrency(server.url, 16, 8, args.duration),
+            }
     print()
     print(
         "| server | conns | wrk req/s | client req/s | client p50 / p95 / p99 ms "
         "| wrk p50 / p99 ms |"
     )
     print("|---|---|---|---|---|---|")
-    for label, n, w, c in rows:
-        print(
-            f"| {label} | {n} | {w['rps']:,.0f} | {c['rps']:,.0f} | "
-            f"{c['p50']:.2f} / {c['p95']:.2f} / {c['p99']:.2f} | {w['p50']:.2f} / {w['p99']:.2f} |"
-        )
-    base = {n: w["rps"] for label, n, w, _ in rows if label.startswith("FastAPI")}
-    for label, n, w, _ in rows:
-        if label.startswith("bentoml") and n in base:
-            print(f"ratio {label} / FastAPI at {n} conns (wrk req/s): {w['rps'] / base[n]:.2f}")
+    summary: dict[tuple[str, int], dict[str, float]] = {}
+    for (label, n), runs in results.items():
+        row = {
+            "rps": median([w["rps"] for w, _ in runs]),
+            "crps": median([c["rps"] for _, c in runs]),
+            "p50": median([c["p50"] for _, c in runs]),
+            "p95": median([c["p95"] for _, c in runs]),
+            "p99": median([c["p99"] for _, c in runs]),
+            "wp50": median([w["p50"] for w, _ in runs]),
+            "wp99": median([w["p99"] for w, _ in runs]),
+        }
+        summary[(label, n)] = row
+    for label in servers:
+        for n in conns:
+            r = summary[(label, n)]
+            print(
+                f"| {label} | {n} | {r['rps']:,.0f} | {r['crps']:,.0f} | "
+                f"{r['p50']:.2f} / {r['p95']:.2f} / {r['p99']:.2f} | "
+                f"{r['wp50']:.2f} / {r['wp99']:.2f} |"
+            )
+    print()
+    print("| server | conns | wrk req/s vs FastAPI | client p95 vs FastAPI | wrk p99 ms |")
+    print("|---|---|---|---|---|")
+    for label in servers:
+        if label == base:
+            continue
+        for n in conns:
+            r, b = summary[(label, n)], summary[(base, n)]
+            print(
+                f"| {label} | {n} | {r['rps'] / b['rps']:.2f} | {r['p95'] / b['p95']:.2f} | "
+                f"{r['wp99']:.1f} |"
+            )
+    print()
+    print(
+        "| server | /embed 64 new texts p50 / p95 ms | same 64 again p50 / p95 ms "
+        "| 16 clients x 8 new texts: texts/s, p95 ms |"
+    )
+    print("|---|---|---|---|")
     for key, v in extra.items():
-        print(f"{key}: p50 {v['p50']:.1f} ms, p95 {v['p95']:.1f} ms (client-measured, 20 requests)")
+        e64, rep, e16 = v["embed_64"], v["embed_64_repeated"], v["embed_16x8"]
+        print(
+            f"| {key} | {e64['p50']:.1f} / {e64['p95']:.1f} | {rep['p50']:.1f} / {rep['p95']:.1f} "
+            f"| {e16['texts_per_s']:,.0f}, {e16['p95_ms']:.0f} |"
+        )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

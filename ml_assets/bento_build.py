@@ -34,7 +34,18 @@ CORE_MODULES = (
     "lineage_spec",
     "tabular_scorer",
 )
-SERVING_MODULES = ("__init__", "service", "runtime", "metrics", "errors", "openapi", "tabular")
+SERVING_MODULES = (
+    "__init__",
+    "service",
+    "runtime",
+    "metrics",
+    "errors",
+    "openapi",
+    "tabular",
+    "edge",
+    "fastpath",
+    "cache",
+)
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (
     "bentoml",
@@ -47,6 +58,10 @@ SERVING_PACKAGES = (
     "httpx",
     "pydantic",
     "prometheus-client",
+    # uvicorn (BentoML's server) picks these up when installed; BentoML does not depend on
+    # them, and without them a request costs 55-75% more (shared/STACK.md).
+    "uvloop",
+    "httptools",
     "jsonschema",  # imported by ml_assets/core/events.py
 )
 

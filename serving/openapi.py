@@ -107,6 +107,8 @@ def common_errors(limit: int) -> dict[str, str]:
         "problems, `detail` lists them.",
         "413": f"The body is over {limit} bytes (ML_SERVING_MAX_BODY_BYTES).",
         "415": "The body is not application/json.",
+        "429": "This worker is at its concurrency cap (ML_SERVING_MAX_CONCURRENCY): retry after "
+        "the seconds in the Retry-After header.",
         "500": f"An unexpected error. {MASKED}",
         "503": f"The models are not loaded (GET /models says why). {MASKED}",
         "504": "Not answered within the service's traffic timeout (ML_SERVING_TIMEOUT_S).",
@@ -140,6 +142,13 @@ SECURITY_SCHEMES = {
     "Bearer": {"type": "http", "scheme": "bearer"},
 }
 SECURED = {"/reload": [{"ApiKey": []}, {"Bearer": []}]}
+# With ML_SERVING_REQUIRE_KEY=1 every route needs a key (serving/edge.py).
+KEYED_ERRORS = {
+    "401": "No API key (the server runs with ML_SERVING_REQUIRE_KEY=1): send X-API-Key (or "
+    "Authorization: Bearer).",
+    "403": "A wrong API key.",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 MODELS_PATH = {
     "get": {
         "tags": ["Infrastructure"],
@@ -167,11 +176,14 @@ NOT_READY = {
 }
 
 
-def _error_response(description: str) -> dict[str, Any]:
-    return {
+def _error_response(code: str, description: str) -> dict[str, Any]:
+    response = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": REF.format("Error")}}},
     }
+    if code == "429":
+        response["headers"] = copy.deepcopy(RETRY_AFTER)
+    return response
 
 
 def _request_body(doc: dict[str, Any], path: str, operation: dict[str, Any]) -> None:
@@ -189,8 +201,9 @@ def _request_body(doc: dict[str, Any], path: str, operation: dict[str, Any]) -> 
             schema["properties"][name] = copy.deepcopy(declared)
 
 
-def document(spec: dict[str, Any], *, limit: int) -> dict[str, Any]:
-    """BentoML's spec (as a dict) with the errors each API route really returns."""
+def document(spec: dict[str, Any], *, limit: int, keyed: bool = False) -> dict[str, Any]:
+    """BentoML's spec (as a dict) with the errors each API route really returns; `keyed`: every
+    route needs the client key (ML_SERVING_REQUIRE_KEY=1)."""
     doc = copy.deepcopy(spec)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(copy.deepcopy(SCHEMAS))
@@ -202,13 +215,17 @@ def document(spec: dict[str, Any], *, limit: int) -> dict[str, Any]:
         _request_body(doc, path, operation)
         responses = operation["responses"]
         ok = responses.get("200", responses.get(200))
-        errors = {**common_errors(limit), **ROUTE_ERRORS.get(path, {})}
+        errors = {
+            **common_errors(limit),
+            **(KEYED_ERRORS if keyed else {}),
+            **ROUTE_ERRORS.get(path, {}),
+        }
         operation["responses"] = {
             "200": ok,
-            **{code: _error_response(text) for code, text in sorted(errors.items())},
+            **{code: _error_response(code, text) for code, text in sorted(errors.items())},
         }
-        if path in SECURED:
-            operation["security"] = SECURED[path]
+        if path in SECURED or keyed:
+            operation["security"] = SECURED["/reload"]
     if readyz := doc["paths"].get("/readyz", {}).get("get"):
         readyz["responses"]["503"] = NOT_READY
     doc["paths"]["/models"] = copy.deepcopy(MODELS_PATH)
@@ -219,16 +236,15 @@ def document(spec: dict[str, Any], *, limit: int) -> dict[str, Any]:
     return doc
 
 
-def docs_route(service: Any, *, limit: int | None = None) -> Route:
+def docs_route(service: Any, *, limit: int | None = None, keyed: bool = False) -> Route:
     """GET /docs.json: `document()` of a bentoml Service's spec, built once per worker; `limit`
     is the body limit of its UniformErrors (default: ML_SERVING_MAX_BODY_BYTES)."""
 
     @functools.cache
     def body() -> bytes:
         spec = service.openapi_spec.asdict()
-        return json.dumps(
-            document(spec, limit=max_body_bytes() if limit is None else limit)
-        ).encode()
+        size = max_body_bytes() if limit is None else limit
+        return json.dumps(document(spec, limit=size, keyed=keyed)).encode()
 
     async def docs(_: Request) -> Response:
         return Response(body(), media_type="application/json")

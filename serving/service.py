@@ -8,6 +8,7 @@ The models are the ones pinned in bundle.json (written by the serving_bundle ass
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import json
@@ -38,8 +39,9 @@ from ml_assets.core.serving_bundle import (
     entries_of,
     lineage_of_entry,
 )
-from serving import errors, openapi, runtime, tabular
-from serving.metrics import Metrics, create_metrics
+from serving import edge, errors, fastpath, openapi, runtime, tabular
+from serving.cache import CachedEmbedder, EmbeddingCache
+from serving.metrics import Metrics, create_metrics, metrics_endpoint
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
 
@@ -159,12 +161,25 @@ LINEAGES = {
 }
 
 
+# Routes whose requests record no OpenTelemetry span: BentoML's sampler records ~5 spans a
+# request even when none is sampled, which costs more than a score. ML_SERVING_TRACE_REQUESTS=1
+# records them again (with an exporter configured, for a trace of each request).
+HOT_ROUTES = ["/v1/score", "/embed", "/search", "/v1/models/", "/metrics", "/livez", "/readyz"]
+
+
 @bentoml.service(
     name="ml-assets",
     workers=int(os.environ.get("ML_SERVING_WORKERS", "2")),
     threads=int(os.environ.get("ML_SERVING_THREADS", "4")),
+    # Short: BentoML's timeout middleware never cancels its per-request timer, so pending
+    # timers pile up to req/s x timeout and lengthen the tail.
     traffic={"timeout": float(os.environ.get("ML_SERVING_TIMEOUT_S", "10"))},
     logging={"access": {"enabled": os.environ.get("ML_SERVING_ACCESS_LOG", "0") == "1"}},
+    # serving/edge.py counts requests under BentoML's metric names, for less per request.
+    metrics={"enabled": False, "namespace": "bentoml_service"},
+    tracing={
+        "excluded_urls": None if os.environ.get("ML_SERVING_TRACE_REQUESTS") == "1" else HOT_ROUTES
+    },
 )
 @tabular.with_lineage_routes(LINEAGES, ENTRIES)
 class MLService:
@@ -176,6 +191,7 @@ class MLService:
     def __init__(self) -> None:
         self.threshold = _threshold()
         self.metrics: Metrics = create_metrics()
+        self.cache = EmbeddingCache.from_env()
         self._models: runtime.LoadedModels | None = None
         self._load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -208,6 +224,8 @@ class MLService:
         old = self._models
         self._models = models  # one reference swap: requests in flight keep `old`
         self._load_error = None
+        self.cache.clear()  # keyed by the embedder's hash anyway; a reload starts it afresh
+        self.metrics.cache_entries.set(0)
         for role, entry in models.entries.items():
             if old is not None and old.entries.get(role) != entry:
                 self._mark_loaded(old.entries[role], 0)
@@ -261,6 +279,11 @@ class MLService:
     def __is_ready__(self) -> bool:
         return self._models is not None
 
+    @bentoml.on_startup
+    async def _report_loop(self) -> None:
+        # uvicorn picks uvloop and httptools when installed (bento_build pins both).
+        log.info("event loop: %s", type(asyncio.get_running_loop()).__module__)
+
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self._watcher.stop()
@@ -289,7 +312,11 @@ class MLService:
     async def score(self, transaction: Transaction) -> ScoreResult:  # type: ignore[valid-type]
         """Fraud probability of one transaction and the decision at the configured threshold."""
         # async on purpose: one row is ~10 us in ONNX Runtime, far less than the hop to
-        # BentoML's thread pool that a sync API pays on every request.
+        # BentoML's thread pool that a sync API pays on every request. Served by
+        # serving/fastpath.py unless ML_SERVING_LEAN_SCORE=0; both answer with score_one.
+        return self.score_one(transaction)
+
+    def score_one(self, transaction: Any) -> ScoreResult:
         return self._score([transaction.model_dump()], "score")[0][0]
 
     @bentoml.api(route="/v1/score/batch")
@@ -328,15 +355,29 @@ class MLService:
         """Unit-norm sentence embeddings (384-d) of up to 256 texts."""
         models = self._ready_models("embed")
         start = time.perf_counter()
-        vectors = models.embedder.embed(texts)
-        truncated = models.embedder.last_truncated
+        vectors, truncated = self._embedder(models, "embed").embed_flagged(texts)
         self.metrics.inference_seconds.labels(endpoint="embed").observe(time.perf_counter() - start)
         return EmbedResult(
             vectors=vectors.tolist(),
             dim=int(vectors.shape[1]),
-            truncated=truncated,
+            truncated=sum(truncated),
             model_version=models.entries[EMBEDDER].label,
         )
+
+    def _embedder(self, models: runtime.LoadedModels, endpoint: str) -> CachedEmbedder:
+        """The generation's embedder behind the cache (keyed by its model.onnx sha256)."""
+        hit = self.metrics.cache_lookups.labels(endpoint=endpoint, result="hit")
+        miss = self.metrics.cache_lookups.labels(endpoint=endpoint, result="miss")
+
+        def counted(hits: int, misses: int) -> None:
+            if hits:
+                hit.inc(hits)
+            if misses:
+                miss.inc(misses)
+                self.metrics.cache_entries.set(len(self.cache))
+
+        sha = models.entries[EMBEDDER].files["model.onnx"]
+        return CachedEmbedder(self.cache, models.embedder, sha, counted)
 
     def _conn(self, fresh: bool = False):
         """This worker thread's connection (autocommit: no read leaves a transaction open),
@@ -390,7 +431,7 @@ class MLService:
                 )
             return search_lib.search(
                 conn,
-                models.embedder,
+                self._embedder(models, "search"),
                 query,
                 tenant_id,
                 types=types,
@@ -551,17 +592,37 @@ class MLService:
         }
 
 
-# GET routes (BentoML APIs are POST): /models describes what this worker serves. Mounted at
-# the root, after BentoML's own routes, so it only sees paths they do not match.
+# GET routes (BentoML APIs are POST): /models describes what this worker serves, /metrics
+# every worker's series (BentoML's own /metrics is off with its metrics middleware). Mounted
+# at the root, after BentoML's own routes, so they only see paths those do not match.
 async def _models_route(_: Request) -> JSONResponse:
     instance = bentoml.get_current_service()
     return JSONResponse(instance.describe())
 
 
-# One error body for every API error, 413/415 before BentoML reads a body (serving/errors.py);
-# this mount also comes before BentoML's own /docs.json, so the document served is the one
-# that declares those errors (serving/openapi.py).
+# Outermost of ours: RED metrics, the optional client key and the concurrency cap
+# (serving/edge.py). Then one error body for every API error, 413/415 before BentoML reads a
+# body (serving/errors.py); then POST /v1/score served without BentoML's per-request work
+# (serving/fastpath.py). The mount comes before BentoML's own /docs.json, so the document
+# served is the one that declares those errors (serving/openapi.py).
+EDGE = edge.install(MLService, extra_routes=["/models", "/docs.json"])
 MLService.add_asgi_middleware(errors.UniformErrors)
+if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
+    MLService.add_asgi_middleware(
+        fastpath.LeanScore,
+        service=MLService,
+        route="/v1/score",
+        api="score",
+        method="score_one",
+        argument="transaction",
+    )
 MLService.mount_asgi_app(
-    Starlette(routes=[Route("/models", _models_route), openapi.docs_route(MLService)]), path="/"
+    Starlette(
+        routes=[
+            Route("/models", _models_route),
+            Route("/metrics", metrics_endpoint),
+            openapi.docs_route(MLService, keyed=bool(EDGE.keys)),
+        ]
+    ),
+    path="/",
 )

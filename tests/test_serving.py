@@ -363,6 +363,135 @@ def test_reload_needs_the_api_key(server):
         assert c.post("/reload", json={}, headers={"X-API-Key": "wrong"}).status_code == 403
 
 
+def _metric(c: httpx.Client, name: str, headers: dict | None = None, **labels: str) -> float:
+    """The sum of `name`'s samples on /metrics whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = c.get("/metrics", headers=headers).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_metrics_count_requests_and_a_repeated_search_skips_the_model(server):
+    total = "bentoml_service_request_total"
+    cache = "ml_assets_embedding_cache_total"
+    query = {
+        "query": f"Henry Hub balance of month {time.time_ns()}",
+        "tenant_id": "northwind-energy",
+    }
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        ok0 = _metric(c, total, endpoint="/search", http_response_code="200")
+        bad0 = _metric(c, total, endpoint="/v1/score", http_response_code="400")
+        hit0 = _metric(c, cache, endpoint="search", result="hit")
+        miss0 = _metric(c, cache, endpoint="search", result="miss")
+        answers = [c.post("/search", json=query) for _ in range(6)]
+        assert all(r.status_code == 200 and r.json() == answers[0].json() for r in answers)
+        bad = c.post("/v1/score", json={"transaction": {**SMOKE_TRANSACTION, "hour": 31}})
+        assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["transaction", "hour"]
+        hits = _metric(c, cache, endpoint="search", result="hit") - hit0
+        misses = _metric(c, cache, endpoint="search", result="miss") - miss0
+        assert hits + misses == 6 and misses <= 2, (hits, misses)  # once per worker at most
+        assert _metric(c, total, endpoint="/search", http_response_code="200") - ok0 == 6
+        assert _metric(c, total, endpoint="/v1/score", http_response_code="400") - bad0 == 1
+        assert _metric(c, "bentoml_service_request_duration_seconds_count", endpoint="/search")
+        assert _metric(c, "ml_assets_embedding_cache_entries") >= 1
+
+
+CLIENT_KEY = "test-client-key"
+
+
+@pytest.fixture(scope="module")
+def guarded_server(platform, vector_dsn):
+    """One worker with one thread, a concurrency cap of 2, and the client key required."""
+    if "bento_tag" not in platform:
+        pytest.skip("the bundle was not built")
+    proc = start_server(
+        platform["bento_tag"],
+        bentoml_home=platform["home"],
+        workers=1,
+        env={
+            "ML_VECTOR_PG_DSN": vector_dsn,
+            "ML_SERVING_API_KEY": API_KEY,
+            "ML_SERVING_REQUIRE_KEY": "1",
+            "ML_SERVING_CLIENT_KEY": CLIENT_KEY,
+            "ML_SERVING_MAX_CONCURRENCY": "2",
+            "ML_SERVING_THREADS": "1",
+        },
+    )
+    with proc:
+        proc.wait_ready(timeout_s=120)
+        yield proc
+
+
+def test_every_route_needs_the_client_key_when_required(guarded_server):
+    key = {"X-API-Key": CLIENT_KEY}
+    routes = [
+        ("POST", "/v1/score", {"transaction": SMOKE_TRANSACTION}),
+        ("POST", "/v1/score/batch", {"transactions": [SMOKE_TRANSACTION]}),
+        ("POST", "/embed", {"texts": ["front-month Brent"]}),
+        ("GET", "/models", None),
+        ("GET", "/metrics", None),
+        ("GET", "/docs.json", None),
+    ]
+    with httpx.Client(base_url=guarded_server.url, timeout=30) as c:
+        assert c.get("/livez").status_code == 200 and c.get("/readyz").status_code == 200
+        for method, path, body in routes:
+            r = c.request(method, path, json=body)
+            assert r.status_code == 401 and "X-API-Key" in r.json()["error"], (path, r.text)
+            wrong = c.request(method, path, json=body, headers={"X-API-Key": "wrong"})
+            assert wrong.status_code == 403, (path, wrong.text)
+            assert c.request(method, path, json=body, headers=key).status_code == 200, path
+        admin = {"Authorization": f"Bearer {API_KEY}"}
+        score = {"transaction": SMOKE_TRANSACTION}
+        assert c.post("/v1/score", json=score, headers=admin).status_code == 200
+        # The client key is not the admin key: /reload still refuses it.
+        assert c.post("/reload", json={}, headers=key).status_code == 403
+        doc = c.get("/docs.json", headers=key).json()
+        assert {"401", "403"} <= set(doc["paths"]["/embed"]["post"]["responses"])
+        assert _metric(c, "bentoml_service_request_total", key, http_response_code="401") >= 5
+
+
+def test_past_the_concurrency_cap_a_request_gets_429_with_retry_after_not_a_wait(
+    guarded_server,
+):
+    key = {"X-API-Key": CLIENT_KEY}
+    clients = 10
+    barrier = threading.Barrier(clients)
+    results: list[tuple[int, str | None, float]] = []
+
+    def post(i: int) -> None:
+        # Distinct texts, so the embedding cache cannot answer: each request runs the model.
+        texts = [f"power baseload delivery {i}-{j} " * 8 for j in range(48)]
+        with httpx.Client(base_url=guarded_server.url, timeout=60) as c:
+            barrier.wait()
+            t0 = time.monotonic()
+            r = c.post("/embed", json={"texts": texts}, headers=key)
+            results.append((r.status_code, r.headers.get("retry-after"), time.monotonic() - t0))
+
+    with httpx.Client(base_url=guarded_server.url, timeout=30) as c:
+        before = _metric(c, "bentoml_service_request_total", key, http_response_code="429")
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert len(results) == clients, "every request was answered"
+        refused = [r for r in results if r[0] == 429]
+        served = [r for r in results if r[0] == 200]
+        assert len(refused) + len(served) == clients, results
+        assert refused and len(served) >= 2, results
+        assert all(retry == "1" for _, retry, _ in refused)
+        slowest_ok = max(s for _, _, s in served)
+        assert all(s < slowest_ok for _, _, s in refused), results  # refused at once
+        after = _metric(c, "bentoml_service_request_total", key, http_response_code="429")
+        assert after - before == len(refused)
+        assert c.post("/embed", json={"texts": ["after the burst"]}, headers=key).status_code == 200
+
+
 def _hammer(url: str, stop: threading.Event, seen: list, failures: list) -> None:
     with httpx.Client(base_url=url, timeout=30) as c:
         while not stop.is_set():

@@ -109,10 +109,12 @@ def test_document_declares_each_routes_errors(client):
     doc = client.get("/docs.json").json()
     search = doc["paths"]["/search"]["post"]
     reload = doc["paths"]["/reload"]["post"]
-    common = {"200", "400", "413", "415", "500", "503", "504"}
+    common = {"200", "400", "413", "415", "429", "500", "503", "504"}
     assert set(search["responses"]) == common | {"404"}
     assert set(reload["responses"]) == common | {"401", "403", "409"}
     assert reload["security"] and "ApiKey" in doc["components"]["securitySchemes"]
+    assert "security" not in search  # only with ML_SERVING_REQUIRE_KEY=1
+    assert "Retry-After" in search["responses"]["429"]["headers"]
     # A body with required fields is required; /reload's is optional, its bundle a manifest.
     assert search["requestBody"]["required"] is True and "required" not in reload["requestBody"]
     bundle = reload["requestBody"]["content"]["application/json"]["schema"]["properties"]["bundle"]
@@ -123,6 +125,12 @@ def test_document_declares_each_routes_errors(client):
         doc["components"]["schemas"]
     )
     assert "/models" in doc["paths"] and "503" in doc["paths"]["/readyz"]["get"]["responses"]
+
+
+def test_a_keyed_document_declares_the_key_on_every_route():
+    doc = openapi.document(Probe.openapi_spec.asdict(), limit=LIMIT, keyed=True)
+    search = doc["paths"]["/search"]["post"]
+    assert {"401", "403"} <= set(search["responses"]) and search["security"]
 
 
 @pytest.mark.parametrize(

@@ -107,14 +107,20 @@ class OnnxTextEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm float32 [len(texts), dim] embeddings, rows in the order of `texts`."""
+        out, truncated = self.embed_flagged(texts)
+        self.last_truncated = sum(truncated)
+        return out
+
+    def embed_flagged(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
+        """embed(), and for each text whether it was cut at max_length (no shared state, so
+        threads may call it at once)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings, not a single string")
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        self.last_truncated = 0
         if not texts:
-            return out
+            return out, []
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
-        self.last_truncated = sum(1 for e in encodings if e.overflowing)
+        truncated = [bool(e.overflowing) for e in encodings]
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
         # Length-sorted batches, each padded only to its own longest text: padding is compute
         # thrown away (every layer runs on every padded position).
@@ -127,7 +133,7 @@ class OnnxTextEmbedder:
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
             out[idx] = self._run(ids, mask)
-        return out
+        return out, truncated
 
     def _run(self, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         mask = np.ones_like(ids) if mask is None else mask

@@ -1,0 +1,90 @@
+"""POST /v1/score without BentoML's per-request machinery (routing, serde, context, the
+three-part response): the hot path of the service, served from inside its ASGI middleware.
+
+Nothing of the contract changes: the body is validated by the very input model BentoML built for
+the `score` API (so the 400 body is BentoML's, field by field), the service's own `score_one`
+answers, and the response is the API's `ScoreResult`. The OpenAPI document and BentoML's
+clients still describe and call the `score` API; `ML_SERVING_LEAN_SCORE=0` serves it through
+BentoML instead (the benchmark compares the two).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from serving.errors import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger("bentoml.ml_assets")
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def _body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client went away."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class LeanScore:
+    """ASGI middleware answering POST `route` with `service.<method>(<argument>)` of the
+    current service instance; every other request goes on to BentoML."""
+
+    def __init__(
+        self, app: ASGIApp, service: Any, route: str, api: str, method: str, argument: str
+    ) -> None:
+        self.app = app
+        self.route, self.method, self.argument = route, method, argument
+        self.input_model = service.apis[api].input_spec
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.route or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        from bentoml import get_current_service
+        from bentoml.exceptions import BentoMLException
+        from pydantic import ValidationError
+
+        body = await _body(receive)
+        if body is None:
+            return
+        try:
+            data = self.input_model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            error = {
+                "error": f"{exc.error_count()} validation error for {exc.title}",
+                "detail": exc.errors(include_context=False, include_input=False),
+            }
+            await _respond(send, HTTPStatus.BAD_REQUEST, json.dumps(error).encode())
+            return
+        try:
+            instance = get_current_service()
+            result = getattr(instance, self.method)(getattr(data, self.argument))
+        except BentoMLException as exc:
+            status = exc.error_code.value
+            await _respond(send, status, json.dumps({"error": str(exc)}).encode())
+            return
+        except Exception:
+            log.exception("%s failed", self.route)
+            error = {"error": "An unexpected error has occurred, please check the server log."}
+            await _respond(send, HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps(error).encode())
+            return
+        await _respond(send, HTTPStatus.OK, result.model_dump_json().encode())
