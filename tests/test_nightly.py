@@ -504,6 +504,67 @@ def test_a_collapsed_index_is_caught_on_the_first_night(platform, vector_dsn):
     assert all("night 20" not in r for r in reasons)  # judged on the validated figures alone
 
 
+CURVES = "curve-forecaster"
+
+
+@pytest.fixture
+def curves_in_production(platform):
+    """The declared curves lineage (ml_assets/lineages/curves) materialized and promoted here;
+    the alias is dropped afterwards (the registry is shared by the session, the records are
+    this module's)."""
+    from ml_assets.components.defs_folder import lineage_defs
+
+    defs = lineage_defs()  # declares the lineage to the gate
+    items = [*(defs.assets or []), *(defs.asset_checks or [])]
+    curves = [
+        a
+        for a in items
+        if all(
+            k.path[0] == "curves"
+            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
+        )
+    ]
+    run = materialize(
+        curves,
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
+    )
+    assert run.success
+    client = platform["resources"]["mlflow"].client
+    version = str(max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'")))
+    promotion.promote(
+        client,
+        platform["resources"]["postgres"].dsn,
+        CURVES,
+        version,
+        actor="pytest",
+        reason="nightly: a declared lineage in production",
+        margin=1.0,
+        records=DagsterRecords(platform["instance"]),
+    )
+    try:
+        yield version
+    finally:
+        client.delete_registered_model_alias(CURVES, "production")
+
+
+def test_a_declared_lineage_is_validated_on_its_own_records(platform, curves_in_production):
+    from ml_assets.core import lineage_spec
+
+    result = _run(platform, nightly_validation, "2026-12-01")
+    assert result.success, failure_text(result)
+    night = _record(platform, "nightly_validation", "2026-12-01")
+    curves = night["models"]["curves"]
+    assert curves["version"] == f"{CURVES}@{curves_in_production}"
+    assert curves["status"] == "completed" and curves["primary_metric"] == "mae"
+    assert curves["thresholds"] == lineage_spec.by_model(CURVES).thresholds
+    assert curves["expectations"]["passed"] and curves["tonight"]["test_rows"] > 0
+    assert curves["tonight"]["onnx"] == pytest.approx(curves["validated"]["onnx"])
+    assert curves["bundle"] == {"pins": None}  # promoted, not yet bundled: recorded as such
+    assert night["regressions"] == []
+
+
 # ---- nightly smoke --------------------------------------------------------------------------
 
 
