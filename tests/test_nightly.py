@@ -378,7 +378,7 @@ def _production(platform, name: str):
     return platform["resources"]["mlflow"].client.get_model_version_by_alias(name, "production")
 
 
-def test_a_strict_failed_run_moves_nothing_the_night_validates(platform):
+def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys):
     """The issue's sequence: a second fraud run with max_proba_diff 1e-12 fails output_parity
     (never promoted); the night still validates production on production's own records."""
     root, prod = platform["root"], _production(platform, promotion.FRAUD_MODEL)
@@ -411,6 +411,8 @@ def test_a_strict_failed_run_moves_nothing_the_night_validates(platform):
     table = result.get_asset_materialization_events()[0].materialization.metadata
     assert prod.tags["raw_transactions_sha256"] in table["lineage_records"].value
     assert latest_raw not in table["lineage_records"].value
+    with capsys.disabled():
+        print(f"\nnightly_validation 2026-11-30 records:\n{table['lineage_records'].value}")
 
 
 def _user_corpus(path: Path) -> Path:

@@ -77,13 +77,20 @@ class Bundle:
     manifest: dict[str, Any]
 
 
-def newest_bundle(records: ValidationRecords, store: ArtifactStore) -> Bundle:
-    """The newest serving_bundle Dagster recorded, its manifest read by data version."""
+def find_bundle(records: ValidationRecords, store: ArtifactStore) -> Bundle | None:
+    """The newest serving_bundle Dagster recorded (its manifest read by data version), or None."""
     mat = next(iter(records.materializations(BUNDLE)), None)
     if mat is None or not mat.data_version:
-        raise Failure(f"{BUNDLE} has never been materialized; run the serving_job first.")
+        return None
     data = store.content().ref_for(BUNDLE, mat.data_version, ".json").read_verified()
     tag = mat.metadata.get("bento_tag")
     if not isinstance(tag, str):
         raise Failure(f"{BUNDLE} {mat.data_version[:12]} recorded no bento_tag")
     return Bundle(mat.data_version, tag, json.loads(data))
+
+
+def newest_bundle(records: ValidationRecords, store: ArtifactStore) -> Bundle:
+    bundle = find_bundle(records, store)
+    if bundle is None:
+        raise Failure(f"{BUNDLE} has never been materialized; run the serving_job first.")
+    return bundle

@@ -25,11 +25,12 @@ from ml_assets.assets.nightly_common import (
     GROUP,
     VALIDATION,
     alert,
-    newest_bundle,
+    find_bundle,
     nightly_dir,
     recorded_night,
 )
-from ml_assets.assets.nightly_lineage import search_part, subject, tabular_part
+from ml_assets.assets.nightly_lineage import subject, tabular_part
+from ml_assets.assets.nightly_search import search_part
 from ml_assets.core import nightly
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
 from ml_assets.core.hashing import canonical_json
@@ -69,7 +70,9 @@ def _bundled(part: dict[str, Any], role: str, manifest: dict[str, Any]) -> dict[
 
 
 def _bundle_regressions(record: dict[str, Any]) -> list[str]:
-    found = []
+    found: list[str] = []
+    if record["bundle"] is None:
+        return found
     sha = record["bundle"]["sha256"][:12]
     for part in [*record["models"].values(), record["search"]]:
         b = part.get("bundle", {})
@@ -87,7 +90,8 @@ def lineage_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, part in [*sorted(record["models"].items()), ("search", record["search"])]:
         used = part.get("lineage", {})
-        items = [(k, v) for k, v in sorted(used.items()) if k.endswith(("_sha256", "_run_id"))]
+        shown = ("_sha256", "_run_id", "_from")
+        items = [(k, v) for k, v in sorted(used.items()) if k.endswith(shown)]
         items += [(f"index {k}", v) for k, v in sorted(used.get("index", {}).items())]
         items += [(f"threshold {k}", v) for k, v in sorted(part.get("thresholds", {}).items())]
         items.append(
@@ -130,31 +134,34 @@ def nightly_validation(
         roles = served_roles(client, context.log)
         context.log.info("gating the production versions on the platform's records")
         gated = gate_production(client, records, Path(tmp), roles)
-        models, search = {}, None
+        models = {}
         for role, mv, files, decision in gated:
-            context.log.info(f"re-validating {mv.name}@{mv.version} on its own lineage")
             if role == EMBEDDER:
-                part = search_part(mv, files, decision, records, store, postgres)
-                search = part
-            else:
-                part = tabular_part(
-                    subject(role, mv.name),
-                    mv,
-                    files,
-                    decision,
-                    store,
-                    config.latency_rows,
-                    config.warmup_rows,
-                )
-                models[role] = part
-        bundle = newest_bundle(records, store)
+                continue
+            context.log.info(f"re-validating {mv.name}@{mv.version} on its own lineage")
+            models[role] = tabular_part(
+                subject(role, mv.name),
+                mv,
+                files,
+                decision,
+                store,
+                config.latency_rows,
+                config.warmup_rows,
+            )
+        bundle = find_bundle(records, store)
+        manifest = {} if bundle is None else bundle.manifest
+        _, mv, files, decision = next(g for g in gated if g[0] == EMBEDDER)
+        context.log.info("re-running the labelled search queries against the live index")
+        search = search_part(mv, files, decision, records, store, postgres, manifest.get("search"))
         for role, part in [*models.items(), (EMBEDDER, search)]:
-            part["bundle"] = _bundled(part, role, bundle.manifest)
+            part["bundle"] = _bundled(part, role, manifest)
         record = {
             "schema": nightly.VALIDATION_SCHEMA,
             "partition": key,
             "status": nightly.COMPLETED,
-            "bundle": {"sha256": bundle.sha256, "bento_tag": bundle.bento_tag},
+            "bundle": None
+            if bundle is None
+            else {"sha256": bundle.sha256, "bento_tag": bundle.bento_tag},
             "models": models,
             "search": search,
         }
