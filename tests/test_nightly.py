@@ -332,6 +332,7 @@ def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):
         search["validated"]["eval_ndcg_at_10"]
     )
     assert search["coverage"]["missing_documents"] == 0
+    assert search["lineage"]["report_from"] == "serving bundle"
     md = first.get_asset_materialization_events()[0].materialization.metadata
     assert md["trend"].value.startswith("![nightly validation trend](data:image/png;base64,")
     assert fraud["lineage"]["report_sha256"] in md["lineage_records"].value
@@ -436,14 +437,19 @@ def _user_corpus(path: Path) -> Path:
     return path
 
 
-def _reindex(platform, source_path: str | None) -> None:
+def _reindex(platform, source_path: str | None, variant: str = "int8") -> None:
     config = {} if source_path is None else {"source_path": source_path}
     assert materialize(
         LINEAGE,
         selection=["search_corpus", "embedding_index"],
         resources=platform["resources"],
         instance=platform["instance"],
-        run_config={"ops": {"search_corpus": {"config": config}}},
+        run_config={
+            "ops": {
+                "search_corpus": {"config": config},
+                "embedding_index": {"config": {"variant": variant}},
+            }
+        },
     ).success
 
 
@@ -504,6 +510,19 @@ def test_a_collapsed_index_is_caught_on_the_first_night(platform, vector_dsn):
     reasons = night["regressions"]
     assert any("vector nDCG@10" in r and "of the validated report" in r for r in reasons), reasons
     assert all("night 20" not in r for r in reasons)  # judged on the validated figures alone
+
+
+def test_an_index_built_with_another_embedder_fails_the_search_part(platform):
+    _reindex(platform, None, variant="fp32")
+    try:
+        result = _run(platform, nightly_validation, "2026-11-03")
+    finally:
+        _reindex(platform, None)
+    assert not result.success
+    search = _record(platform, "nightly_validation", "2026-11-03")["search"]
+    assert search["status"] == "failed" and "tonight" not in search
+    assert "holds vectors of embedder" in search["reason"]
+    assert search["lineage"]["index"]["embedder_sha256"] != search["lineage"]["embedder_sha256"]
 
 
 CURVES = "curve-forecaster"
