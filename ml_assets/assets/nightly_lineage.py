@@ -25,14 +25,13 @@ from ml_assets.core.fraud_data import FEATURES, LABEL
 from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.hashing import read_parquet_bytes, sha256_bytes
 from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.core.nightly import COMPLETED, FAILED
 from ml_assets.core.promotion import Decision
 from ml_assets.core.serving_bundle import FRAUD
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_scorer import OnnxTabularScorer
 from ml_assets.core.validation_records import FRAUD_CHAIN, Chain, chain_of
 from ml_assets.resources.storage import ArtifactStore
-
-COMPLETED, FAILED = "completed", "failed"
 
 
 class PartFailed(Exception):

@@ -13,10 +13,11 @@ from typing import Any
 
 import psycopg
 
-from ml_assets.assets.nightly_lineage import FAILED, PartFailed, failed_gates, start_part
+from ml_assets.assets.nightly_lineage import PartFailed, failed_gates, start_part
 from ml_assets.assets.search import load_embedder
 from ml_assets.core.corpus import LabelledQuery, load_queries
 from ml_assets.core.hashing import sha256_bytes
+from ml_assets.core.nightly import FAILED
 from ml_assets.core.promotion import Decision
 from ml_assets.core.search import FusionWeights
 from ml_assets.core.search_eval import embed_queries, evaluate

@@ -202,9 +202,9 @@ def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str,
         "search vector nDCG@10": "search.tonight.eval_ndcg_at_10.vector",
     }
     for role, part in record["models"].items():
-        series[f"{role} ONNX {part.get('primary_metric', '')}"] = (
-            f"models.{role}.tonight.onnx.{part.get('primary_metric', '')}"
-        )
+        if "primary_metric" in part:
+            metric = part["primary_metric"]
+            series[f"{role} ONNX {metric}"] = f"models.{role}.tonight.onnx.{metric}"
     chart = nightly.trend_png(nights, series, "Nightly validation")
     table = [
         {
