@@ -75,6 +75,7 @@ class DagsterRecords:
                         evaluation_id=record.id,
                         evaluated_at=record.create_timestamp,
                         target_storage_id=target.storage_id,
+                        metadata={k: v.value for k, v in (evaluation.metadata or {}).items()},
                     )
             scanned += len(history)
             if len(history) < self.page:

@@ -141,6 +141,111 @@ def test_smoke_regressions(stats, base_p95, expected):
         assert e in f
 
 
+def _model_part(pr_auc: float, **over) -> dict:
+    part = {
+        "status": "completed",
+        "version": "fraud-detector@1",
+        "gates": [],
+        "lineage": {
+            "onnx_sha256": "a" * 64,
+            "report_sha256": "b" * 64,
+            "raw": "raw",
+            "raw_sha256": "c" * 64,
+        },
+        "limits": {
+            "quality_delta": {"pr_auc": 0.02},
+            "output_diff": 1e-4,
+            "latency_regression": None,
+        },
+        "primary_metric": "pr_auc",
+        "higher_is_better": True,
+        "expectations": {"passed": True, "failed": []},
+        "validated": {"onnx": {"pr_auc": 0.80}},
+        "tonight": {
+            "onnx": {"pr_auc": pr_auc},
+            "relative_delta": {"pr_auc": 0.0},
+            "max_abs_diff": 1e-7,
+        },
+    }
+    return {**part, **over}
+
+
+def _search_part(hybrid: float, vector: float, lexical: float) -> dict:
+    return {
+        "status": "completed",
+        "version": "text-embedder@2",
+        "gates": [],
+        "lineage": {"embedder_sha256": "e" * 64, "report_sha256": "f" * 64},
+        "thresholds": {"tolerance": 0.02},
+        "validated": {"eval_ndcg_at_10": {"hybrid": 0.896, "vector": 0.85, "lexical": 0.80}},
+        "tonight": {"eval_ndcg_at_10": {"hybrid": hybrid, "vector": vector, "lexical": lexical}},
+    }
+
+
+def _night(models: dict, search: dict, partition: str = "2026-11-30") -> dict:
+    return {
+        "schema": nightly.VALIDATION_SCHEMA,
+        "partition": partition,
+        "status": "completed",
+        "models": models,
+        "search": search,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fraud_pr_auc", "search", "expected"),
+    [
+        (0.80, (0.896, 0.85, 0.80), []),
+        (0.79, (0.88, 0.84, 0.79), []),  # within 2% and within the tolerance
+        (
+            0.70,
+            (0.896, 0.85, 0.80),
+            ["ONNX pr_auc 0.7000 is 12.50% worse than 0.8000 in the validated report"],
+        ),
+        # The issue's collapse: 0 in every mode, hybrid >= best single holds, no earlier night.
+        (
+            0.80,
+            (0.0, 0.0, 0.0),
+            ["hybrid nDCG@10 0.0000 < 0.8960", "vector nDCG@10 0.0000", "lexical nDCG@10 0.0000"],
+        ),
+    ],
+)
+def test_the_first_night_is_judged_on_the_validated_figures(fraud_pr_auc, search, expected):
+    night = _night({"fraud": _model_part(fraud_pr_auc)}, _search_part(*search))
+    found = nightly.validation_regressions(night, [])
+    assert len(found) == len(expected), found
+    for f, e in zip(found, expected, strict=True):
+        assert e in f
+
+
+def test_the_last_night_counts_only_for_the_same_bytes():
+    better = _night({"fraud": _model_part(0.90)}, _search_part(0.99, 0.9, 0.8), "2026-11-29")
+    tonight = _night({"fraud": _model_part(0.80)}, _search_part(0.896, 0.85, 0.80))
+    found = nightly.validation_regressions(tonight, [better])
+    assert any("worse than 0.9000 in the night 2026-11-29" in f for f in found), found
+    assert any("dropped from 0.9900 on 2026-11-29" in f for f in found), found
+    other = json.loads(json.dumps(better))
+    other["models"]["fraud"]["lineage"]["onnx_sha256"] = "d" * 64
+    other["search"]["lineage"]["embedder_sha256"] = "d" * 64
+    assert nightly.validation_regressions(tonight, [other]) == []
+    # A night of the earlier schema (before lineage records) is no yardstick.
+    assert nightly.validation_regressions(tonight, [{**better, "schema": "v1"}]) == []
+
+
+def test_a_part_that_cannot_be_judged_is_a_regression_with_its_reason():
+    failed = {
+        "status": "failed",
+        "version": "text-embedder@2",
+        "reason": "no live index",
+        "gates": [{"name": "onnx_export", "passed": False, "detail": "never exported"}],
+    }
+    found = nightly.validation_regressions(_night({"fraud": _model_part(0.8)}, failed), [])
+    assert found == [
+        "search (text-embedder@2): no live index",
+        "search (text-embedder@2) gate onnx_export: never exported",
+    ]
+
+
 # ---- fixtures: the real platform ------------------------------------------------------------
 
 
@@ -219,20 +324,26 @@ def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):
     assert _check(first).passed
     night = _record(platform, "nightly_validation", "2026-11-20")
     assert night["status"] == "completed" and night["regressions"] == []
-    assert night["expectations"]["passed"] and night["expectations"]["evaluated"] > 10
-    assert night["fraud"]["max_abs_proba_diff"] <= night["thresholds"]["max_proba_diff"]
-    assert night["search"]["eval_ndcg_at_10"] == pytest.approx(
-        night["search"]["reported_eval_ndcg_at_10"]
+    fraud, search = night["models"]["fraud"], night["search"]
+    assert fraud["expectations"]["passed"] and fraud["expectations"]["evaluated"] > 10
+    assert fraud["tonight"]["max_abs_diff"] <= fraud["limits"]["output_diff"]
+    assert fraud["tonight"]["onnx"] == pytest.approx(fraud["validated"]["onnx"])
+    assert search["tonight"]["eval_ndcg_at_10"] == pytest.approx(
+        search["validated"]["eval_ndcg_at_10"]
     )
+    assert search["coverage"]["missing_documents"] == 0
+    assert search["lineage"]["report_from"] == "serving bundle"
     md = first.get_asset_materialization_events()[0].materialization.metadata
     assert md["trend"].value.startswith("![nightly validation trend](data:image/png;base64,")
+    assert fraud["lineage"]["report_sha256"] in md["lineage_records"].value
     assert not webhook
 
     # A doctored earlier night that was much better: tonight is a regression against it.
     doctored = json.loads(json.dumps(night))
     doctored["partition"] = "2026-11-21"
-    doctored["fraud"]["onnx"]["pr_auc"] = min(1.0, night["fraud"]["onnx"]["pr_auc"] * 1.5)
-    doctored["search"]["hybrid_ndcg_at_10"] = night["search"]["hybrid_ndcg_at_10"] + 0.1
+    onnx = doctored["models"]["fraud"]["tonight"]["onnx"]
+    onnx["pr_auc"] = min(1.0, onnx["pr_auc"] * 1.5)
+    doctored["search"]["tonight"]["eval_ndcg_at_10"]["hybrid"] += 0.1
     store_dir = nightly_dir(platform["resources"]["store"], "nightly_validation")
     (store_dir / "2026-11-21.json").write_text(json.dumps(doctored))
     second = _run(platform, nightly_validation, "2026-11-22")
@@ -240,24 +351,239 @@ def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):
     check = _check(second)
     assert not check.passed
     reasons = check.metadata["regressions"].value
-    assert any("pr_auc" in r and "2026-11-21" in r for r in reasons), reasons
-    assert any("hybrid nDCG@10" in r for r in reasons), reasons
+    assert any("pr_auc" in r and "night 2026-11-21" in r for r in reasons), reasons
+    assert any("hybrid nDCG@10" in r and "2026-11-21" in r for r in reasons), reasons
     assert "blocking" in failure_text(second)
     assert _record(platform, "nightly_validation", "2026-11-22")["regressions"] == reasons
     (alert,) = webhook
     assert alert["event"] == "ml.nightly.regression" and alert["partition"] == "2026-11-22"
 
 
-def test_nightly_validation_without_upstream_is_a_failed_night(platform, tmp_path):
+def test_nightly_validation_without_its_records_is_a_failed_night(platform, tmp_path):
     resources = {**platform["resources"]}
     resources.update(local_resources(tmp_path, platform["resources"]["mlflow"]))
     result = _run(platform, nightly_validation, "2026-11-20", resources=resources)
     assert not result.success
-    assert "raw_transactions has never been materialized" in failure_text(result)
+    # The records name the validated report by sha256; this store never held its bytes.
+    assert "export_validation_report: no stored file with sha256" in failure_text(result)
     night = json.loads(
         (tmp_path / "nightly" / "nightly_validation" / "2026-11-20.json").read_text()
     )
-    assert night["status"] == "failed" and "raw_transactions" in night["reason"]
+    assert night["status"] == "failed" and "export_validation_report" in night["reason"]
+
+
+# ---- the production version's own lineage --------------------------------------------------
+
+
+def _production(platform, name: str):
+    return platform["resources"]["mlflow"].client.get_model_version_by_alias(name, "production")
+
+
+def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys):
+    """The issue's sequence: a second fraud run with max_proba_diff 1e-12 fails output_parity
+    (never promoted); the night still validates production on production's own records."""
+    root, prod = platform["root"], _production(platform, promotion.FRAUD_MODEL)
+    strict = materialize(
+        FRAUD_ASSETS,
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config=run_config(
+            TEST_ROWS, seed=8, export_validation_report={"config": {"max_proba_diff": 1e-12}}
+        ),
+        raise_on_error=False,
+    )
+    assert not strict.success
+    parity = [e for e in strict.get_asset_check_evaluations() if e.check_name == "output_parity"]
+    assert parity and not parity[0].passed
+    latest_raw = _ref(root, "raw_transactions").sha256
+    assert latest_raw != prod.tags["raw_transactions_sha256"]  # "latest" is the strict run's
+
+    result = _run(platform, nightly_validation, "2026-11-30")
+    assert result.success, failure_text(result)
+    night = _record(platform, "nightly_validation", "2026-11-30")
+    fraud = night["models"]["fraud"]
+    assert fraud["version"] == f"{promotion.FRAUD_MODEL}@{prod.version}"
+    assert fraud["thresholds"]["max_proba_diff"] == 1e-4  # what validated production
+    assert fraud["lineage"]["raw_sha256"] == prod.tags["raw_transactions_sha256"]
+    assert fraud["lineage"]["splits_sha256"] == prod.tags["training_splits_sha256"]
+    assert fraud["lineage"]["onnx_sha256"] == prod.tags["onnx_sha256"]
+    assert fraud["expectations"]["passed"]
+    assert night["regressions"] == [], night["regressions"]
+    table = result.get_asset_materialization_events()[0].materialization.metadata
+    assert prod.tags["raw_transactions_sha256"] in table["lineage_records"].value
+    assert latest_raw not in table["lineage_records"].value
+    with capsys.disabled():
+        print(f"\nnightly_validation 2026-11-30 records:\n{table['lineage_records'].value}")
+
+
+def _user_corpus(path: Path) -> Path:
+    """A user's own corpus (known tenants, unrelated documents) that replaces the live index."""
+    from ml_assets.core.corpus import known_tenants
+
+    rows = [
+        {
+            "id": f"user-{t}-{i:03d}",
+            "tenant_id": t,
+            "type": "document",
+            "title": f"Quarterly facilities memo {i}",
+            "text": f"Office move, parking permits and canteen opening hours, note {i} for {t}.",
+            "tags": ["facilities"],
+            "updated_at": "2026-11-29T09:00:00Z",
+        }
+        for t in known_tenants()
+        for i in range(8)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _reindex(platform, source_path: str | None, variant: str = "int8") -> None:
+    config = {} if source_path is None else {"source_path": source_path}
+    assert materialize(
+        LINEAGE,
+        selection=["search_corpus", "embedding_index"],
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config={
+            "ops": {
+                "search_corpus": {"config": config},
+                "embedding_index": {"config": {"variant": variant}},
+            }
+        },
+    ).success
+
+
+def test_a_replaced_live_index_fails_the_search_part_on_the_first_night(platform, tmp_path):
+    _reindex(platform, str(_user_corpus(tmp_path / "user.jsonl")))
+    try:
+        # 2026-11-02: no night before it, so nothing but the validated records can judge it.
+        result = _run(platform, nightly_validation, "2026-11-02")
+    finally:
+        _reindex(platform, None)
+    assert not result.success
+    night = _record(platform, "nightly_validation", "2026-11-02")
+    search = night["search"]
+    assert search["status"] == "failed" and "tonight" not in search
+    assert "no longer holds what the labelled queries were written for" in search["reason"]
+    assert "relevant documents" in search["reason"]
+    assert any(r.startswith("search (") and "no longer holds" in r for r in night["regressions"])
+    assert night["models"]["fraud"]["status"] == "completed"
+    md = result.get_asset_materialization_events()[0].materialization.metadata
+    assert "hybrid_ndcg_at_10" not in md and "no longer holds" in md["search_failed"].value
+
+
+def test_a_collapsed_index_is_caught_on_the_first_night(platform, vector_dsn):
+    """Every document carries another document's vector (as a broken re-embed would leave it):
+    the hashes still match, the figures do not, and only the validated report can tell."""
+    import psycopg
+    from psycopg import sql
+
+    from ml_assets.core.search_index import live_index
+
+    with psycopg.connect(vector_dsn, autocommit=True) as conn:
+        table = sql.Identifier("search", live_index(conn)["table_name"])
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE search.nightly_backup AS SELECT tenant_id, doc_id, embedding FROM {}"
+            ).format(table)
+        )
+        conn.execute(
+            sql.SQL(
+                "UPDATE {t} AS d SET embedding = s.other FROM (SELECT tenant_id, doc_id,"
+                " lead(embedding, 7) OVER (ORDER BY doc_id) AS other FROM {t}) s"
+                " WHERE d.tenant_id = s.tenant_id AND d.doc_id = s.doc_id AND s.other IS NOT NULL"
+            ).format(t=table)
+        )
+        try:
+            result = _run(platform, nightly_validation, "2026-11-01")
+        finally:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} AS d SET embedding = b.embedding FROM search.nightly_backup b"
+                    " WHERE d.tenant_id = b.tenant_id AND d.doc_id = b.doc_id"
+                ).format(table)
+            )
+            conn.execute("DROP TABLE search.nightly_backup")
+    assert not result.success
+    night = _record(platform, "nightly_validation", "2026-11-01")
+    assert night["search"]["status"] == "completed"
+    reasons = night["regressions"]
+    assert any("vector nDCG@10" in r and "of the validated report" in r for r in reasons), reasons
+    assert all("night 20" not in r for r in reasons)  # judged on the validated figures alone
+
+
+def test_an_index_built_with_another_embedder_fails_the_search_part(platform):
+    _reindex(platform, None, variant="fp32")
+    try:
+        result = _run(platform, nightly_validation, "2026-11-03")
+    finally:
+        _reindex(platform, None)
+    assert not result.success
+    search = _record(platform, "nightly_validation", "2026-11-03")["search"]
+    assert search["status"] == "failed" and "tonight" not in search
+    assert "holds vectors of embedder" in search["reason"]
+    assert search["lineage"]["index"]["embedder_sha256"] != search["lineage"]["embedder_sha256"]
+
+
+CURVES = "curve-forecaster"
+
+
+@pytest.fixture
+def curves_in_production(platform):
+    """The declared curves lineage (ml_assets/lineages/curves) materialized and promoted here;
+    the alias is dropped afterwards (the registry is shared by the session, the records are
+    this module's)."""
+    from ml_assets.components.defs_folder import lineage_defs
+
+    defs = lineage_defs()  # declares the lineage to the gate
+    items = [*(defs.assets or []), *(defs.asset_checks or [])]
+    curves = [
+        a
+        for a in items
+        if all(
+            k.path[0] == "curves"
+            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
+        )
+    ]
+    run = materialize(
+        curves,
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
+    )
+    assert run.success
+    client = platform["resources"]["mlflow"].client
+    version = str(max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'")))
+    promotion.promote(
+        client,
+        platform["resources"]["postgres"].dsn,
+        CURVES,
+        version,
+        actor="pytest",
+        reason="nightly: a declared lineage in production",
+        margin=1.0,
+        records=DagsterRecords(platform["instance"]),
+    )
+    try:
+        yield version
+    finally:
+        client.delete_registered_model_alias(CURVES, "production")
+
+
+def test_a_declared_lineage_is_validated_on_its_own_records(platform, curves_in_production):
+    from ml_assets.core import lineage_spec
+
+    result = _run(platform, nightly_validation, "2026-12-01")
+    assert result.success, failure_text(result)
+    night = _record(platform, "nightly_validation", "2026-12-01")
+    curves = night["models"]["curves"]
+    assert curves["version"] == f"{CURVES}@{curves_in_production}"
+    assert curves["status"] == "completed" and curves["primary_metric"] == "mae"
+    assert curves["thresholds"] == lineage_spec.by_model(CURVES).thresholds
+    assert curves["expectations"]["passed"] and curves["tonight"]["test_rows"] > 0
+    assert curves["tonight"]["onnx"] == pytest.approx(curves["validated"]["onnx"])
+    assert curves["bundle"] == {"pins": None}  # promoted, not yet bundled: recorded as such
+    assert night["regressions"] == []
 
 
 # ---- nightly smoke --------------------------------------------------------------------------

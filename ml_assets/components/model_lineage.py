@@ -304,6 +304,8 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             promotion_margin=self.promotion_margin,
             report_checks=self.report_checks(),
             thresholds=self.thresholds(),
+            id_column=self.dataset.id_column,
+            min_rows=self.dataset.min_rows,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -43,6 +43,9 @@ class LineageSpec:
     report_checks: tuple[str, ...] = ("quality_delta", "output_parity", "latency")
     expectations_check: str = "expectations"
     thresholds: dict[str, float] = field(default_factory=dict)
+    # The raw data's declared id column and row floor: its expectations suite needs them.
+    id_column: str | None = None
+    min_rows: int = 1
 
     def asset(self, stage: str) -> str:
         """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,

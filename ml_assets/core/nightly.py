@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 SMOKE_SCHEMA = "ml-assets.nightly-smoke.v1"
-VALIDATION_SCHEMA = "ml-assets.nightly-validation.v1"
+VALIDATION_SCHEMA = "ml-assets.nightly-validation.v2"
 BASELINE_SCHEMA = "ml-assets.smoke-baseline.v1"
 COMPLETED, FAILED = "completed", "failed"
 ENDPOINTS = ("/v1/score", "/embed")
@@ -86,56 +86,127 @@ def smoke_regressions(
     return found
 
 
+def _worse_by(now: float, ref: float, higher_is_better: bool) -> float:
+    """How much worse `now` is than `ref`, relative to `ref` (negative: better)."""
+    change = ref - now if higher_is_better else now - ref
+    return change / max(abs(ref), 1e-12)
+
+
+def _failed_gates(label: str, part: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{label} gate {g['name']}: {g['detail']}" for g in part.get("gates", []) if not g["passed"]
+    ]
+
+
+def model_regressions(
+    part: Mapping[str, Any], previous: tuple[str, Mapping[str, Any]] | None = None
+) -> list[str]:
+    """One production model's night: its validation's own thresholds, and its primary metric
+    against the validated report and the last night that measured the same ONNX bytes."""
+    label = part["version"]
+    if part["status"] != COMPLETED:
+        return [f"{label}: {part['reason']}", *_failed_gates(label, part)]
+    found = []
+    lim, now, used = part["limits"], part["tonight"], part["lineage"]
+    exp = part["expectations"]
+    if not exp["passed"]:
+        found.append(
+            f"{label} expectations on {used['raw']} {used['raw_sha256'][:12]}: "
+            f"{exp['failed']} failed"
+        )
+    for metric, delta in now["relative_delta"].items():
+        if delta > lim["quality_delta"][metric]:
+            found.append(
+                f"{label} {metric}: ONNX vs native {delta:.2%} > {lim['quality_delta'][metric]:.2%}"
+            )
+    if now["max_abs_diff"] > lim["output_diff"]:
+        found.append(
+            f"{label} parity: max |native - ONNX| {now['max_abs_diff']:.2e} "
+            f"> {lim['output_diff']:.0e}"
+        )
+    if lim.get("latency_regression") is not None:
+        lat = now["latency"]
+        limit = lat["native_p95_ms"] * (1 + lim["latency_regression"])
+        if lat["onnx_p95_ms"] > limit:
+            found.append(f"{label} latency: ONNX p95 {lat['onnx_p95_ms']:.3f} ms > {limit:.3f} ms")
+    metric, higher = part["primary_metric"], part["higher_is_better"]
+    allowed = lim["quality_delta"][metric]
+    refs = [(f"validated report {used['report_sha256'][:12]}", part["validated"]["onnx"][metric])]
+    if previous is not None:
+        night, prev = previous
+        if (
+            prev.get("status") == COMPLETED
+            and prev["lineage"]["onnx_sha256"] == used["onnx_sha256"]
+        ):
+            refs.append((f"night {night}", prev["tonight"]["onnx"][metric]))
+    value = now["onnx"][metric]
+    for where, ref in refs:
+        worse = _worse_by(value, ref, higher)
+        if worse > allowed:
+            found.append(
+                f"{label} ONNX {metric} {value:.4f} is {worse:.2%} worse than {ref:.4f} in the "
+                f"{where} (> {allowed:.2%})"
+            )
+    return found + _failed_gates(label, part)
+
+
+SEARCH_MODES = ("hybrid", "vector", "lexical")
+
+
+def search_regressions(
+    part: Mapping[str, Any], previous: tuple[str, Mapping[str, Any]] | None = None
+) -> list[str]:
+    """Search on the live index: hybrid vs the better single mode, every mode against the
+    validated report (the absolute floor), and hybrid against the last night of the same
+    embedder, each within the quality check's own tolerance."""
+    label = f"search ({part['version']})"
+    if part["status"] != COMPLETED:
+        return [f"{label}: {part['reason']}", *_failed_gates(label, part)]
+    found = []
+    tol = part["thresholds"]["tolerance"]
+    now, validated = part["tonight"]["eval_ndcg_at_10"], part["validated"]["eval_ndcg_at_10"]
+    best = max(now["lexical"], now["vector"])
+    if now["hybrid"] < best - tol:
+        found.append(
+            f"{label}: hybrid nDCG@10 {now['hybrid']:.4f} < best single mode {best:.4f} - {tol}"
+        )
+    report = part["lineage"]["report_sha256"][:12]
+    for mode in SEARCH_MODES:
+        if now[mode] < validated[mode] - tol:
+            found.append(
+                f"{label}: {mode} nDCG@10 {now[mode]:.4f} < {validated[mode]:.4f} of the validated "
+                f"report {report} - {tol}"
+            )
+    if previous is not None:
+        night, prev = previous
+        same = prev.get("lineage", {}).get("embedder_sha256") == part["lineage"]["embedder_sha256"]
+        if prev.get("status") == COMPLETED and same:
+            before = prev["tonight"]["eval_ndcg_at_10"]["hybrid"]
+            if before - now["hybrid"] > tol:
+                found.append(
+                    f"{label}: hybrid nDCG@10 {now['hybrid']:.4f} dropped from {before:.4f} on "
+                    f"{night} (> {tol})"
+                )
+    return found + _failed_gates(label, part)
+
+
 def validation_regressions(
     tonight: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]]
 ) -> list[str]:
-    """Tonight's violations of the original checks' thresholds, and drops beyond them against
-    the most recent earlier completed night."""
+    """Every regression of one night: each production model's and search's, against what
+    validated them and against the most recent earlier completed night of this schema."""
+    nights = [
+        e for e in earlier if e.get("status") == COMPLETED and e.get("schema") == VALIDATION_SCHEMA
+    ]
+    prev = max(nights, key=lambda e: e["partition"]) if nights else None
+
+    def before(part: Mapping[str, Any] | None) -> tuple[str, Mapping[str, Any]] | None:
+        return None if prev is None or part is None else (prev["partition"], part)
+
     found = []
-    t = tonight["thresholds"]
-    if not tonight["expectations"]["passed"]:
-        found.append(f"expectations: {tonight['expectations']['failed']} failed")
-    fraud = tonight["fraud"]
-    for metric, delta in fraud["relative_delta"].items():
-        if delta > t["max_quality_delta"]:
-            found.append(
-                f"fraud {metric}: ONNX vs native {delta:.2%} > {t['max_quality_delta']:.0%}"
-            )
-    if fraud["max_abs_proba_diff"] > t["max_proba_diff"]:
-        found.append(
-            f"fraud parity: max |p_native - p_onnx| {fraud['max_abs_proba_diff']:.2e} "
-            f"> {t['max_proba_diff']:.0e}"
-        )
-    lat = fraud["latency"]
-    limit = lat["native_p95_ms"] * (1 + t["max_latency_regression"])
-    if lat["onnx_p95_ms"] > limit:
-        found.append(f"fraud latency: ONNX p95 {lat['onnx_p95_ms']:.3f} ms > {limit:.3f} ms")
-    search = tonight["search"]
-    if search["hybrid_ndcg_at_10"] < search["best_single_ndcg_at_10"] - t["search_tolerance"]:
-        found.append(
-            f"search: hybrid nDCG@10 {search['hybrid_ndcg_at_10']:.4f} < best single mode "
-            f"{search['best_single_ndcg_at_10']:.4f} - {t['search_tolerance']}"
-        )
-    for gate in tonight["gates"]:
-        if not gate["passed"]:
-            found.append(f"{gate['model']} gate {gate['name']}: {gate['detail']}")
-    previous = [e for e in earlier if e.get("status") == COMPLETED]
-    if previous:
-        prev = max(previous, key=lambda e: e["partition"])
-        for metric in ("pr_auc", "roc_auc"):
-            before, now = prev["fraud"]["onnx"][metric], fraud["onnx"][metric]
-            drop = (before - now) / max(before, 1e-12)
-            if drop > t["max_quality_delta"]:
-                found.append(
-                    f"fraud ONNX {metric} {now:.4f} dropped {drop:.2%} from {before:.4f} on "
-                    f"{prev['partition']} (> {t['max_quality_delta']:.0%})"
-                )
-        before, now = prev["search"]["hybrid_ndcg_at_10"], search["hybrid_ndcg_at_10"]
-        if before - now > t["search_tolerance"]:
-            found.append(
-                f"search hybrid nDCG@10 {now:.4f} dropped from {before:.4f} on "
-                f"{prev['partition']} (> {t['search_tolerance']})"
-            )
+    for role, part in sorted(tonight["models"].items()):
+        found += model_regressions(part, before((prev or {}).get("models", {}).get(role)))
+    found += search_regressions(tonight["search"], before((prev or {}).get("search")))
     return found
 
 

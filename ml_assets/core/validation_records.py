@@ -44,9 +44,14 @@ class Verdict:
     evaluation_id: int | None = None
     evaluated_at: float | None = None
     target_storage_id: int | None = None
+    # The evaluation's own metadata (e.g. the tolerance a check applied); not carried into
+    # bundles, which pin the verdict, not its figures.
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("metadata")
+        return out
 
     @property
     def word(self) -> str:
