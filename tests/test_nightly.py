@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetKey,
-    DagsterInstance,
     Definitions,
     RunRequest,
     SkipReason,
@@ -256,14 +255,21 @@ def _ref(root: Path, asset: str) -> ArtifactRef:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str):
-    """The fraud and search lineage, both models promoted, and the production Bento built."""
-    root = tmp_path_factory.mktemp("nightly_artifacts")
+def vector_dsn(search_state) -> str:
+    """The module's copy of the session's search index (tests/conftest.py search_state)."""
+    return search_state["dsn"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str, search_state):
+    """The fraud lineage on a copy of the session's search chain, both models promoted, and
+    the production Bento built."""
+    root = search_state["root"]
     home = tmp_path_factory.mktemp("nightly_bentoml")
     resources = local_resources(root, mlflow_resource, vector_dsn, home)
-    instance = DagsterInstance.ephemeral()
+    instance = search_state["instance"]
     assert materialize(
-        LINEAGE, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
+        FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
     ).success
     client = mlflow_resource.client
     for name, version in (
