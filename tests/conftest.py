@@ -134,9 +134,10 @@ def search_golden(
             instance=instance,
         )
         assert result.success, "the session's search chain failed to materialize"
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     finally:
         instance.dispose()
-    return {"base": base, "database": "vec_search_golden", "pg_dsn": pg_dsn}
+    return {"base": base, "database": "vec_search_golden", "pg_dsn": pg_dsn, "checks": checks}
 
 
 def clone_search_state(
@@ -173,5 +174,5 @@ def search_state(search_golden: dict, tmp_path_factory: pytest.TempPathFactory, 
     root, dsn, instance = clone_search_state(
         search_golden, tmp_path_factory.mktemp(f"{module}_state"), f"vec_{module}"
     )
-    yield {"root": root, "dsn": dsn, "instance": instance}
+    yield {"root": root, "dsn": dsn, "instance": instance, "checks": search_golden["checks"]}
     instance.dispose()

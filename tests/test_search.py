@@ -22,7 +22,6 @@ from ml_assets.assets.search import (
     load_embedder,
     search_corpus,
 )
-from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.search import (
@@ -49,21 +48,30 @@ from ml_assets.stack import with_database
 from tests.conftest import fresh_vector_database
 from tests.helpers import failure_text, latest_metadata
 
-SEARCH_ASSETS = [search_corpus, embedding_model_onnx, embedding_index, search_quality_report]
+
+@pytest.fixture(scope="module")
+def vector_dsn(search_state) -> str:
+    """This module's copy of the session's search index (tests/conftest.py search_state)."""
+    return search_state["dsn"]
 
 
 @pytest.fixture(scope="module")
-def env(
-    tmp_path_factory,
-    mlflow_resource: MlflowResource,
-    dagster_instance: DagsterInstance,
-    vector_dsn: str,
-):
-    root = tmp_path_factory.mktemp("search_artifacts")
+def dagster_instance(search_state) -> DagsterInstance:
+    """The copy's Dagster instance: it holds the search chain's materializations and checks."""
+    return search_state["instance"]
+
+
+@pytest.fixture(scope="module")
+def env(mlflow_resource: MlflowResource, search_state, vector_dsn: str):
+    """The session's search chain (materialized once, tests/conftest.py), this module's copy."""
+    root = search_state["root"]
     resources = local_resources(root, mlflow_resource, vector_dsn)
-    result = materialize(SEARCH_ASSETS, resources=resources, instance=dagster_instance)
-    assert result.success
-    return {"resources": resources, "root": root, "result": result, "dsn": vector_dsn}
+    return {
+        "resources": resources,
+        "root": root,
+        "checks": search_state["checks"],
+        "dsn": vector_dsn,
+    }
 
 
 def _ref(env, asset: str) -> ArtifactRef:
@@ -80,8 +88,7 @@ def _embedder(env):
 
 
 def test_search_lineage_is_green_with_checks(env, dagster_instance):
-    checks = {e.check_name: e.passed for e in env["result"].get_asset_check_evaluations()}
-    assert checks == {
+    assert env["checks"] == {
         "fp32_parity": True,
         "int8_parity": True,
         "int8_retrieval": True,
