@@ -592,7 +592,8 @@ def test_tampered_model_keeps_the_server_not_ready(platform, tmp_path):
 
 def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, monkeypatch):
     """Promotion (the Dagster job) → sensor → serving run → the endpoint answers the version."""
-    from ml_assets.assets.serving import promote_model_job, serving_deployment
+    from ml_assets.assets.promotion_job import promote_model_job
+    from ml_assets.assets.serving import serving_deployment
 
     b = f"{FRAUD}@{platform['fraud_b']}"
     job = promote_model_job.execute_in_process(
@@ -952,6 +953,64 @@ def _check_curves_served(platform, version: int, event: dict) -> None:
             assert served["curves"]["gate"]["approved"]
             paths = c.get("/docs.json").json()["paths"]
             assert "/v1/models/curves/predict" in paths and "/v1/score" in paths
+
+
+def test_a_lineage_in_a_new_defs_folder_is_gated_bundled_and_served(platform, tmp_path):
+    """The issue's acceptance test: a new lineage, only YAML and a ~20-line train function in a
+    temporary defs folder, materialized, promoted through the gate, bundled and called over
+    HTTP at /v1/models/loans/predict, with no change to platform code."""
+    from dagster.components.testing import create_defs_folder_sandbox
+
+    from tests.test_components import (
+        NEW_LINEAGE_GENERATOR,
+        NEW_LINEAGE_TRAIN,
+        NEW_LINEAGE_YAML,
+        lineage_defs,
+    )
+
+    with create_defs_folder_sandbox() as sandbox:
+        folder = sandbox.defs_folder_path / "loans"
+        folder.mkdir()
+        (folder / "defs.yaml").write_text(NEW_LINEAGE_YAML)
+        (folder / "train.py").write_text(NEW_LINEAGE_TRAIN)
+        (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
+        with sandbox.build_all_defs() as defs:
+            run = materialize(
+                lineage_defs(defs, "loans"),
+                resources=platform["resources"],
+                instance=platform["instance"],
+            )
+    assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
+    client = platform["client"]
+    version = max(int(v.version) for v in client.search_model_versions("name='loan-default'"))
+    _promote(platform, "loan-default", str(version), reason="first loans model")
+    try:
+        bundle = materialize(
+            [serving_bundle, serving_bundle_smoke],
+            resources=platform["resources"],
+            instance=platform["instance"],
+        )
+        assert bundle.success
+        tag = _ref(platform["root"], "serving_bundle").extra["bento_tag"]
+        risky = {"income_k": 30.0, "debt_ratio": 2.5, "age": 25, "term": "60m"}
+        safe = {"income_k": 200.0, "debt_ratio": 0.1, "age": 50, "term": "36m"}
+        with start_server(tag, bentoml_home=platform["home"], workers=1) as proc:
+            proc.wait_ready(timeout_s=120)
+            with httpx.Client(base_url=proc.url, timeout=30) as c:
+                answers = [
+                    c.post("/v1/models/loans/predict", json={"features": row})
+                    for row in (risky, safe)
+                ]
+                assert [a.status_code for a in answers] == [200, 200], answers[0].text
+                p_risky, p_safe = (a.json()["prediction"] for a in answers)
+                assert 0 <= p_safe < p_risky <= 1
+                assert answers[0].json()["model_version"] == f"loan-default@{version}"
+                bad = c.post("/v1/models/loans/predict", json={"features": {**risky, "term": "7y"}})
+                assert bad.status_code == 400 and "term" in bad.text, bad.text
+                served = c.get("/models").json()["models"]["loans"]
+                assert served["gate"]["approved"] and served["registered_model"] == "loan-default"
+    finally:
+        client.delete_registered_model_alias("loan-default", PRODUCTION_ALIAS)
 
 
 # ---- the API contract ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Serving: the promoted models → a Bento (serving_bundle), smoke-tested over HTTP; the
-promotion gate as a job; the job the model_promotion_sensor launches."""
+"""Serving: the promoted models → a Bento (serving_bundle), smoke-tested over HTTP, and the job
+the model_promotion_sensor launches (the promotion gate's job: assets/promotion_job.py)."""
 
 import json
 import os
@@ -20,25 +20,18 @@ from dagster import (
     Definitions,
     Failure,
     MetadataValue,
-    Nothing,
-    OpExecutionContext,
-    Out,
     Output,
     asset,
     asset_check,
     define_asset_job,
-    job,
-    op,
 )
 from pydantic import Field
 
-from ml_assets.core import promotion
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
     FRAUD,
-    PRODUCTION_ALIAS,
     bundle_manifest,
 )
 from ml_assets.core.validation_records import search_evidence
@@ -370,67 +363,8 @@ serving_job = define_asset_job(
 )
 
 
-class PromoteConfig(Config):
-    model: str = Field(description="fraud-detector or text-embedder")
-    version: str = Field(description="The registered version to promote.")
-    reason: str = Field(description="Why: recorded as a version tag and in the event.")
-    actor: str = Field(default_factory=lambda: os.environ.get("USER", "dagster"))
-    margin: float = Field(
-        default=0.01, ge=0.0, description="How much worse than the champion is tolerated."
-    )
-    rollback: bool = Field(
-        default=False, description="Roll back to an earlier version (skips the champion test)."
-    )
-
-
-@op(out=Out(Nothing))
-def promote_model(
-    context: OpExecutionContext,
-    config: PromoteConfig,
-    mlflow: MlflowResource,
-    postgres: PostgresResource,
-) -> Output:
-    """The promotion gate; a rejection fails the run with every gate's verdict."""
-    try:
-        event = promotion.promote(
-            mlflow.client,
-            postgres.dsn,
-            config.model,
-            config.version,
-            actor=config.actor,
-            reason=config.reason,
-            margin=config.margin,
-            rollback=config.rollback,
-            records=DagsterRecords(context.instance),
-            source="dagster",
-        )
-    except promotion.PromotionRejected as exc:
-        raise Failure(
-            str(exc),
-            metadata={"gates": MetadataValue.md(md_table(exc.decision.table()))},
-        ) from exc
-    except ValueError as exc:
-        raise Failure(str(exc)) from exc
-    context.log.info(f"{config.model} v{config.version} is now {PRODUCTION_ALIAS}")
-    return Output(
-        None,
-        metadata={
-            "event_id": MetadataValue.text(event["event_id"]),
-            "gates": MetadataValue.md(
-                md_table([{"gate": g["name"], "detail": g["detail"]} for g in event["gates"]])
-            ),
-            "previous_version": MetadataValue.text(str(event["previous_version"])),
-        },
-    )
-
-
-@job(description="Promote a registered version to `production` through the promotion gate.")
-def promote_model_job() -> None:
-    promote_model()
-
-
 defs = Definitions(
     assets=[serving_bundle, serving_deployment],
     asset_checks=[serving_bundle_smoke],
-    jobs=[serving_job, promote_model_job],
+    jobs=[serving_job],
 )
