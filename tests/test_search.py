@@ -39,7 +39,9 @@ from ml_assets.core.search_index import (
     connect,
     live_index,
     reindex,
+    table_name,
 )
+from ml_assets.core.search_tables import lexical_tsvector
 from ml_assets.core.search_tuning import fetch_candidates, rerank_all
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -198,6 +200,26 @@ def test_docs_set_scratch_index_keeps_tenants_apart(env, dagster_instance):
     for qid, ids in report["sets"]["docs"]["hybrid_rankings"].items():
         q = next(q for q in queries if q.id == qid)
         assert ids and all(tenant_of[d] == q.tenant_id for d in ids)
+
+
+def test_lexical_search_meets_identifiers_by_their_words(env, dagster_instance):
+    report = _report(dagster_instance)
+    with connect(with_database(env["dsn"], "ml_assets_eval"), autocommit=True) as conn:
+        # A table of the current layout: one of another layout is rebuilt, never reused.
+        assert live_index(conn)["table_name"] == table_name(report["embedder_sha256"])
+        text = "configparser.RawConfigParser.read_file os.path.join JSONEncoder"
+        lexemes = conn.execute(
+            f"SELECT tsvector_to_array({lexical_tsvector('%(x)s')})", {"x": text}
+        ).fetchone()[0]
+        # The whole identifiers stay lexemes; their parts are lexemes too.
+        assert {"configparser.rawconfigparser.read", "os.path.join", "jsonencod"} <= set(lexemes)
+        assert {"raw", "config", "parser", "read", "file", "os", "path", "join", "json"} <= set(
+            lexemes
+        )
+        # `bisect.insort_left` is one host-like token to Postgres' parser, and neither "bisect"
+        # nor "insort" is a word of its passage: the title's parts find it.
+        hits = run_search(conn, "bisect insort", None, "stdlib-data", limit=5, mode="lexical")
+        assert {"sd-bisect.insort_left-1", "sd-bisect.insort_right-1"} <= {h.doc_id for h in hits}
 
 
 def test_known_queries_find_their_documents(env):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 
+from ml_assets.core import events
 from ml_assets.core.corpus import LabelledQuery
 from ml_assets.core.search import DEFAULT_FUSION, FusionWeights
+from ml_assets.core.search_tables import LAYOUT_VERSION, table_name
 from ml_assets.core.search_tuning import Candidates, _prepare, bm25_scores, family, rerank
 
 
@@ -112,3 +115,12 @@ def test_the_adaptive_weight_follows_the_query_feature():
     # At weight 2 a (lexical 1st only) beats c (vector 1st only); at 0.4 it does not.
     assert long_query.index("a") < long_query.index("c") and short.index("c") < short.index("a")
     assert family(f) == "rrf+query_terms" and family(replace(f, adapt="none")) == "rrf"
+
+
+def test_table_names_carry_the_index_layout_and_fit_the_index_event():
+    sha = "0123456789abcdef" * 4
+    name = table_name(sha)
+    # Another layout is another table: a reindex builds it beside the old one and switches.
+    assert name == f"docs_{sha[:14]}l{LAYOUT_VERSION}" and name != f"docs_{sha[:16]}"
+    pattern = events.schema(events.INDEX_UPDATED)["properties"]["table"]["pattern"]
+    assert re.fullmatch(pattern, name)

@@ -27,7 +27,7 @@ from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "search"
 CORPUS_CODE_VERSION = "search_corpus@1"
-INDEX_CODE_VERSION = "embedding_index@1"
+INDEX_CODE_VERSION = "embedding_index@2"
 
 
 class SearchCorpusConfig(Config):

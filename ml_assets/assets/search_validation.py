@@ -46,7 +46,7 @@ from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "validation"
-CODE_VERSION = "search_quality_report@3"
+CODE_VERSION = "search_quality_report@4"
 ASSET = "search_quality_report"
 # The live index's labelled set, named like its packaged dataset.
 LIVE = "search"

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ml_assets.core.search_index import Embedder, connect
+from ml_assets.core.search_tables import lexical_tsvector
 
 Mode = Literal["hybrid", "vector", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "lexical")
@@ -107,22 +108,23 @@ class FusionWeights:
 
 
 # What search uses when given no configuration: what search_quality_report chose on the tune
-# splits of both labelled sets with the packaged int8 embedder: min-max normalised scores, the
-# lexical weight 0.3 + 0.2 x the share of the query's IDF that the best BM25 hit holds (lexical
-# counts more when its top hit matches the query well); BM25 over at most 500 candidates (not
-# tuned: the labelled sets rank the same from 300 up; at 100,000 documents 1000 costs about
-# 5 ms more at p95). The service passes the configuration its bundle holds.
+# splits of both labelled sets with the packaged int8 embedder (index layout 2: identifiers
+# split into words, the title counted twice): z-scored scores over the top 100 of each list,
+# the lexical weight 1.0 - 0.7 x the query's length in lexemes over QUERY_TERMS_CAP (a long
+# natural-language question leans on the vector side); BM25 k1 0.9, b 0.3, over at most 500
+# candidates (not tuned: the labelled sets rank the same from 300 up; at 100,000 documents 1000
+# costs about 5 ms more at p95). The service passes the configuration its bundle holds.
 DEFAULT_FUSION = FusionWeights(
     vector=1.0,
-    lexical=0.3,
+    lexical=1.0,
     k=60,
-    candidates=50,
-    method="minmax",
+    candidates=100,
+    method="zscore",
     ranker="bm25",
     k1=0.9,
-    b=0.75,
-    adapt="top_match",
-    lexical_at_1=0.5,
+    b=0.3,
+    adapt="query_terms",
+    lexical_at_1=0.3,
     lexical_budget=500,
 )
 
@@ -161,16 +163,18 @@ tenant AS MATERIALIZED (
 )
 """
 
-# The query's stemmed lexemes with their document frequency in the tenant (search.lexeme_stats)
-# and, for those the tenant holds, their BM25 IDF. Each lexeme is written in tsquery syntax:
-# quoted, with quotes and backslashes doubled, so whatever the parser emits casts safely.
+# The query's stemmed lexemes, parsed as the index parses a field (identifiers split into
+# words too: search_tables.lexical_tsvector), with their document frequency in the tenant
+# (search.lexeme_stats) and, for those the tenant holds, their BM25 IDF. Each lexeme is written
+# in tsquery syntax: quoted, with quotes and backslashes doubled, so whatever the parser emits
+# casts safely.
 _TERMS = r"""
 terms AS (
   SELECT l.lexeme,
          '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quoted,
          coalesce(s.ndoc, 0) AS ndoc,
          sum(coalesce(s.ndoc, 0)) OVER (ORDER BY coalesce(s.ndoc, 0), l.lexeme) AS cum
-  FROM unnest(tsvector_to_array(to_tsvector('english', %(q)s))) AS l(lexeme)
+  FROM unnest(tsvector_to_array({query_tsv})) AS l(lexeme)
   LEFT JOIN search.lexeme_stats s ON s.table_name = (SELECT table_name FROM live)
     AND s.tenant_id = %(tenant)s AND s.lexeme = l.lexeme
 ),
@@ -187,7 +191,7 @@ q AS (
               WHERE ndoc > 0 AND (cum <= %(lex_budget)s OR cum = ndoc)),
              '__nothing__')::tsquery AS cand
 )
-"""
+""".replace("{query_tsv}", lexical_tsvector("%(q)s"))
 
 # Lexical candidates (CTE `lex_cand`): the documents holding the rarest lexemes the tenant
 # has while their document frequencies sum to at most %(lex_budget)s (the rarest one always),
