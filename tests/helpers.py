@@ -63,3 +63,16 @@ def failure_text(result: ExecuteInProcessResult) -> str:
         parts.append(error.message)
         error = error.cause
     return "\n".join(parts)
+
+
+def assets_of_lineage(defs: Any, name: str) -> list[Any]:
+    """The assets and checks of one declared lineage (keys `<name>/...`), for `materialize`."""
+    items = [*(defs.assets or []), *(defs.asset_checks or [])]
+    return [
+        a
+        for a in items
+        if all(
+            k.path[0] == name
+            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
+        )
+    ]

@@ -56,22 +56,12 @@ from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import ref_path
 from tests.conftest import REPO
+from tests.helpers import assets_of_lineage
 
 CURVES_ROWS = 5_000
 STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
 CURVES = tuple(f"curves/{s}" for s in STAGES)
 ALL_CHECKS = {"expectations", "quality_delta", "output_parity", "latency"}
-
-
-def lineage_defs(defs: Definitions, name: str) -> list[Any]:
-    """The assets and checks of one lineage, for `materialize`."""
-    items = [*(defs.assets or []), *(defs.asset_checks or [])]
-    return [a for a in items if all(k.path[0] == name for k in _keys(a))]
-
-
-def _keys(definition: Any) -> list[AssetKey]:
-    keys = list(getattr(definition, "keys", []))
-    return keys or [c.asset_key for c in definition.check_specs]
 
 
 def versions_of(result: ExecuteInProcessResult) -> dict[str, str]:
@@ -137,7 +127,7 @@ def curves(
 ):
     root = tmp_path_factory.mktemp("curves_artifacts")
     resources = local_resources(root, mlflow_resource)
-    assets = lineage_defs(curves_defs, "curves")
+    assets = assets_of_lineage(curves_defs, "curves")
     result = materialize(
         assets,
         resources=resources,
@@ -483,7 +473,7 @@ def test_dg_scaffold_defs_output_materializes(
     monkeypatch.syspath_prepend(str(project))
     defs = load_from_defs_folder(path_within_project=project)
     result = materialize(
-        lineage_defs(defs, "flats"),
+        assets_of_lineage(defs, "flats"),
         resources=local_resources(tmp_path / "artifacts", mlflow_resource),
         instance=dagster_instance,
     )
@@ -559,7 +549,7 @@ def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
         with sandbox.build_all_defs() as defs:
             resources = local_resources(tmp_path / "artifacts", mlflow_resource)
             result = materialize(
-                lineage_defs(defs, "loans"), resources=resources, instance=dagster_instance
+                assets_of_lineage(defs, "loans"), resources=resources, instance=dagster_instance
             )
     assert result.success
     assert checks_of(result) == dict.fromkeys(ALL_CHECKS, True)

@@ -37,7 +37,7 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, failure_text, run_config
+from tests.helpers import FRAUD_ASSETS, assets_of_lineage, failure_text, run_config
 
 LINEAGE = [
     *FRAUD_ASSETS,
@@ -542,15 +542,7 @@ def curves_in_production(platform):
     from ml_assets.components.defs_folder import lineage_defs
 
     defs = lineage_defs()  # declares the lineage to the gate
-    items = [*(defs.assets or []), *(defs.asset_checks or [])]
-    curves = [
-        a
-        for a in items
-        if all(
-            k.path[0] == "curves"
-            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
-        )
-    ]
+    curves = assets_of_lineage(defs, "curves")
     run = materialize(
         curves,
         resources=platform["resources"],

@@ -40,7 +40,7 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.promotion import model_promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, failure_text, run_config
+from tests.helpers import FRAUD_ASSETS, assets_of_lineage, failure_text, run_config
 
 API_KEY = "test-reload-key"
 FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
@@ -876,15 +876,7 @@ def test_a_declared_lineage_is_gated_bundled_and_served(platform, tmp_path):
 
     defs = lineage_defs()  # building the defs folder declares its lineages to the gate
 
-    items = [*(defs.assets or []), *(defs.asset_checks or [])]
-    curves = [
-        a
-        for a in items
-        if all(
-            k.path[0] == "curves"
-            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
-        )
-    ]
+    curves = assets_of_lineage(defs, "curves")
     run = materialize(
         curves,
         resources=platform["resources"],
@@ -965,7 +957,6 @@ def test_a_lineage_in_a_new_defs_folder_is_gated_bundled_and_served(platform, tm
         NEW_LINEAGE_GENERATOR,
         NEW_LINEAGE_TRAIN,
         NEW_LINEAGE_YAML,
-        lineage_defs,
     )
 
     with create_defs_folder_sandbox() as sandbox:
@@ -976,7 +967,7 @@ def test_a_lineage_in_a_new_defs_folder_is_gated_bundled_and_served(platform, tm
         (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
         with sandbox.build_all_defs() as defs:
             run = materialize(
-                lineage_defs(defs, "loans"),
+                assets_of_lineage(defs, "loans"),
                 resources=platform["resources"],
                 instance=platform["instance"],
             )

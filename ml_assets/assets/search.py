@@ -16,7 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
-from ml_assets.core.corpus import CorpusError, Document, content_hash, load_corpus
+from ml_assets.core.corpus import Document, content_hash, load_corpus
 from ml_assets.core.hashing import canonical_json
 from ml_assets.core.search_index import reindex
 from ml_assets.core.search_spec import SearchIndexSpec, shipped
@@ -64,12 +64,7 @@ def build_search_corpus(spec: SearchIndexSpec) -> AssetsDefinition:
         """Documents per tenant, each with a content hash; rows of undeclared tenants refused."""
         with timed() as t:
             path = Path(config.source_path).expanduser() if config.source_path else spec.corpus()
-            try:
-                load = load_corpus(path, tenants)
-            except CorpusError as exc:
-                if "unknown tenant" in str(exc):
-                    raise CorpusError(f"{exc}; {spec.unknown_tenant_hint()}") from None
-                raise
+            load = load_corpus(path, tenants, tenant_hint=spec.unknown_tenant_hint())
             ref = store.content().put(
                 "search_corpus",
                 corpus_bytes(load.documents),

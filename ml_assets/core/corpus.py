@@ -202,8 +202,13 @@ def _document(row: dict[str, Any], where: str) -> Document:
     )
 
 
-def load_corpus(path: str | Path, known_tenants: Collection[str] | None = None) -> CorpusLoad:
-    """Load a .jsonl or .parquet corpus; raise CorpusError on fatal problems, skip empty texts."""
+def load_corpus(
+    path: str | Path,
+    known_tenants: Collection[str] | None = None,
+    tenant_hint: str = "fix the row or declare the tenant in the index's defs.yaml",
+) -> CorpusLoad:
+    """Load a .jsonl or .parquet corpus; raise CorpusError on fatal problems, skip empty texts.
+    A row of a tenant not in `known_tenants` is refused; `tenant_hint` says what to do."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise CorpusError(
@@ -225,7 +230,7 @@ def load_corpus(path: str | Path, known_tenants: Collection[str] | None = None) 
         if known_tenants is not None and doc.tenant_id not in known_tenants:
             raise CorpusError(
                 f"{where} (id {doc.id!r}): unknown tenant {doc.tenant_id!r}; known tenants are "
-                f"{', '.join(sorted(known_tenants))} (fix the row or register the tenant)"
+                f"{', '.join(sorted(known_tenants))}; {tenant_hint}"
             )
         if doc.id in seen:
             raise CorpusError(
