@@ -30,6 +30,7 @@ from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.assets.serving import serving_bundle
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.serving_bundle import EMBEDDER, FRAUD, REGISTERED
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -273,9 +274,9 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     ).success
     client = mlflow_resource.client
     for name, version in (
-        (promotion.FRAUD_MODEL, _ref(root, "fraud_model").extra["model_version"]),
+        (REGISTERED[FRAUD], _ref(root, "fraud_model").extra["model_version"]),
         (
-            promotion.TEXT_EMBEDDER,
+            REGISTERED[EMBEDDER],
             _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"],
         ),
     ):
@@ -388,7 +389,7 @@ def _production(platform, name: str):
 def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys):
     """The issue's sequence: a second fraud run with max_proba_diff 1e-12 fails output_parity
     (never promoted); the night still validates production on production's own records."""
-    root, prod = platform["root"], _production(platform, promotion.FRAUD_MODEL)
+    root, prod = platform["root"], _production(platform, REGISTERED[FRAUD])
     strict = materialize(
         FRAUD_ASSETS,
         resources=platform["resources"],
@@ -408,7 +409,7 @@ def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys)
     assert result.success, failure_text(result)
     night = _record(platform, "nightly_validation", "2026-11-30")
     fraud = night["models"]["fraud"]
-    assert fraud["version"] == f"{promotion.FRAUD_MODEL}@{prod.version}"
+    assert fraud["version"] == f"{REGISTERED[FRAUD]}@{prod.version}"
     assert fraud["thresholds"]["max_proba_diff"] == 1e-4  # what validated production
     assert fraud["lineage"]["raw_sha256"] == prod.tags["raw_transactions_sha256"]
     assert fraud["lineage"]["splits_sha256"] == prod.tags["training_splits_sha256"]

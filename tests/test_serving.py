@@ -32,7 +32,9 @@ from ml_assets.core import events, promotion
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
+from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS, REGISTERED
+from ml_assets.core.serving_bundle import EMBEDDER as ROLE_EMBEDDER
+from ml_assets.core.serving_bundle import FRAUD as ROLE_FRAUD
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -43,7 +45,7 @@ from tests.conftest import TEST_ROWS
 from tests.helpers import FRAUD_ASSETS, assets_of_lineage, failure_text, run_config
 
 API_KEY = "test-reload-key"
-FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
+FRAUD, EMBEDDER = REGISTERED[ROLE_FRAUD], REGISTERED[ROLE_EMBEDDER]
 
 
 def _ref(root: Path, asset: str) -> ArtifactRef:

@@ -26,6 +26,7 @@ from ml_assets.core.fraud_data import generate_transactions
 from ml_assets.core.fraud_model import ONNX_TARGET_OPSET, from_skops_bytes, to_onnx_bytes
 from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.hashing import canonical_json, sha256_bytes
+from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.storage import ArtifactStore
@@ -108,7 +109,7 @@ def fraud_model_onnx(
 
 EMBEDDER_CODE_VERSION = "embedding_model_onnx@2"
 EMBEDDER_ASSET = "embedding_model_onnx"
-REGISTERED_EMBEDDER = "text-embedder"
+REGISTERED_EMBEDDER = REGISTERED[EMBEDDER]
 
 
 class EmbeddingExportConfig(Config):

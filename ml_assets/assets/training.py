@@ -21,13 +21,14 @@ from ml_assets.core.fraud_model import (
 )
 from ml_assets.core.hashing import read_parquet_bytes, sha256_bytes
 from ml_assets.core.plots import learning_curve_png, md_image
+from ml_assets.core.serving_bundle import FRAUD, REGISTERED
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "training"
 CODE_VERSION = "fraud_model@1"
-REGISTERED_MODEL = "fraud-detector"
+REGISTERED_MODEL = REGISTERED[FRAUD]
 
 
 class FraudModelConfig(Config):

@@ -213,15 +213,6 @@ def model_evidence(
     return ev
 
 
-def fraud_evidence(
-    records: ValidationRecords, label: str, onnx_sha256: str, provenance: dict[str, Any] | None
-) -> Evidence:
-    """The fraud model's chain (its hand-written assets)."""
-    ev = model_evidence(records, FRAUD_CHAIN, label, onnx_sha256, provenance)
-    ev.facts["raw_transactions_sha256"] = ev.facts.get("raw_sha256")
-    return ev
-
-
 def embedder_evidence(
     records: ValidationRecords, variant: str, onnx_sha256: str, tokenizer_sha256: str
 ) -> Evidence:
