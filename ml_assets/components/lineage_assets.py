@@ -124,6 +124,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
             task=task,
             id_column=lin.dataset.id_column,
             min_rows=lin.dataset.min_rows,
+            label_rate=plan.spec.label_rate,
             name=spec.asset("raw_data"),
         )
         failed = [o for o in outcomes if not o.success]

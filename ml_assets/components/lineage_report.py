@@ -5,13 +5,13 @@ name the ONNX bytes) are what the promotion gate reads; see
 `ml_assets.core.validation_records.model_evidence`.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
-from ml_assets.assets.validation import latencies_ms
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, read_parquet_bytes
@@ -34,6 +34,18 @@ CHECK_DESCRIPTIONS = {
     "output_parity": "Max |native - ONNX| output on any test row within max_output_diff.",
     "latency": "ONNX single-row p95 not more than max_latency_regression slower than native.",
 }
+
+
+def latencies_ms(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
+    """`n` timed calls fn(i) after `warmup` untimed ones, in milliseconds."""
+    for i in range(warmup):
+        fn(i)
+    out = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        out[i] = (time.perf_counter() - start) * 1e3
+    return out
 
 
 def _pct(samples: np.ndarray) -> dict[str, float]:

@@ -4,13 +4,13 @@ A `Subject` says where a model's served files are in its MLflow run, how its evi
 from the platform's records, which metric compares it with the champion, and which registry tag
 copies its served file's sha256. There are two kinds:
 
-- a **tabular model**: a declared lineage (its `LineageSpec`, ml_assets/core/lineage_spec.py)
-  or the built-in fraud chain, judged by `model_evidence` over its `Chain`;
+- a **tabular model**: a declared lineage (its `LineageSpec`, ml_assets/core/lineage_spec.py),
+  judged by `model_evidence` over its `Chain`;
 - the **text embedder**: judged by `embedder_evidence` over its export's checks.
 
 `subject(name)` is the only place a registered name turns into gate behaviour; the gate itself
-(ml_assets/core/promotion.py) never names a model. The built-in names come from
-`serving_bundle.REGISTERED`, the one place they are written.
+(ml_assets/core/promotion.py) never names a model. The embedder's registered name comes from
+`serving_bundle.REGISTERED`, the one place it is written; a lineage's from its YAML.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 from ml_assets.core import lineage_spec
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.serving_bundle import EMBEDDER, FRAUD, REGISTERED
+from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
 from ml_assets.core.validation_records import (
-    FRAUD_CHAIN,
     Chain,
     Evidence,
     ValidationRecords,
@@ -33,7 +32,6 @@ from ml_assets.core.validation_records import (
 )
 
 # Where each kind's served files live in its MLflow run (what the bundle downloads).
-FRAUD_FILES = {"model.onnx": "onnx/fraud_model.onnx", "provenance.json": "provenance.json"}
 LINEAGE_FILES = {"model.onnx": "onnx/model.onnx", "provenance.json": "provenance.json"}
 TOKENIZER_FILE = "tokenizer/tokenizer.json"
 DEFAULT_VARIANT = "int8"
@@ -69,21 +67,12 @@ def tabular(
     metric: str,
     higher_is_better: bool,
     files: dict[str, str],
-    *,
-    extra_facts: dict[str, str] | None = None,
 ) -> Subject:
-    """A tabular model judged over `chain` (its export, report and raw data's checks).
-
-    `extra_facts`: evidence facts copied under another name as well ({new: existing}), for
-    records that predate the generic name.
-    """
+    """A tabular model judged over `chain` (its export, report and raw data's checks)."""
 
     def evidence(records, label, served, tags) -> Evidence:
         onnx_sha = sha256_bytes(served["model.onnx"])
-        ev = model_evidence(records, chain, label, onnx_sha, _provenance(served))
-        for new, old in (extra_facts or {}).items():
-            ev.facts[new] = ev.facts.get(old)
-        return ev
+        return model_evidence(records, chain, label, onnx_sha, _provenance(served))
 
     def champion_metric(records, label, tags) -> float | None:
         sha = tags.get("onnx_sha256")
@@ -130,17 +119,7 @@ def _embedder(name: str) -> Subject:
     )
 
 
-BUILT_IN: dict[str, Subject] = {
-    REGISTERED[FRAUD]: tabular(
-        REGISTERED[FRAUD],
-        FRAUD_CHAIN,
-        "test_pr_auc",
-        True,
-        FRAUD_FILES,
-        extra_facts={"raw_transactions_sha256": "raw_sha256"},
-    ),
-    REGISTERED[EMBEDDER]: _embedder(REGISTERED[EMBEDDER]),
-}
+BUILT_IN: dict[str, Subject] = {REGISTERED[EMBEDDER]: _embedder(REGISTERED[EMBEDDER])}
 
 
 def _declared(spec: lineage_spec.LineageSpec) -> Subject:
@@ -154,7 +133,7 @@ def _declared(spec: lineage_spec.LineageSpec) -> Subject:
 
 
 def names() -> list[str]:
-    """Every registered model the gate knows: the built-in ones and each declared lineage's."""
+    """Every registered model the gate knows: the embedder and each declared lineage's."""
     return sorted({*BUILT_IN, *(s.registered_model for s in lineage_spec.declared())})
 
 

@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-FRAUD_CHECKS = {"export_validation_report": ("quality_delta", "output_parity", "latency")}
 EMBEDDER_CHECKS = {"embedding_model_onnx": ("fp32_parity", "int8_parity", "int8_retrieval")}
-EXPECTATIONS = ("raw_transactions", "expectations")
 SEARCH_CHECK = ("search_quality_report", "hybrid_not_worse")
 
 
@@ -115,16 +113,6 @@ class Chain:
     report_checks: tuple[str, ...]
     expectations: str
     metric: str  # the report metadata key of the primary metric (native model, test split)
-
-
-FRAUD_CHAIN = Chain(
-    export="fraud_model_onnx",
-    report="export_validation_report",
-    raw="raw_transactions",
-    report_checks=FRAUD_CHECKS["export_validation_report"],
-    expectations=EXPECTATIONS[1],
-    metric="native_pr_auc",
-)
 
 
 def chain_of(spec: Any) -> Chain:
