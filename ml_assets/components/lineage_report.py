@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
@@ -55,6 +56,35 @@ def _pct(samples: np.ndarray) -> dict[str, float]:
     }
 
 
+class ReportConfig(dg.Config):
+    """One run's stricter thresholds (a run can tighten a declared gate, never loosen it)."""
+
+    max_output_diff: float | None = Field(
+        default=None, description="output_parity for this run: at most the YAML's."
+    )
+    max_quality_delta: float | None = Field(
+        default=None, description="quality_delta for this run, every metric: at most the YAML's."
+    )
+
+
+def stricter(thresholds: dict[str, float], config: ReportConfig, where: str) -> dict[str, float]:
+    """The declared thresholds with this run's tighter ones; a looser one is refused."""
+    out = dict(thresholds)
+    asked = {"max_output_diff": config.max_output_diff}
+    if config.max_quality_delta is not None:
+        asked.update({k: config.max_quality_delta for k in out if k.startswith("max_relative_")})
+    for name, value in asked.items():
+        if value is None:
+            continue
+        if value > out[name]:
+            raise dg.Failure(
+                f"{where}: run config {name}={value} is looser than the declared {out[name]}; "
+                "a run can only tighten a gate (change the lineage's YAML to loosen it)"
+            )
+        out[name] = value
+    return out
+
+
 def report_asset(
     plan: LineagePlan,
     key: Callable[[str], dg.AssetKey],
@@ -82,13 +112,14 @@ def report_asset(
     )
     def export_validation_report(
         context: dg.AssetExecutionContext,
+        config: ReportConfig,
         store: ArtifactStore,
         mlflow: MlflowResource,
         splits: ArtifactRef,
         model: ArtifactRef,
         onnx: ArtifactRef,
     ) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
-        thresholds = dict(spec.thresholds)
+        thresholds = stricter(spec.thresholds, config, spec.asset("export_validation_report"))
         with timed() as t:
             df = read_parquet_bytes(splits.read_verified())
             test = df[df["split"] == "test"].reset_index(drop=True)

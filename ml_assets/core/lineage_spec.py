@@ -101,6 +101,11 @@ def by_model(registered_model: str) -> LineageSpec | None:
     return _REGISTRY.get(registered_model)
 
 
+def by_name(name: str) -> LineageSpec | None:
+    """The declared lineage called `name` (its asset key prefix), if any."""
+    return next((s for s in _REGISTRY.values() if s.name == name), None)
+
+
 def score_lineage() -> LineageSpec | None:
     """The lineage served at /v1/score, if one declares `score_routes`."""
     return next((s for s in _REGISTRY.values() if s.score_routes), None)
