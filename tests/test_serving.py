@@ -299,6 +299,14 @@ def test_endpoints_answer_with_the_promoted_versions(server, platform):
         batch = [dict(SMOKE_TRANSACTION, amount=float(a)) for a in (5, 50, 5000)]
         r = c.post("/v1/score/batch", json={"transactions": batch})
         assert r.status_code == 200 and r.json()["count"] == 3
+        # The fraud lineage is a declared lineage like any other: its generic route serves the
+        # same model (its request model generated from the YAML's schema) with the same answer.
+        generic = c.post("/v1/models/fraud/predict", json={"features": SMOKE_TRANSACTION})
+        assert generic.status_code == 200, generic.text
+        assert generic.json()["model_version"] == fraud
+        assert generic.json()["prediction"] == pytest.approx(body["probability"], abs=1e-6)
+        unknown = {**SMOKE_TRANSACTION, "merchant_category": "casino"}
+        assert c.post("/v1/models/fraud/predict", json={"features": unknown}).status_code == 400
         r = c.post("/embed", json={"texts": ["front-month Brent", "power baseload Q1"]})
         assert r.status_code == 200 and r.json()["dim"] == 384 and r.json()["model_version"] == emb
         models = c.get("/models").json()
@@ -1027,7 +1035,15 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
     with httpx.Client(base_url=server.url, timeout=60) as c:
         doc = c.get("/docs.json").json()
         apis = {path for path, item in doc["paths"].items() if "post" in item}
-        assert apis == {"/v1/score", "/v1/score/batch", "/embed", "/search", "/reload"}
+        assert apis == {
+            "/v1/score",
+            "/v1/score/batch",
+            "/v1/models/fraud/predict",
+            "/v1/models/fraud/predict/batch",
+            "/embed",
+            "/search",
+            "/reload",
+        }
         for path in apis:
             declared = set(doc["paths"][path]["post"]["responses"])
             assert {"200", "400", "413", "415", "500", "503", "504"} <= declared, path
