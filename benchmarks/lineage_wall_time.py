@@ -22,9 +22,12 @@ import numpy as np
 def baseline(rows: int) -> dict[str, float]:
     from sklearn.model_selection import train_test_split
 
-    from ml_assets.core.fraud_data import FEATURES, LABEL, generate_transactions
-    from ml_assets.core.fraud_model import TrainParams, quality, to_onnx_bytes, train
+    from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC
     from ml_assets.core.fraud_scorer import OnnxFraudScorer
+    from ml_assets.core.lineage_spec import FeatureSpec
+    from ml_assets.core.tabular_model import native_threads, quality, to_onnx_bytes
+    from ml_assets.lineages.fraud.generator import FEATURES, LABEL, generate_transactions
+    from ml_assets.lineages.fraud.train import make_model
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -35,10 +38,15 @@ def baseline(rows: int) -> dict[str, float]:
     valid_df, test_df = train_test_split(rest, test_size=0.5, stratify=rest[LABEL], random_state=7)
     times["split"] = time.perf_counter() - t
     t = time.perf_counter()
-    model, _ = train(train_df, valid_df, TrainParams(), seed=7)
+    model = make_model(list(CATEGORICAL), list(NUMERIC), seed=7)
+    with native_threads(2):
+        model.fit(train_df[list(FEATURES)], train_df[LABEL].to_numpy())
     times["train"] = time.perf_counter() - t
     t = time.perf_counter()
-    scorer = OnnxFraudScorer(to_onnx_bytes(model))
+    specs = [FeatureSpec(c, "category") for c in CATEGORICAL] + [
+        FeatureSpec(c, "float") for c in NUMERIC
+    ]
+    scorer = OnnxFraudScorer(to_onnx_bytes(model, specs, "classification", "fraud-detector"))
     times["export"] = time.perf_counter() - t
     t = time.perf_counter()
     y = test_df[LABEL].to_numpy()
@@ -51,14 +59,7 @@ def baseline(rows: int) -> dict[str, float]:
 def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     from dagster import DagsterEventType, DagsterInstance, materialize
 
-    from ml_assets.assets.data import (
-        raw_transactions,
-        raw_transactions_expectations,
-        training_splits,
-    )
-    from ml_assets.assets.export import fraud_model_onnx
-    from ml_assets.assets.training import fraud_model
-    from ml_assets.assets.validation import export_validation_report
+    from ml_assets.definitions import defs
     from ml_assets.resources import MlflowResource
     from ml_assets.resources.defaults import local_resources
     from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
@@ -79,13 +80,14 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     resources = local_resources(root / "artifacts", mlflow)
     # MLflow creates its schema on first use; do that outside the timed run.
     resources["mlflow"].experiment_id()
+    # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its assets and checks.
     assets = [
-        raw_transactions,
-        raw_transactions_expectations,
-        training_splits,
-        fraud_model,
-        fraud_model_onnx,
-        export_validation_report,
+        a
+        for a in [*(defs.assets or []), *(defs.asset_checks or [])]
+        if all(
+            k.path[0] == "fraud"
+            for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
+        )
     ]
     with DagsterInstance.get() as instance:
         t = time.perf_counter()
@@ -93,7 +95,7 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
             assets,
             resources=resources,
             instance=instance,
-            run_config={"ops": {"raw_transactions": {"config": {"rows": rows}}}},
+            run_config={"ops": {"fraud__raw_data": {"config": {"rows": rows}}}},
         )
         total = time.perf_counter() - t
         assert result.success

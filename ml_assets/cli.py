@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_up.add_argument(
         "--config",
-        help="run config YAML for fraud_lineage_job (e.g. rows, seed, source_path)",
+        help="run config YAML for the first lineage's job, fraud_lineage_job (e.g. "
+        "ops: {fraud__raw_data: {config: {rows: 20000}}})",
     )
     p_up.add_argument(
         "--no-wait",
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument(
-            "model", help="registered model: fraud-detector, text-embedder or a declared lineage's"
+            "model",
+            help="registered model: text-embedder or a declared lineage's (fraud-detector, ...)",
         )
         p.add_argument("version")
         p.add_argument("--reason", required=True, help="why (recorded with the event)")

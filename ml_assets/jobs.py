@@ -1,27 +1,8 @@
-"""Jobs over the asset graph."""
+"""Jobs over the asset graph (each declared lineage brings its own `<name>_lineage_job`)."""
 
 from __future__ import annotations
 
-import warnings
-
-from dagster import AssetSelection, BetaWarning, Definitions, define_asset_job
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", BetaWarning)
-    from dagster_mlflow import end_mlflow_on_run_finished
-
-fraud_lineage_job = define_asset_job(
-    "fraud_lineage_job",
-    selection=AssetSelection.assets(
-        "raw_transactions",
-        "training_splits",
-        "fraud_model",
-        "fraud_model_onnx",
-        "export_validation_report",
-    ),
-    description="raw_transactions → … → export_validation_report, with every check.",
-    hooks={end_mlflow_on_run_finished},
-)
+from dagster import AssetSelection, Definitions, define_asset_job
 
 search_lineage_job = define_asset_job(
     "search_lineage_job",
@@ -31,4 +12,4 @@ search_lineage_job = define_asset_job(
     description="corpus + embedder export → pgvector index → search quality report.",
 )
 
-defs = Definitions(jobs=[fraud_lineage_job, search_lineage_job])
+defs = Definitions(jobs=[search_lineage_job])

@@ -17,7 +17,6 @@ from ml_assets.core.alerts import send_alert
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
-    FRAUD,
     MODEL_MANIFEST,
     PRODUCTION_ALIAS,
     REGISTERED,
@@ -38,13 +37,16 @@ def production_version(client: Any, name: str) -> Any:
 
 
 def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
-    """(role, registered model) of everything the bundle serves: the fraud model and the text
-    embedder, and each declared lineage's model once it has a production version."""
-    roles = [(FRAUD, REGISTERED[FRAUD]), (EMBEDDER, REGISTERED[EMBEDDER])]
+    """(role, registered model) of everything the bundle serves: the text embedder and each
+    declared lineage's model once it has a production version. The lineage behind /v1/score
+    (`score_routes`) must have one: the service cannot start without it."""
+    roles = [(EMBEDDER, REGISTERED[EMBEDDER])]
     for spec in lineage_spec.declared():
         if spec.name in REGISTERED:
             raise Failure(f"lineage name {spec.name!r} is reserved; rename the lineage")
-        if promotion.champion_version(client, spec.registered_model) is None:
+        if spec.score_routes:
+            production_version(client, spec.registered_model)  # a Failure that says what to do
+        elif promotion.champion_version(client, spec.registered_model) is None:
             log.info(f"{spec.registered_model} has no '{PRODUCTION_ALIAS}' version: not served")
             continue
         roles.append((spec.name, spec.registered_model))
@@ -129,7 +131,7 @@ def model_entry(
     for name, data in served.items():
         (model_dir / name).write_bytes(data)
     spec = lineage_spec.by_model(mv.name)
-    if role == FRAUD or spec is not None:
+    if spec is not None:
         provenance = json.loads(files["provenance.json"])["chain"]
         info = {
             "mlflow_run_id": mv.run_id,

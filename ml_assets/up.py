@@ -23,8 +23,9 @@ from ml_assets.local_env import REPO, bin_path, prepare, say
 from ml_assets.serving_process import ServerProcess, start_server
 from ml_assets.stack import Settings, stop_embedded_postgres
 
-# The whole asset graph, as two jobs: the fraud lineage, then the search lineage.
-JOBS = ("fraud_lineage_job", "search_lineage_job")
+# The whole asset graph: each declared lineage's job (fraud, curves, ...), then the search
+# lineage's. `--config` is the run config of the first lineage's job (the fraud lineage).
+SEARCH_JOB = "search_lineage_job"
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -65,19 +66,17 @@ def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
 
 
 def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
-    """The built-in lineages' jobs, then each declared lineage's (ml_assets/lineages)."""
+    """Each declared lineage's job (ml_assets/lineages; the one behind /v1/score first), then
+    the search lineage's."""
     os.environ.update(env)
     from ml_assets.core import lineage_spec
     from ml_assets.definitions import defs
 
     known = {job.name for job in defs.resolve_all_job_defs()}
+    lineages = sorted(lineage_spec.declared(), key=lambda s: (not s.score_routes, s.name))
     return (
-        *JOBS,
-        *(
-            f"{s.name}_lineage_job"
-            for s in lineage_spec.declared()
-            if f"{s.name}_lineage_job" in known
-        ),
+        *(f"{s.name}_lineage_job" for s in lineages if f"{s.name}_lineage_job" in known),
+        SEARCH_JOB,
     )
 
 
@@ -231,7 +230,7 @@ def up(args: argparse.Namespace) -> int:
             failed = []
             for job in jobs:
                 say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
-                config = ["-c", args.config] if args.config and job == JOBS[0] else []
+                config = ["-c", args.config] if args.config and job == jobs[0] else []
                 if not _execute_job(job, child_env, config, logs / "runs.log"):
                     failed.append(job)
             if failed:

@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
+from ml_assets.core.fraud_schema import FEATURES
 from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
-    FRAUD,
     MODEL_MANIFEST,
     PRODUCTION_ALIAS,
     REGISTERED,
@@ -31,6 +31,7 @@ from ml_assets.core.serving_bundle import (
     bento_tag,
     lineage_of_entry,
     require_verdicts,
+    score_role,
     verify_model_dir,
     write_json_atomic,
 )
@@ -82,19 +83,25 @@ def load_models(
     """Check each entry carries passed gate verdicts and every file its pinned sha256, then
     build the ONNX Runtime sessions. A model whose entry is unchanged from `previous` keeps its
     session (its bytes were verified when it was loaded), so a reload builds only what changed."""
-    for role in (FRAUD, EMBEDDER):
-        if role not in entries:
-            raise BundleIntegrityError(f"the bundle has no {role} model")
+    if EMBEDDER not in entries:
+        raise BundleIntegrityError(f"the bundle has no {EMBEDDER} model")
+    scoring = score_role(entries)
+    declared = {f["name"] for f in (lineage_of_entry(entries[scoring]) or {}).get("features", [])}
+    if declared != set(FEATURES):
+        raise BundleIntegrityError(
+            f"{entries[scoring].label} declares score_routes, but /v1/score takes the transaction "
+            f"schema {sorted(FEATURES)} and the model's features are {sorted(declared)}"
+        )
     for entry in entries.values():
         require_verdicts(entry)
 
     def kept(role: str) -> bool:
         return previous is not None and previous.entries.get(role) == entries[role]
 
-    if kept(FRAUD):
+    if kept(scoring):
         fraud = previous.fraud
     else:
-        fraud_files = verify_model_dir(locate(entries[FRAUD]), entries[FRAUD])
+        fraud_files = verify_model_dir(locate(entries[scoring]), entries[scoring])
         fraud = OnnxFraudScorer(fraud_files["model.onnx"], intra_op_threads=1)
     if kept(EMBEDDER):
         embedder = previous.embedder
@@ -112,7 +119,7 @@ def load_models(
         if kept(role) and role in previous.tabular
         else tabular_scorer(entry, locate)
         for role, entry in entries.items()
-        if role not in (FRAUD, EMBEDDER)
+        if role != EMBEDDER
     }
     return LoadedModels(
         dict(entries),
@@ -165,7 +172,7 @@ def production_versions(
     tracking_uri: str, roles: dict[str, str] | None = None, timeout_s: float = 5.0
 ) -> dict[str, dict[str, Any]]:
     """{role: {"version": v, "tags": {...}}} for each served model's `production` alias
-    (`roles`: role -> registered model; the two built-in ones by default)."""
+    (`roles`: role -> registered model; the embedder alone by default)."""
     if not tracking_uri.startswith(("http://", "https://")):
         raise RegistryError(
             f"MLFLOW_TRACKING_URI must be the MLflow server's http(s) address for /reload, "

@@ -33,11 +33,11 @@ from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import (
     BUNDLE_MANIFEST,
     EMBEDDER,
-    FRAUD,
     BundleIntegrityError,
     ModelEntry,
     entries_of,
     lineage_of_entry,
+    score_role,
 )
 from serving import edge, errors, fastpath, openapi, runtime, tabular
 from serving.cache import CachedEmbedder, EmbeddingCache
@@ -67,6 +67,8 @@ def _bundle() -> dict[str, Any]:
 
 BUNDLE = _bundle()
 ENTRIES = entries_of(BUNDLE)
+# The role whose model answers /v1/score(/batch): the lineage that declares `score_routes`.
+SCORER = score_role(ENTRIES)
 # What search_quality_report judged for the bundled embedder (fusion weights and parameters),
 # or why search is not served: the service searches with exactly this.
 BUNDLE_SEARCH: dict[str, Any] = dict(BUNDLE.get("search") or {})
@@ -185,7 +187,7 @@ HOT_ROUTES = ["/v1/score", "/embed", "/search", "/v1/models/", "/metrics", "/liv
 class MLService:
     """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
 
-    fraud_model = bentoml.models.BentoModel(ENTRIES[FRAUD].bento_tag)
+    fraud_model = bentoml.models.BentoModel(ENTRIES[SCORER].bento_tag)
     text_embedder = bentoml.models.BentoModel(ENTRIES[EMBEDDER].bento_tag)
 
     def __init__(self) -> None:
@@ -297,7 +299,7 @@ class MLService:
         self.metrics.inference_seconds.labels(endpoint=endpoint).observe(
             time.perf_counter() - start
         )
-        version = models.entries[FRAUD].label
+        version = models.entries[SCORER].label
         return [
             ScoreResult(
                 probability=float(p),

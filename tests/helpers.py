@@ -6,34 +6,29 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
-from ml_assets.assets.export import fraud_model_onnx
-from ml_assets.assets.training import fraud_model
-from ml_assets.assets.validation import export_validation_report
+from ml_assets.core import lineage_spec
+from ml_assets.definitions import defs as DEFS
 
-# The fraud lineage's asset definitions (with the expectations check), in materialization order.
-FRAUD_ASSETS = [
-    raw_transactions,
-    raw_transactions_expectations,
-    training_splits,
-    fraud_model,
-    fraud_model_onnx,
-    export_validation_report,
-]
-LINEAGE = (
-    "raw_transactions",
-    "training_splits",
-    "fraud_model",
-    "fraud_model_onnx",
-    "export_validation_report",
-)
+# The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
+FRAUD = "fraud"
+STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
+LINEAGE = tuple(f"{FRAUD}/{s}" for s in STAGES)
+RAW, SPLITS, MODEL, ONNX, REPORT = LINEAGE
+FRAUD_MODEL = lineage_spec.by_name(FRAUD).registered_model
+
+
+def op(stage: str, lineage: str = FRAUD) -> str:
+    """The op name of a lineage stage's asset (its key joined by "__"), for run config."""
+    return f"{lineage}__{stage}"
 
 
 def run_config(rows: int, seed: int = 7, source_path: str | None = None, **ops: Any) -> dict:
+    """Run config of the fraud lineage: the raw data's rows/seed/file, plus `ops` by stage
+    (e.g. model={"config": {"seed": 11}})."""
     raw: dict[str, Any] = {"rows": rows, "seed": seed}
     if source_path:
         raw["source_path"] = source_path
-    return {"ops": {"raw_transactions": {"config": raw}, **ops}}
+    return {"ops": {op("raw_data"): {"config": raw}, **{op(k): v for k, v in ops.items()}}}
 
 
 def data_versions(result: ExecuteInProcessResult) -> dict[str, str]:
@@ -45,13 +40,13 @@ def data_versions(result: ExecuteInProcessResult) -> dict[str, str]:
 
 
 def latest_metadata(instance: DagsterInstance, asset: str) -> dict[str, Any]:
-    event = instance.get_latest_materialization_event(AssetKey(asset))
+    event = instance.get_latest_materialization_event(AssetKey.from_user_string(asset))
     assert event is not None and event.asset_materialization is not None
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 def latest_storage_id(instance: DagsterInstance, asset: str) -> int | None:
-    records = instance.fetch_materializations(AssetKey(asset), limit=1).records
+    records = instance.fetch_materializations(AssetKey.from_user_string(asset), limit=1).records
     return records[0].storage_id if records else None
 
 
@@ -76,3 +71,24 @@ def assets_of_lineage(defs: Any, name: str) -> list[Any]:
             for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
         )
     ]
+
+
+# The fraud lineage's asset definitions (with the expectations check), for `materialize`.
+FRAUD_ASSETS = assets_of_lineage(DEFS, FRAUD)
+
+
+def fraud_asset(stage: str) -> Any:
+    """One stage's asset definition of the fraud lineage (for a `selection`)."""
+    return next(a for a in DEFS.assets or [] if AssetKey([FRAUD, stage]) in getattr(a, "keys", ()))
+
+
+# The raw data, its blocking expectations check and the splits: the data half of the lineage.
+FRAUD_DATA = [
+    fraud_asset("raw_data"),
+    *(
+        c
+        for c in DEFS.asset_checks or []
+        if AssetKey([FRAUD, "raw_data"]) in {k.asset_key for k in c.check_keys}
+    ),
+    fraud_asset("splits"),
+]

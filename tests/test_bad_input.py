@@ -8,17 +8,20 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
-from ml_assets.assets.data import raw_transactions, training_splits
-from ml_assets.assets.training import REGISTERED_MODEL
-from ml_assets.core.fraud_data import generate_transactions
 from ml_assets.core.hashing import sha256_file
+from ml_assets.lineages.fraud.generator import generate_transactions
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
     FRAUD_ASSETS,
+    FRAUD_DATA,
+    FRAUD_MODEL,
     LINEAGE,
+    RAW,
+    SPLITS,
     failure_text,
+    fraud_asset,
     latest_metadata,
     latest_storage_id,
     run_config,
@@ -49,14 +52,14 @@ def _snapshot(instance: DagsterInstance, client) -> dict:
             a: (latest_metadata(instance, a)["path"], latest_metadata(instance, a)["sha256"])
             for a in LINEAGE
         },
-        "versions": len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'")),
+        "versions": len(client.search_model_versions(f"name = '{FRAUD_MODEL}'")),
     }
 
 
 def _assert_intact(instance: DagsterInstance, before: dict, client, *, raw_replaced: bool) -> None:
     after = _snapshot(instance, client)
     for asset in LINEAGE:
-        if raw_replaced and asset == "raw_transactions":
+        if raw_replaced and asset == RAW:
             continue
         assert after["storage_ids"][asset] == before["storage_ids"][asset], asset
     assert after["versions"] == before["versions"]
@@ -107,12 +110,12 @@ def test_bad_file_is_stopped_by_the_blocking_check(
         m.materialization.asset_key.to_user_string()
         for m in result.get_asset_materialization_events()
     }
-    assert materialized == {"raw_transactions"}
+    assert materialized == {RAW}
     _assert_intact(dagster_instance, before, client, raw_replaced=True)
 
     # A later run of the next step alone still refuses the unvalidated version.
     later = materialize(
-        [raw_transactions.to_source_asset(), training_splits],
+        [fraud_asset("raw_data").to_source_asset(), fraud_asset("splits")],
         resources=good_state,
         instance=dagster_instance,
         raise_on_error=False,
@@ -153,13 +156,13 @@ def test_unreadable_file_fails_the_run_and_loses_nothing(
 def test_good_file_is_ingested(good_state, dagster_instance, tmp_path):
     path = _write(tmp_path, "good.parquet", _frame())
     result = materialize(
-        FRAUD_ASSETS[:3],
+        FRAUD_DATA,
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(0, source_path=path),
     )
     assert result.success
-    md = latest_metadata(dagster_instance, "raw_transactions")
+    md = latest_metadata(dagster_instance, RAW)
     assert md["source"] == str(Path(path).resolve())
     assert md["dagster/row_count"] == 3_000
 
@@ -167,17 +170,17 @@ def test_good_file_is_ingested(good_state, dagster_instance, tmp_path):
 def test_tampered_artifact_is_refused(good_state, dagster_instance, tmp_path):
     """A file changed after it was written is never loaded downstream."""
     assert materialize(
-        FRAUD_ASSETS[:3],
+        FRAUD_DATA,
         resources=good_state,
         instance=dagster_instance,
         run_config=run_config(TEST_ROWS),
     ).success
-    path = Path(latest_metadata(dagster_instance, "training_splits")["path"])
+    path = Path(latest_metadata(dagster_instance, SPLITS)["path"])
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-10] + b"0123456789")
         result = materialize(
-            [training_splits.to_source_asset(), FRAUD_ASSETS[3]],
+            [fraud_asset("splits").to_source_asset(), fraud_asset("model")],
             resources=good_state,
             instance=dagster_instance,
             raise_on_error=False,

@@ -14,25 +14,10 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactIntegrityError, ArtifactRef, ContentStore, lineage_of
 from ml_assets.core.environment import environment_snapshot, package_versions
-from ml_assets.core.expectations import validate_transactions
-from ml_assets.core.fraud_data import (
-    COLUMNS,
-    FEATURES,
-    LABEL,
-    MERCHANT_NAMES,
-    SCHEMA,
-    generate_transactions,
-)
-from ml_assets.core.fraud_model import (
-    SKOPS_TRUSTED_TYPES,
-    TrainParams,
-    from_skops_bytes,
-    to_onnx_bytes,
-    to_skops_bytes,
-    train,
-)
+from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC
 from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.hashing import (
     canonical_json,
@@ -43,8 +28,56 @@ from ml_assets.core.hashing import (
     sha256_bytes,
     sha256_file,
 )
+from ml_assets.core.tabular_expectations import validate_frame
+from ml_assets.core.tabular_model import from_skops_bytes, native_threads
+from ml_assets.core.tabular_model import to_onnx_bytes as tabular_onnx_bytes
+from ml_assets.core.tabular_model import to_skops_bytes as tabular_skops_bytes
+from ml_assets.lineages.fraud.generator import (
+    COLUMNS,
+    FEATURES,
+    LABEL,
+    MERCHANT_NAMES,
+    SCHEMA,
+    generate_transactions,
+)
+from ml_assets.lineages.fraud.train import make_model
 
-SMALL_PARAMS = TrainParams(max_iter=25)
+
+def train(train_df: pd.DataFrame, seed: int = 0, **params) -> Pipeline:
+    """The fraud lineage's estimator (ml_assets/lineages/fraud/train.py), fitted."""
+    model = make_model(list(CATEGORICAL), list(NUMERIC), seed, **{"max_iter": 25, **params})
+    with native_threads(1):
+        return model.fit(train_df[list(FEATURES)], train_df[LABEL].to_numpy())
+
+
+def to_skops_bytes(model: Pipeline) -> bytes:
+    return tabular_skops_bytes(model)[0]
+
+
+def fraud_spec() -> lineage_spec.LineageSpec:
+    """The fraud lineage as ml_assets/lineages/fraud/defs.yaml declares it."""
+    import ml_assets.definitions  # noqa: F401  (loads the defs folder, registering the lineages)
+
+    spec = lineage_spec.by_name("fraud")
+    assert spec is not None
+    return spec
+
+
+def to_onnx_bytes(model: Pipeline) -> bytes:
+    return tabular_onnx_bytes(model, fraud_spec().features, "classification", "fraud-detector")
+
+
+def validate_transactions(df: pd.DataFrame):
+    spec = fraud_spec()
+    return validate_frame(
+        df,
+        spec.features,
+        label=spec.label,
+        task=spec.task,
+        id_column=spec.id_column,
+        min_rows=spec.min_rows,
+        label_rate=spec.label_rate,
+    )
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -65,10 +98,8 @@ def splits(small_frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def trained_model(splits: tuple[pd.DataFrame, pd.DataFrame]) -> Pipeline:
-    train_df, valid_df = splits
-    model, curve = train(train_df, valid_df, SMALL_PARAMS, seed=0)
-    assert [p.iteration for p in curve] == [25]
-    return model
+    train_df, _ = splits
+    return train(train_df)
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +165,8 @@ def test_deterministic_zip_independent_of_member_order() -> None:
 def test_canonical_skops_identical_bytes_for_identically_trained_models(
     splits: tuple[pd.DataFrame, pd.DataFrame], trained_model: Pipeline
 ) -> None:
-    train_df, valid_df = splits
-    other, _ = train(train_df, valid_df, SMALL_PARAMS, seed=0)
+    train_df, _ = splits
+    other = train(train_df)
     assert other is not trained_model
     first, second = to_skops_bytes(trained_model), to_skops_bytes(other)
     assert first == second
@@ -147,8 +178,8 @@ def test_canonical_skops_identical_bytes_for_identically_trained_models(
 def test_canonical_skops_differs_for_a_different_model(
     splits: tuple[pd.DataFrame, pd.DataFrame], trained_model: Pipeline
 ) -> None:
-    train_df, valid_df = splits
-    other, _ = train(train_df, valid_df, TrainParams(max_iter=25, learning_rate=0.2), seed=0)
+    train_df, _ = splits
+    other = train(train_df, learning_rate=0.2)
     assert to_skops_bytes(other) != to_skops_bytes(trained_model)
 
 
@@ -156,12 +187,12 @@ def test_from_skops_bytes_round_trip_predicts_identically(
     splits: tuple[pd.DataFrame, pd.DataFrame], trained_model: Pipeline
 ) -> None:
     _, valid_df = splits
-    loaded = from_skops_bytes(to_skops_bytes(trained_model))
+    data, trusted = tabular_skops_bytes(trained_model)
+    loaded = from_skops_bytes(data, trusted)
     x = valid_df[list(FEATURES)]
     np.testing.assert_array_equal(loaded.predict_proba(x), trained_model.predict_proba(x))
-    # What the trusted list covers is exactly what the model needs.
-    untrusted = sio.get_untrusted_types(data=to_skops_bytes(trained_model))
-    assert set(untrusted) <= set(SKOPS_TRUSTED_TYPES)
+    # The types recorded at write time are exactly what the model needs.
+    assert set(sio.get_untrusted_types(data=data)) == set(trusted)
 
 
 def _custom_identity(x):  # module-level so skops can reference it by name
@@ -179,10 +210,12 @@ def _custom_identity(x):  # module-level so skops can reference it by name
 )
 def test_from_skops_bytes_refuses_untrusted_types(obj: object) -> None:
     data = sio.dumps(obj)
-    untrusted = set(sio.get_untrusted_types(data=data)) - set(SKOPS_TRUSTED_TYPES)
+    # What a fraud model's bytes were recorded with: the tree predictor type, nothing else.
+    trusted = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+    untrusted = set(sio.get_untrusted_types(data=data)) - set(trusted)
     assert untrusted, "the test object must contain a type outside the trusted list"
-    with pytest.raises(ValueError, match="unreviewed types") as excinfo:
-        from_skops_bytes(data)
+    with pytest.raises(ValueError, match="unrecorded types") as excinfo:
+        from_skops_bytes(data, trusted)
     for name in untrusted:
         assert name in str(excinfo.value)
 

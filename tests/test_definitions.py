@@ -15,19 +15,14 @@ from ml_assets.stack import with_database
 
 REPO = Path(__file__).resolve().parents[1]
 
-CURVES = tuple(
-    f"curves/{s}" for s in ("raw_data", "splits", "model", "onnx", "export_validation_report")
-)
+STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
+CURVES = tuple(f"curves/{s}" for s in STAGES)
+FRAUD = tuple(f"fraud/{s}" for s in STAGES)
 
 
 def test_asset_graph_snapshot():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "raw_transactions",
-        "training_splits",
-        "fraud_model",
-        "fraud_model_onnx",
-        "export_validation_report",
         "search_corpus",
         "embedding_model_onnx",
         "embedding_index",
@@ -36,15 +31,11 @@ def test_asset_graph_snapshot():
         "serving_deployment",
         "nightly_validation",
         "nightly_smoke",
+        *FRAUD,
         *CURVES,
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
-        "raw_transactions": "data",
-        "training_splits": "data",
-        "fraud_model": "training",
-        "fraud_model_onnx": "export",
-        "export_validation_report": "validation",
         "search_corpus": "search",
         "embedding_model_onnx": "export",
         "embedding_index": "search",
@@ -53,35 +44,33 @@ def test_asset_graph_snapshot():
         "serving_deployment": "serving",
         "nightly_validation": "ops",
         "nightly_smoke": "ops",
+        **dict.fromkeys(FRAUD, "fraud"),
         **dict.fromkeys(CURVES, "curves"),
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
         for k in graph.get_all_asset_keys()
     }
-    assert parents["training_splits"] == ["raw_transactions"]
-    assert parents["export_validation_report"] == [
-        "fraud_model",
-        "fraud_model_onnx",
-        "training_splits",
-    ]
+    # Every declared lineage (a ModelLineage component in ml_assets/lineages/<name>/defs.yaml)
+    # has the same chain, and feeds the bundle and the nightly validation.
+    for name in ("fraud", "curves"):
+        assert parents[f"{name}/splits"] == [f"{name}/raw_data"]
+        assert parents[f"{name}/model"] == [f"{name}/splits"]
+        assert parents[f"{name}/onnx"] == [f"{name}/model", f"{name}/splits"]
+        assert parents[f"{name}/export_validation_report"] == [
+            f"{name}/model",
+            f"{name}/onnx",
+            f"{name}/splits",
+        ]
     assert parents["serving_bundle"] == [
+        "curves/onnx",
         "embedding_model_onnx",
-        "fraud_model_onnx",
+        "fraud/onnx",
         "search_quality_report",
     ]
-    # The curves lineage (a ModelLineage component in ml_assets/lineages/curves/defs.yaml).
-    assert parents["curves/splits"] == ["curves/raw_data"]
-    assert parents["curves/model"] == ["curves/splits"]
-    assert parents["curves/onnx"] == ["curves/model", "curves/splits"]
-    assert parents["curves/export_validation_report"] == [
-        "curves/model",
-        "curves/onnx",
-        "curves/splits",
-    ]
     assert parents["nightly_validation"] == [
-        "export_validation_report",
-        "raw_transactions",
+        "curves/export_validation_report",
+        "fraud/export_validation_report",
         "search_quality_report",
     ]
     assert parents["nightly_smoke"] == ["serving_bundle"]
@@ -96,10 +85,10 @@ def test_checks_are_blocking():
         for s in a.check_specs
     }
     assert set(specs) == {
-        ("raw_transactions", "expectations"),
-        ("export_validation_report", "quality_delta"),
-        ("export_validation_report", "output_parity"),
-        ("export_validation_report", "latency"),
+        ("fraud/raw_data", "expectations"),
+        ("fraud/export_validation_report", "quality_delta"),
+        ("fraud/export_validation_report", "output_parity"),
+        ("fraud/export_validation_report", "latency"),
         ("embedding_model_onnx", "fp32_parity"),
         ("embedding_model_onnx", "int8_parity"),
         ("embedding_model_onnx", "int8_retrieval"),
@@ -117,7 +106,7 @@ def test_checks_are_blocking():
 
 def test_jobs_and_resources():
     job = defs.resolve_job_def("fraud_lineage_job")
-    assert job.asset_layer.executable_asset_keys >= {AssetKey("raw_transactions")}
+    assert job.asset_layer.executable_asset_keys >= {AssetKey(["fraud", "raw_data"])}
     assert {"store", "io_manager", "mlflow", "postgres", "bento"} <= set(defs.resources or {})
     assert defs.resolve_job_def("search_lineage_job")
     assert defs.resolve_job_def("reindex_job")

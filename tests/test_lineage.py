@@ -1,4 +1,5 @@
-"""The whole fraud lineage on real components: embedded Postgres, MLflow registry, ONNX Runtime."""
+"""The whole fraud lineage (ml_assets/lineages/fraud/defs.yaml, a ModelLineage) on real
+components: embedded Postgres, MLflow registry, ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -9,16 +10,26 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from dagster._core.definitions.data_version import StaleStatus
 
-from ml_assets.assets.data import raw_transactions, raw_transactions_expectations, training_splits
-from ml_assets.assets.export import fraud_model_onnx
-from ml_assets.assets.training import REGISTERED_MODEL, fraud_model
-from ml_assets.assets.validation import export_validation_report
-from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, LINEAGE, data_versions, latest_metadata, run_config
+from tests.helpers import (
+    FRAUD_ASSETS,
+    FRAUD_MODEL,
+    LINEAGE,
+    MODEL,
+    ONNX,
+    RAW,
+    REPORT,
+    SPLITS,
+    STAGES,
+    data_versions,
+    fraud_asset,
+    latest_metadata,
+    run_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +61,7 @@ def test_lineage_materializes_with_hashes_metrics_and_registry(first_run, dagste
         # Data version is the sha256 of the stored bytes, and the file still hashes to it.
         assert md["sha256"] == versions[asset]
         assert sha256_file(md["path"]) == md["sha256"]
-        assert md["code_version"].startswith(f"{asset}@")
+        assert md["code_version"].startswith(f"{asset}@1+")
         assert md["environment"]["python"].startswith("3.11")
         assert "scikit-learn" in md["environment"]["packages"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -61,33 +72,27 @@ def test_lineage_materializes_with_hashes_metrics_and_registry(first_run, dagste
         "latency": True,
     }
 
-    model_md = latest_metadata(dagster_instance, "fraud_model")
+    model_md = latest_metadata(dagster_instance, MODEL)
     assert model_md["test_roc_auc"] > 0.85
     assert model_md["test_pr_auc"] > 0.15
-    assert latest_metadata(dagster_instance, "training_splits")["upstream_data_versions"] == {
-        "raw_transactions": versions["raw_transactions"]
+    assert latest_metadata(dagster_instance, SPLITS)["upstream_data_versions"] == {
+        RAW: versions[RAW]
     }
 
     client = resources["mlflow"].client
-    onnx_ref = ArtifactRef.from_json(
-        (Path(resources["store"].base_dir) / "refs" / "fraud_model_onnx.json").read_text()
-    )
-    version = client.get_model_version(REGISTERED_MODEL, onnx_ref.extra["model_version"])
-    assert version.tags["model_sha256"] == versions["fraud_model"]
-    assert version.tags["onnx_sha256"] == versions["fraud_model_onnx"]
-    assert version.tags["raw_transactions_sha256"] == versions["raw_transactions"]
+    onnx_ref = latest_ref(resources["store"].base_dir, ONNX)
+    assert onnx_ref is not None
+    version = client.get_model_version(FRAUD_MODEL, onnx_ref.extra["model_version"])
+    assert version.tags["model_sha256"] == versions[MODEL]
+    assert version.tags["onnx_sha256"] == versions[ONNX]
+    assert version.tags[f"{RAW}_sha256"] == versions[RAW]
     assert version.tags["export_validation"] == "passed"
     run = client.get_run(version.run_id)
     assert run.data.metrics["test_roc_auc"] == pytest.approx(model_md["test_roc_auc"])
     assert run.data.params["seed"] == "7"
     local = client.download_artifacts(version.run_id, "provenance.json")
     provenance = json.loads(Path(local).read_text())
-    assert [link["asset"] for link in provenance["chain"]] == [
-        "raw_transactions",
-        "training_splits",
-        "fraud_model",
-        "fraud_model_onnx",
-    ]
+    assert [link["asset"] for link in provenance["chain"]] == list(LINEAGE[:4])
     assert [link["sha256"] for link in provenance["chain"]] == [versions[a] for a in LINEAGE[:4]]
     assert version.tags["provenance_sha256"] == sha256_file(local)
 
@@ -125,16 +130,13 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
     from dagster._utils.test.data_versions import get_stale_status_resolver
 
     _, resources = first_run
-    assets = [
-        raw_transactions,
-        training_splits,
-        fraud_model,
-        fraud_model_onnx,
-        export_validation_report,
-    ]
+    assets = [fraud_asset(s) for s in STAGES]
+    raw, splits = assets[:2]
 
     def status(asset_defs: list, key: str) -> StaleStatus:
-        return get_stale_status_resolver(dagster_instance, asset_defs).get_status(AssetKey(key))
+        return get_stale_status_resolver(dagster_instance, asset_defs).get_status(
+            AssetKey.from_user_string(key)
+        )
 
     assert materialize(
         FRAUD_ASSETS,
@@ -144,30 +146,30 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
     ).success
     assert all(status(assets, a) == StaleStatus.FRESH for a in LINEAGE)
 
-    # A new code version of training_splits makes it stale; its upstream stays fresh.
-    bumped = training_splits.map_asset_specs(
-        lambda spec: spec.replace_attributes(code_version="training_splits@999")
+    # A new code version of the splits makes them stale; their upstream stays fresh.
+    bumped = splits.map_asset_specs(
+        lambda spec: spec.replace_attributes(code_version=f"{SPLITS}@999")
     )
-    bumped_graph = [raw_transactions, bumped, *assets[2:]]
-    assert status(bumped_graph, "training_splits") == StaleStatus.STALE
-    assert status(bumped_graph, "raw_transactions") == StaleStatus.FRESH
+    bumped_graph = [raw, bumped, *assets[2:]]
+    assert status(bumped_graph, SPLITS) == StaleStatus.STALE
+    assert status(bumped_graph, RAW) == StaleStatus.FRESH
 
-    # A new seed gives raw_transactions a new data version: what reads it is stale, and the
+    # A new seed gives the raw data a new data version: what reads it is stale, and the
     # staleness moves down the chain as each level is rebuilt with new bytes.
     assert materialize(
-        [raw_transactions],
+        [raw],
         resources=resources,
         instance=dagster_instance,
         run_config=run_config(TEST_ROWS, seed=99),
     ).success
-    assert status(assets, "raw_transactions") == StaleStatus.FRESH
-    assert status(assets, "training_splits") == StaleStatus.STALE
+    assert status(assets, RAW) == StaleStatus.FRESH
+    assert status(assets, SPLITS) == StaleStatus.STALE
     assert materialize(
-        [raw_transactions, raw_transactions_expectations, training_splits],
+        [a for a in FRAUD_ASSETS if a not in assets[2:]],
         resources=resources,
         instance=dagster_instance,
         run_config=run_config(TEST_ROWS, seed=99),
     ).success
-    assert status(assets, "training_splits") == StaleStatus.FRESH
-    assert status(assets, "fraud_model") == StaleStatus.STALE
-    assert status(assets, "export_validation_report") == StaleStatus.STALE
+    assert status(assets, SPLITS) == StaleStatus.FRESH
+    assert status(assets, MODEL) == StaleStatus.STALE
+    assert status(assets, REPORT) == StaleStatus.STALE

@@ -30,6 +30,7 @@ from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.assets.serving import serving_bundle
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -37,7 +38,16 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, assets_of_lineage, failure_text, run_config
+from tests.helpers import (
+    FRAUD_ASSETS,
+    FRAUD_MODEL,
+    MODEL,
+    RAW,
+    SPLITS,
+    assets_of_lineage,
+    failure_text,
+    run_config,
+)
 
 LINEAGE = [
     *FRAUD_ASSETS,
@@ -89,7 +99,7 @@ def test_ops_and_schedules_definitions_load():
     from ml_assets.assets import ops
     from ml_assets.resources.defaults import resource_defs
 
-    defs = Definitions.merge(ops.defs, schedules.defs, resource_defs())
+    defs = Definitions.merge(ops.build_defs(), schedules.defs, resource_defs())
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     for key in ("nightly_validation", "nightly_smoke"):
@@ -273,9 +283,9 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     ).success
     client = mlflow_resource.client
     for name, version in (
-        (promotion.FRAUD_MODEL, _ref(root, "fraud_model").extra["model_version"]),
+        (FRAUD_MODEL, _ref(root, MODEL).extra["model_version"]),
         (
-            promotion.TEXT_EMBEDDER,
+            REGISTERED[EMBEDDER],
             _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"],
         ),
     ):
@@ -386,37 +396,37 @@ def _production(platform, name: str):
 
 
 def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys):
-    """The issue's sequence: a second fraud run with max_proba_diff 1e-12 fails output_parity
+    """The issue's sequence: a second fraud run with max_output_diff 1e-12 fails output_parity
     (never promoted); the night still validates production on production's own records."""
-    root, prod = platform["root"], _production(platform, promotion.FRAUD_MODEL)
+    root, prod = platform["root"], _production(platform, FRAUD_MODEL)
     strict = materialize(
         FRAUD_ASSETS,
         resources=platform["resources"],
         instance=platform["instance"],
         run_config=run_config(
-            TEST_ROWS, seed=8, export_validation_report={"config": {"max_proba_diff": 1e-12}}
+            TEST_ROWS, seed=8, export_validation_report={"config": {"max_output_diff": 1e-12}}
         ),
         raise_on_error=False,
     )
     assert not strict.success
     parity = [e for e in strict.get_asset_check_evaluations() if e.check_name == "output_parity"]
     assert parity and not parity[0].passed
-    latest_raw = _ref(root, "raw_transactions").sha256
-    assert latest_raw != prod.tags["raw_transactions_sha256"]  # "latest" is the strict run's
+    latest_raw = _ref(root, RAW).sha256
+    assert latest_raw != prod.tags[f"{RAW}_sha256"]  # "latest" is the strict run's
 
     result = _run(platform, nightly_validation, "2026-11-30")
     assert result.success, failure_text(result)
     night = _record(platform, "nightly_validation", "2026-11-30")
     fraud = night["models"]["fraud"]
-    assert fraud["version"] == f"{promotion.FRAUD_MODEL}@{prod.version}"
-    assert fraud["thresholds"]["max_proba_diff"] == 1e-4  # what validated production
-    assert fraud["lineage"]["raw_sha256"] == prod.tags["raw_transactions_sha256"]
-    assert fraud["lineage"]["splits_sha256"] == prod.tags["training_splits_sha256"]
+    assert fraud["version"] == f"{FRAUD_MODEL}@{prod.version}"
+    assert fraud["thresholds"]["max_output_diff"] == 1e-4  # what validated production
+    assert fraud["lineage"]["raw_sha256"] == prod.tags[f"{RAW}_sha256"]
+    assert fraud["lineage"]["splits_sha256"] == prod.tags[f"{SPLITS}_sha256"]
     assert fraud["lineage"]["onnx_sha256"] == prod.tags["onnx_sha256"]
     assert fraud["expectations"]["passed"]
     assert night["regressions"] == [], night["regressions"]
     table = result.get_asset_materialization_events()[0].materialization.metadata
-    assert prod.tags["raw_transactions_sha256"] in table["lineage_records"].value
+    assert prod.tags[f"{RAW}_sha256"] in table["lineage_records"].value
     assert latest_raw not in table["lineage_records"].value
     with capsys.disabled():
         print(f"\nnightly_validation 2026-11-30 records:\n{table['lineage_records'].value}")

@@ -48,7 +48,7 @@ DAEMON_QUERY = "{ instance { daemonHealth { allDaemonStatuses { daemonType healt
 def platform(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("platform_home")
     config = home / "run_config.yaml"
-    config.write_text("ops:\n  raw_transactions:\n    config:\n      rows: 8000\n")
+    config.write_text("ops:\n  fraud__raw_data:\n    config:\n      rows: 8000\n")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
         "ML_HOME": str(home),
@@ -94,11 +94,11 @@ def test_ui_shows_the_lineage_green_with_hashes(platform):
     nodes = _graphql(platform["dagster"], ASSET_QUERY)["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     for asset in (
-        "raw_transactions",
-        "training_splits",
-        "fraud_model",
-        "fraud_model_onnx",
-        "export_validation_report",
+        "fraud/raw_data",
+        "fraud/splits",
+        "fraud/model",
+        "fraud/onnx",
+        "fraud/export_validation_report",
     ):
         node = by_key[asset]
         assert node["assetMaterializations"], asset
@@ -114,11 +114,11 @@ def test_up_prints_one_line_per_asset_and_keeps_the_event_stream_in_a_log(platfo
         parts = line.split()
         if len(parts) > 3 and parts[1] in ("ok", "FAIL"):
             lines[parts[2].rstrip(",")] = line
-    for asset in ("raw_transactions", "fraud_model", "embedding_index", "curves/model"):
+    for asset in ("fraud/raw_data", "fraud/model", "embedding_index", "curves/model"):
         assert asset in lines, out[-3000:]
         assert lines[asset].split()[1] == "ok" and "sha256 " in lines[asset], lines[asset]
-    assert "expectations passed" in lines["raw_transactions:expectations"]
-    assert "output_parity passed" in lines["export_validation_report"]
+    assert "expectations passed" in lines["fraud/raw_data:expectations"]
+    assert "output_parity passed" in lines["fraud/export_validation_report"]
     runs_log = (platform["home"] / "logs" / "runs.log").read_text()
     assert "STEP_SUCCESS" in runs_log and "fraud_lineage_job" in runs_log
 

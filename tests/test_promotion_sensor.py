@@ -42,3 +42,13 @@ def test_waits_for_both_models_without_losing_the_move():
     requests, _, _ = decide(cursor, {F: "3", E: "1"})
     # The embedder's first promotion triggers the bundle (which includes fraud v3).
     assert [r.run_key for r in requests] == [f"{E}@1"]
+
+
+def test_waits_for_the_model_behind_v1_score_too():
+    """The fraud lineage declares score_routes (its YAML): no bundle is built without it."""
+    import ml_assets.definitions  # noqa: F401  (loads the defs folder: registers the lineages)
+
+    requests, cursor, skip = decide(None, {F: None, E: "2"})
+    assert requests == [] and F in skip
+    requests, _, _ = decide(cursor, {F: "1", E: "2"})
+    assert [r.run_key for r in requests] == [f"{F}@1"]

@@ -19,20 +19,18 @@ import psycopg
 import pytest
 from dagster import build_sensor_context, materialize
 
-from ml_assets.assets.export import fraud_model_onnx
 from ml_assets.assets.serving import (
     SMOKE_TRANSACTION,
     serving_bundle,
     serving_bundle_smoke,
     serving_deployment,
 )
-from ml_assets.assets.training import fraud_model
-from ml_assets.assets.validation import export_validation_report
 from ml_assets.core import events, promotion
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
+from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS, REGISTERED
+from ml_assets.core.serving_bundle import EMBEDDER as ROLE_EMBEDDER
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -40,10 +38,23 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.promotion import model_promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, assets_of_lineage, failure_text, run_config
+from tests.helpers import (
+    FRAUD_ASSETS,
+    FRAUD_MODEL,
+    MODEL,
+    ONNX,
+    RAW,
+    assets_of_lineage,
+    failure_text,
+    fraud_asset,
+    op,
+    run_config,
+)
+
+RETRAIN = [fraud_asset("model"), fraud_asset("onnx"), fraud_asset("export_validation_report")]
 
 API_KEY = "test-reload-key"
-FRAUD, EMBEDDER = promotion.FRAUD_MODEL, promotion.TEXT_EMBEDDER
+FRAUD, EMBEDDER = FRAUD_MODEL, REGISTERED[ROLE_EMBEDDER]
 
 
 def _ref(root: Path, asset: str) -> ArtifactRef:
@@ -73,17 +84,17 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
         run_config=run_config(TEST_ROWS),
     )
     assert first.success
-    fraud_a = _ref(root, "fraud_model").extra["model_version"]
+    fraud_a = _ref(root, MODEL).extra["model_version"]
     embedder = _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
     second = materialize(
         FRAUD_ASSETS,
-        selection=[fraud_model, fraud_model_onnx, export_validation_report],
+        selection=RETRAIN,
         resources=resources,
         instance=instance,
-        run_config={"ops": {"fraud_model": {"config": {"seed": 11, "max_iter": 120}}}},
+        run_config={"ops": {op("model"): {"config": {"seed": 11, "params": {"max_iter": 120}}}}},
     )
     assert second.success
-    fraud_b = _ref(root, "fraud_model").extra["model_version"]
+    fraud_b = _ref(root, MODEL).extra["model_version"]
     assert fraud_a != fraud_b
     port = free_port()
     logs = root / "mlflow.log"
@@ -245,7 +256,7 @@ def test_serving_bundle_builds_a_verified_bento(platform):
     assert Path(md["dockerfile"].value).exists()
     manifest = json.loads(_ref(platform["root"], "serving_bundle").read_verified())
     assert manifest["models"]["fraud"]["version"] == platform["fraud_a"]
-    assert manifest["models"]["fraud"]["provenance"][0]["asset"] == "raw_transactions"
+    assert manifest["models"]["fraud"]["provenance"][0]["asset"] == RAW
     bento_dir = Path(md["bento_path"].value)
     assert json.loads((bento_dir / "src" / "serving" / "bundle.json").read_text()) == manifest
     requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
@@ -288,6 +299,14 @@ def test_endpoints_answer_with_the_promoted_versions(server, platform):
         batch = [dict(SMOKE_TRANSACTION, amount=float(a)) for a in (5, 50, 5000)]
         r = c.post("/v1/score/batch", json={"transactions": batch})
         assert r.status_code == 200 and r.json()["count"] == 3
+        # The fraud lineage is a declared lineage like any other: its generic route serves the
+        # same model (its request model generated from the YAML's schema) with the same answer.
+        generic = c.post("/v1/models/fraud/predict", json={"features": SMOKE_TRANSACTION})
+        assert generic.status_code == 200, generic.text
+        assert generic.json()["model_version"] == fraud
+        assert generic.json()["prediction"] == pytest.approx(body["probability"], abs=1e-6)
+        unknown = {**SMOKE_TRANSACTION, "merchant_category": "casino"}
+        assert c.post("/v1/models/fraud/predict", json={"features": unknown}).status_code == 400
         r = c.post("/embed", json={"texts": ["front-month Brent", "power baseload Q1"]})
         assert r.status_code == 200 and r.json()["dim"] == 384 and r.json()["model_version"] == emb
         models = c.get("/models").json()
@@ -298,7 +317,7 @@ def test_endpoints_answer_with_the_promoted_versions(server, platform):
             )
         )
         chain = [link["asset"] for link in models["models"]["fraud"]["provenance"]]
-        assert chain[0] == "raw_transactions" and chain[-1] == "fraud_model_onnx"
+        assert chain[0] == RAW and chain[-1] == ONNX
         metrics = c.get("/metrics").text
         assert "ml_assets_model_loaded" in metrics and "ml_assets_inference_seconds" in metrics
     # BentoML's own client, against the same server.
@@ -637,7 +656,7 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
             r = c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION})
             assert r.json()["model_version"] == b
         provenance = c.get("/models").json()["models"]["fraud"]["provenance"]
-        assert provenance[0]["asset"] == "raw_transactions"
+        assert provenance[0]["asset"] == RAW
     # A gate rejection through the job fails the run and changes nothing.
     rejected = promote_model_job.execute_in_process(
         run_config={
@@ -729,20 +748,20 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
     # (a) A version whose export validation failed its blocking output_parity check.
     strict = materialize(
         FRAUD_ASSETS,
-        selection=[fraud_model, fraud_model_onnx, export_validation_report],
+        selection=RETRAIN,
         resources=platform["resources"],
         instance=platform["instance"],
         run_config={
             "ops": {
-                "fraud_model": {"config": {"seed": 13, "max_iter": 100}},
-                "export_validation_report": {"config": {"max_proba_diff": 1e-12}},
+                op("model"): {"config": {"seed": 13, "params": {"max_iter": 100}}},
+                op("export_validation_report"): {"config": {"max_output_diff": 1e-12}},
             }
         },
         raise_on_error=False,
     )
     parity = [c for c in strict.get_asset_check_evaluations() if c.check_name == "output_parity"]
     assert parity and not parity[0].passed
-    failed_version = _ref(platform["root"], "fraud_model").extra["model_version"]
+    failed_version = _ref(platform["root"], MODEL).extra["model_version"]
     cursor, event = _move_alias_and_refuse(platform, server, failed_version, cursor, webhook)
     assert "export_validation" in event["failed"]
 
@@ -751,9 +770,7 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
     good = client.get_model_version(FRAUD, platform["fraud_b"])
     mlflow = platform["resources"]["mlflow"]
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = Path(
-            client.download_artifacts(good.run_id, "onnx/fraud_model.onnx", tmp)
-        ).read_bytes()
+        onnx = Path(client.download_artifacts(good.run_id, "onnx/model.onnx", tmp)).read_bytes()
         prov = json.loads(
             Path(client.download_artifacts(good.run_id, "provenance.json", tmp)).read_bytes()
         )
@@ -762,7 +779,7 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
     prov["artifact"]["sha256"] = sha256_bytes(perturbed)
     prov_bytes = canonical_json(prov)
     run = client.create_run(client.get_run(good.run_id).info.experiment_id)
-    mlflow.log_bytes(run.info.run_id, perturbed, "onnx/fraud_model.onnx")
+    mlflow.log_bytes(run.info.run_id, perturbed, "onnx/model.onnx")
     mlflow.log_bytes(run.info.run_id, prov_bytes, "provenance.json")
     forged = client.create_model_version(
         FRAUD,
@@ -1018,7 +1035,15 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
     with httpx.Client(base_url=server.url, timeout=60) as c:
         doc = c.get("/docs.json").json()
         apis = {path for path, item in doc["paths"].items() if "post" in item}
-        assert apis == {"/v1/score", "/v1/score/batch", "/embed", "/search", "/reload"}
+        assert apis == {
+            "/v1/score",
+            "/v1/score/batch",
+            "/v1/models/fraud/predict",
+            "/v1/models/fraud/predict/batch",
+            "/embed",
+            "/search",
+            "/reload",
+        }
         for path in apis:
             declared = set(doc["paths"][path]["post"]["responses"])
             assert {"200", "400", "413", "415", "500", "503", "504"} <= declared, path

@@ -18,19 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_assets.assets.validation import latencies_ms
-from ml_assets.core import fraud_model, lineage_spec, tabular_model
-from ml_assets.core.expectations import validate_transactions
-from ml_assets.core.fraud_data import FEATURES, LABEL
-from ml_assets.core.fraud_scorer import OnnxFraudScorer
+from ml_assets.components.lineage_report import latencies_ms
+from ml_assets.core import lineage_spec, tabular_model
 from ml_assets.core.hashing import read_parquet_bytes, sha256_bytes
 from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.nightly import COMPLETED, FAILED
 from ml_assets.core.promotion import Decision
-from ml_assets.core.serving_bundle import FRAUD
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_scorer import OnnxTabularScorer
-from ml_assets.core.validation_records import FRAUD_CHAIN, Chain, chain_of
+from ml_assets.core.validation_records import Chain, chain_of
 from ml_assets.resources.storage import ArtifactStore
 
 
@@ -48,12 +44,10 @@ class Subject:
     model: str
     primary_metric: str
     higher_is_better: bool
-    spec: LineageSpec | None  # None: the hand-written fraud lineage
+    spec: LineageSpec
 
 
 def subject(role: str, registered_model: str) -> Subject:
-    if role == FRAUD:
-        return Subject(FRAUD, FRAUD_CHAIN, "training_splits", "fraud_model", "pr_auc", True, None)
     spec = lineage_spec.by_model(registered_model)
     if spec is None:
         raise ValueError(f"{registered_model} is not a declared lineage's model")
@@ -82,15 +76,8 @@ def failed_gates(decision: Decision) -> str:
 
 
 def _limits(s: Subject, thresholds: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
-    """The report's thresholds in one shape for every lineage (the fraud report names them
-    differently from a declared lineage's)."""
+    """The report's thresholds in the shape tonight's figures are compared in."""
     try:
-        if s.spec is None:
-            return {
-                "quality_delta": {m: thresholds["max_quality_delta"] for m in metrics},
-                "output_diff": thresholds["max_proba_diff"],
-                "latency_regression": thresholds.get("max_latency_regression"),
-            }
         return {
             "quality_delta": {m: thresholds[f"max_relative_delta_{m}"] for m in metrics},
             "output_diff": thresholds["max_output_diff"],
@@ -101,18 +88,16 @@ def _limits(s: Subject, thresholds: dict[str, Any], metrics: list[str]) -> dict[
 
 
 def _expectations(s: Subject, raw: pd.DataFrame) -> dict[str, Any]:
-    if s.spec is None:
-        outcomes = validate_transactions(raw)
-    else:
-        outcomes = validate_frame(
-            raw,
-            s.spec.features,
-            label=s.spec.label,
-            task=s.spec.task,
-            id_column=s.spec.id_column,
-            min_rows=s.spec.min_rows,
-            name=s.spec.asset("raw_data"),
-        )
+    outcomes = validate_frame(
+        raw,
+        s.spec.features,
+        label=s.spec.label,
+        task=s.spec.task,
+        id_column=s.spec.id_column,
+        min_rows=s.spec.min_rows,
+        label_rate=s.spec.label_rate,
+        name=s.spec.asset("raw_data"),
+    )
     return {
         "evaluated": len(outcomes),
         "passed": all(o.success for o in outcomes),
@@ -124,14 +109,6 @@ def _scorers(
     s: Subject, model_bytes: bytes, onnx_bytes: bytes
 ) -> tuple[Callable[[pd.DataFrame], np.ndarray], Any, list[str], Callable[..., dict]]:
     """(native predict, ONNX scorer, feature names, metrics function) of one lineage."""
-    if s.spec is None:
-        model = fraud_model.from_skops_bytes(model_bytes)
-        return (
-            lambda frame: model.predict_proba(frame)[:, 1],
-            OnnxFraudScorer(onnx_bytes),
-            list(FEATURES),
-            fraud_model.quality,
-        )
     import skops.io as sio
 
     spec = s.spec
@@ -154,8 +131,6 @@ def _scorers(
 
 
 def _onnx_all(s: Subject, scorer: Any, test: pd.DataFrame, names: list[str]) -> np.ndarray:
-    if s.spec is None:
-        return scorer.predict_proba(test)
     return scorer.predict_columns({n: test[n].to_numpy() for n in names})
 
 
@@ -218,7 +193,7 @@ def _measure_tabular(
     model_bytes = content.ref_for(s.model, inputs[s.model], ".skops").read_verified()
     df = read_parquet_bytes(splits)
     test = df[df["split"] == "test"].reset_index(drop=True)
-    label = LABEL if s.spec is None else s.spec.label
+    label = s.spec.label
     y = test[label].to_numpy()
     native, scorer, names, metrics = _scorers(s, model_bytes, files["model.onnx"])
     p_native, p_onnx = native(test[names]), _onnx_all(s, scorer, test, names)

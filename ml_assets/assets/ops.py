@@ -12,13 +12,14 @@ from ml_assets.assets.nightly_smoke import (
     set_smoke_baseline_job,
 )
 from ml_assets.assets.nightly_validation import nightly_validation, nightly_validation_job
+from ml_assets.components.defs_folder import after_lineages
 
 __all__ = [
     "DAILY",
     "GROUP",
     "SMOKE",
     "VALIDATION",
-    "defs",
+    "build_defs",
     "nightly_dir",
     "nightly_smoke",
     "nightly_smoke_job",
@@ -28,7 +29,10 @@ __all__ = [
     "set_smoke_baseline_job",
 ]
 
-defs = Definitions(
-    assets=[nightly_validation, nightly_smoke],
-    jobs=[nightly_validation_job, nightly_smoke_job, set_smoke_baseline_job],
-)
+
+def build_defs() -> Definitions:
+    """The nightly assets; validation downstream of every declared lineage's report."""
+    return Definitions(
+        assets=[after_lineages(nightly_validation, "export_validation_report"), nightly_smoke],
+        jobs=[nightly_validation_job, nightly_smoke_job, set_smoke_baseline_job],
+    )

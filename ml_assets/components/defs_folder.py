@@ -8,8 +8,17 @@ from pathlib import Path
 import dagster as dg
 from dagster_shared.utils.config import discover_config_file
 
+from ml_assets.core import lineage_spec
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFS_MODULE = "ml_assets.lineages"
+
+
+def after_lineages(asset: dg.AssetsDefinition, stage: str) -> dg.AssetsDefinition:
+    """`asset` with a dependency on each declared lineage's `stage` asset (call it after
+    `lineage_defs()`, which registers the lineages)."""
+    extra = [dg.AssetDep(dg.AssetKey([s.name, stage])) for s in lineage_spec.declared()]
+    return asset.map_asset_specs(lambda spec: spec.replace_attributes(deps=[*spec.deps, *extra]))
 
 
 def lineage_defs() -> dg.Definitions:

@@ -7,6 +7,7 @@ sha256 of the bytes); the export validation report is in `lineage_report`.
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -51,6 +52,16 @@ class RawDataConfig(dg.Config):
     )
     rows: int | None = Field(default=None, description="Rows to generate (default: YAML's).")
     seed: int | None = Field(default=None, description="Generator seed (default: YAML's).")
+
+
+class ModelConfig(dg.Config):
+    seed: int | None = Field(
+        default=None, description="The estimator's random_state (default: YAML's trainer.seed)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Train-function parameters for this run, over the YAML's trainer.params.",
+    )
 
 
 def build_lineage(plan: LineagePlan) -> dg.Definitions:
@@ -124,6 +135,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
             task=task,
             id_column=lin.dataset.id_column,
             min_rows=lin.dataset.min_rows,
+            label_rate=plan.spec.label_rate,
             name=spec.asset("raw_data"),
         )
         failed = [o for o in outcomes if not o.success]
@@ -213,6 +225,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
     )
     def model(
         context: dg.AssetExecutionContext,
+        config: ModelConfig,
         store: ArtifactStore,
         mlflow: MlflowResource,
         splits: ArtifactRef,
@@ -220,7 +233,11 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
         with timed() as t:
             df = read_parquet_bytes(splits.read_verified())
             parts = {s: df[df["split"] == s] for s in SPLITS}
-            estimator = plan.build_estimator()
+            trainer = plan.trainer_args(config.seed, config.params)
+            try:
+                estimator = plan.build_estimator(*trainer)
+            except TypeError as exc:
+                raise dg.Failure(f"{spec.asset('model')}: {exc}") from exc
             with native_threads(lin.trainer.threads):
                 estimator.fit(parts["train"][names], parts["train"][label].to_numpy())
                 scores = {
@@ -230,7 +247,15 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
             data, skops_types = to_skops_bytes(estimator)
             lineage = lineage_of(splits)
             run_id, version = track_model(
-                plan, context, mlflow, estimator, (data, skops_types), lineage, parts, scores
+                plan,
+                context,
+                mlflow,
+                estimator,
+                (data, skops_types),
+                lineage,
+                parts,
+                scores,
+                trainer,
             )
             ref = store.content().put(
                 spec.asset("model"),
@@ -250,7 +275,7 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
         return hashed_output(
             ref,
             upstream={spec.asset("splits"): splits},
-            seeds={"model_seed": lin.trainer.seed, "split_seed": lin.split.seed},
+            seeds={"model_seed": trainer[0], "split_seed": lin.split.seed},
             wall_time_s=t["seconds"],
             metadata={
                 "mlflow_run_id": dg.MetadataValue.text(run_id),

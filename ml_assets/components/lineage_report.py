@@ -5,13 +5,14 @@ name the ONNX bytes) are what the promotion gate reads; see
 `ml_assets.core.validation_records.model_evidence`.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
-from ml_assets.assets.validation import latencies_ms
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, read_parquet_bytes
@@ -36,11 +37,52 @@ CHECK_DESCRIPTIONS = {
 }
 
 
+def latencies_ms(fn: Callable[[int], Any], n: int, warmup: int) -> np.ndarray:
+    """`n` timed calls fn(i) after `warmup` untimed ones, in milliseconds."""
+    for i in range(warmup):
+        fn(i)
+    out = np.empty(n)
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        out[i] = (time.perf_counter() - start) * 1e3
+    return out
+
+
 def _pct(samples: np.ndarray) -> dict[str, float]:
     return {
         "p50_ms": float(np.percentile(samples, 50)),
         "p95_ms": float(np.percentile(samples, 95)),
     }
+
+
+class ReportConfig(dg.Config):
+    """One run's stricter thresholds (a run can tighten a declared gate, never loosen it)."""
+
+    max_output_diff: float | None = Field(
+        default=None, description="output_parity for this run: at most the YAML's."
+    )
+    max_quality_delta: float | None = Field(
+        default=None, description="quality_delta for this run, every metric: at most the YAML's."
+    )
+
+
+def stricter(thresholds: dict[str, float], config: ReportConfig, where: str) -> dict[str, float]:
+    """The declared thresholds with this run's tighter ones; a looser one is refused."""
+    out = dict(thresholds)
+    asked = {"max_output_diff": config.max_output_diff}
+    if config.max_quality_delta is not None:
+        asked.update({k: config.max_quality_delta for k in out if k.startswith("max_relative_")})
+    for name, value in asked.items():
+        if value is None:
+            continue
+        if value > out[name]:
+            raise dg.Failure(
+                f"{where}: run config {name}={value} is looser than the declared {out[name]}; "
+                "a run can only tighten a gate (change the lineage's YAML to loosen it)"
+            )
+        out[name] = value
+    return out
 
 
 def report_asset(
@@ -70,13 +112,14 @@ def report_asset(
     )
     def export_validation_report(
         context: dg.AssetExecutionContext,
+        config: ReportConfig,
         store: ArtifactStore,
         mlflow: MlflowResource,
         splits: ArtifactRef,
         model: ArtifactRef,
         onnx: ArtifactRef,
     ) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
-        thresholds = dict(spec.thresholds)
+        thresholds = stricter(spec.thresholds, config, spec.asset("export_validation_report"))
         with timed() as t:
             df = read_parquet_bytes(splits.read_verified())
             test = df[df["split"] == "test"].reset_index(drop=True)

@@ -43,8 +43,11 @@ def track_model(
     lineage: list[dict[str, str]],
     parts: dict[str, Any],
     scores: dict[str, dict[str, float]],
+    trainer: tuple[int, dict[str, Any]],
 ) -> tuple[str, str]:
-    """Log the fitted model to an MLflow run and register it; returns (run id, version)."""
+    """Log the fitted model to an MLflow run and register it; returns (run id, version).
+
+    `trainer`: the (seed, params) this model was trained with (the YAML's and the run's)."""
     data, skops_types = skops
     lin, spec, cv = plan.lineage, plan.spec, plan.code_versions
     names, task = [f.name for f in spec.features], spec.task
@@ -60,12 +63,12 @@ def track_model(
         },
     ) as run_id:
         params = {
-            "seed": lin.trainer.seed,
+            "seed": trainer[0],
             "task": task,
             "trainer": plan.trainer_ref,
             "features": ",".join(names),
             "estimator": type(estimator).__name__,
-            **{f"trainer.{k}": v for k, v in lin.trainer.params.items()},
+            **{f"trainer.{k}": v for k, v in trainer[1].items()},
             **_estimator_params(estimator),
         }
         metrics = {f"{s}_{m}": v for s, ms in scores.items() for m, v in ms.items()}

@@ -101,10 +101,23 @@ class Dataset(dg.Model, dg.Resolvable):
         str | None, _about("A unique row id: checked unique, and used to order splits.")
     ] = None
     min_rows: Annotated[int, _about("Expectation: at least this many rows.")] = 1_000
+    label_rate: Annotated[
+        list[float] | None,
+        _about(
+            "Expectation (classification): the positive rate lies in [min, max], e.g. "
+            "[0.001, 0.2]; outside it a file is mislabelled or not this dataset."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Dataset:
         _at_least(self, 1, "rows", "min_rows")
+        if self.label_rate is not None:
+            lo_hi = self.label_rate
+            if len(lo_hi) != 2 or not 0.0 <= lo_hi[0] <= lo_hi[1] <= 1.0:
+                raise ValueError(
+                    f"dataset.label_rate {lo_hi}: expected [min, max] with 0 <= min <= max <= 1"
+                )
         if (self.generator is None) == (self.path is None):
             raise ValueError("dataset: set exactly one of `generator` and `path`")
         if self.generator is not None and not _FUNCTION.match(self.generator):
@@ -246,10 +259,20 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             "candidate may be and still be promoted."
         ),
     ] = 0.01
+    score_routes: Annotated[
+        bool,
+        _about(
+            "Also serve this model at POST /v1/score and /v1/score/batch (the fraud routes: "
+            "features of the transaction schema in, a probability and a verdict out). At "
+            "most one lineage of a code location may set it."
+        ),
+    ] = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelLineage:
         _at_least(self, 0, "promotion_margin")
+        if self.dataset.label_rate is not None and self.task != "classification":
+            raise ValueError("dataset.label_rate is for classification lineages")
         if not self.features:
             raise ValueError("features: declare at least one")
         if not _NAME.match(self.name):
@@ -306,6 +329,8 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             thresholds=self.thresholds(),
             id_column=self.dataset.id_column,
             min_rows=self.dataset.min_rows,
+            label_rate=None if self.dataset.label_rate is None else tuple(self.dataset.label_rate),
+            score_routes=self.score_routes,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -39,20 +39,36 @@ class LineagePlan:
     trainer_fn: Callable[..., Any]
     code_versions: Mapping[str, str]
 
-    def build_estimator(self) -> Any:
+    def trainer_args(
+        self, seed: int | None = None, params: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """(seed, params) of one training: the YAML's, with a run's overrides on top."""
+        merged = {**self.lineage.trainer.params, **(params or {})}
+        return (self.lineage.trainer.seed if seed is None else seed), merged
+
+    def build_estimator(
+        self, seed: int | None = None, params: Mapping[str, Any] | None = None
+    ) -> Any:
         """Call the train function with the arguments it asks for and check what it returns."""
         feats = self.spec.features
+        seed, merged = self.trainer_args(seed, params)
         available: dict[str, Any] = {
             "categorical": [f.name for f in feats if f.kind == "category"],
             "numeric": [f.name for f in feats if f.kind != "category"],
             "features": list(feats),
-            "seed": self.lineage.trainer.seed,
+            "seed": seed,
             "task": self.spec.task,
         }
         params = inspect.signature(self.trainer_fn).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = sorted(k for k in merged if k not in params and k not in available)
+        if unknown and not takes_any:
+            raise TypeError(
+                f"{self.trainer_ref} takes no parameter {unknown}; its parameters: "
+                f"{sorted(k for k in params if k not in available)}"
+            )
         kwargs = {k: v for k, v in available.items() if takes_any or k in params}
-        estimator = self.trainer_fn(**kwargs, **self.lineage.trainer.params)
+        estimator = self.trainer_fn(**kwargs, **merged)
         checked = check_estimator(estimator, self.spec.task, self.trainer_ref)
         return select_features(checked, self.spec.features)
 

@@ -46,6 +46,10 @@ class LineageSpec:
     # The raw data's declared id column and row floor: its expectations suite needs them.
     id_column: str | None = None
     min_rows: int = 1
+    # Expectation (classification): the positive rate's bounds, or None.
+    label_rate: tuple[float, float] | None = None
+    # Served at /v1/score and /v1/score/batch too (at most one lineage).
+    score_routes: bool = False
 
     def asset(self, stage: str) -> str:
         """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,
@@ -67,6 +71,7 @@ class LineageSpec:
                 "features": feats,
                 "report_checks": tuple(data.get("report_checks") or ()),
                 "thresholds": dict(data.get("thresholds") or {}),
+                "label_rate": tuple(data["label_rate"]) if data.get("label_rate") else None,
             }
         )
 
@@ -82,12 +87,28 @@ def register(spec: LineageSpec) -> LineageSpec:
             f"registered model {spec.registered_model!r} is declared by two lineages: "
             f"{known.name!r} and {spec.name!r}"
         )
+    routed = [s.name for s in _REGISTRY.values() if s.score_routes and s.name != spec.name]
+    if spec.score_routes and routed:
+        raise ValueError(
+            f"lineages {routed[0]!r} and {spec.name!r} both set score_routes: only one model "
+            "can answer /v1/score"
+        )
     _REGISTRY[spec.registered_model] = spec
     return spec
 
 
 def by_model(registered_model: str) -> LineageSpec | None:
     return _REGISTRY.get(registered_model)
+
+
+def by_name(name: str) -> LineageSpec | None:
+    """The declared lineage called `name` (its asset key prefix), if any."""
+    return next((s for s in _REGISTRY.values() if s.name == name), None)
+
+
+def score_lineage() -> LineageSpec | None:
+    """The lineage served at /v1/score, if one declares `score_routes`."""
+    return next((s for s in _REGISTRY.values() if s.score_routes), None)
 
 
 def declared() -> list[LineageSpec]:

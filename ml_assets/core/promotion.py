@@ -16,7 +16,6 @@ event table and the version tags.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,28 +26,15 @@ import psycopg
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ml_assets.core import events, lineage_spec
+from ml_assets.core import events, gate_subjects
+from ml_assets.core.gate_subjects import Subject
 from ml_assets.core.hashing import sha256_bytes
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
-from ml_assets.core.validation_records import (
-    Evidence,
-    ValidationRecords,
-    chain_of,
-    embedder_evidence,
-    fraud_evidence,
-    model_evidence,
-)
+from ml_assets.core.validation_records import Evidence, ValidationRecords
 
 EVENT_TYPE = events.MODEL_PROMOTED
 EVENTS_SCHEMA = events.EVENTS_SCHEMA
 EVENTS_TABLE = events.EVENTS_TABLE
-FRAUD_MODEL, TEXT_EMBEDDER = "fraud-detector", "text-embedder"
-PRIMARY_METRIC = {FRAUD_MODEL: "test_pr_auc", TEXT_EMBEDDER: "ndcg@10"}
-# Where each model's served files live in its MLflow run (what the bundle downloads).
-FRAUD_FILES = {"model.onnx": "onnx/fraud_model.onnx", "provenance.json": "provenance.json"}
-TOKENIZER_FILE = "tokenizer/tokenizer.json"
-# A declared lineage's model (ml_assets/components): its ONNX export and provenance.
-LINEAGE_FILES = {"model.onnx": "onnx/model.onnx", "provenance.json": "provenance.json"}
 ensure_events_table = events.ensure_events_table
 
 
@@ -125,18 +111,13 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
 
 
 def promotable() -> list[str]:
-    """Every registered model the gate knows: the two built-in ones and each declared lineage."""
-    return sorted({*PRIMARY_METRIC, *(s.registered_model for s in lineage_spec.declared())})
+    """Every registered model the gate knows: the built-in ones and each declared lineage."""
+    return gate_subjects.names()
 
 
 def file_paths(name: str, tags: dict[str, str]) -> dict[str, str]:
     """{served file name: its path in the version's MLflow run}."""
-    if name == FRAUD_MODEL:
-        return dict(FRAUD_FILES)
-    if lineage_spec.by_model(name) is not None:
-        return dict(LINEAGE_FILES)
-    variant = tags.get("variant") or "int8"
-    return {"model.onnx": f"{variant}/model.onnx", "tokenizer.json": TOKENIZER_FILE}
+    return gate_subjects.subject(name).files(tags)
 
 
 def fetch_files(client: MlflowClient, name: str, version: str, dst: Path) -> dict[str, bytes]:
@@ -157,25 +138,11 @@ def fetch_files(client: MlflowClient, name: str, version: str, dst: Path) -> dic
 
 
 def _evidence(
-    records: ValidationRecords, name: str, version: str, tags: dict[str, str], files: dict
+    records: ValidationRecords, subject: Subject, version: str, tags: dict[str, str], files: dict
 ) -> Evidence:
-    label = f"{name}@{version}"
+    ev = subject.evidence(records, f"{subject.name}@{version}", files, tags)
     onnx_sha = sha256_bytes(files["model.onnx"])
-    spec = lineage_spec.by_model(name)
-    if name == FRAUD_MODEL or spec is not None:
-        try:
-            provenance = json.loads(files["provenance.json"])
-        except (KeyError, ValueError):
-            provenance = {}
-        if spec is None:
-            ev = fraud_evidence(records, label, onnx_sha, provenance)
-        else:
-            ev = model_evidence(records, chain_of(spec), label, onnx_sha, provenance)
-        tagged = tags.get("onnx_sha256")
-    else:
-        tok_sha = sha256_bytes(files["tokenizer.json"])
-        ev = embedder_evidence(records, tags.get("variant") or "int8", onnx_sha, tok_sha)
-        tagged = tags.get("sha256")
+    tagged = tags.get(subject.hash_tag)
     if tagged != onnx_sha:
         # Only a symptom (tags are not the proof), but worth naming: the file was swapped.
         ev.gate(
@@ -187,21 +154,13 @@ def _evidence(
     return ev
 
 
-def _champion_metric(records: ValidationRecords, client: MlflowClient, name: str, version: str):
+def _champion_metric(
+    records: ValidationRecords, client: MlflowClient, subject: Subject, version: str
+) -> float | None:
     """The champion's primary metric from the records (found by its registry hash: it is
     only the yardstick; the champion itself was gated when it entered serving)."""
-    tags = _tags(client, name, version)
-    spec = lineage_spec.by_model(name)
-    if name == FRAUD_MODEL or spec is not None:
-        sha = tags.get("onnx_sha256")
-        if not sha:
-            return None
-        if spec is None:
-            return fraud_evidence(records, f"{name}@{version}", sha, None).metric
-        return model_evidence(records, chain_of(spec), f"{name}@{version}", sha, None).metric
-    sha = tags.get("sha256")
-    variant = tags.get("variant") or "int8"
-    return embedder_evidence(records, variant, sha, tags.get("tokenizer_sha256", "")).metric
+    tags = _tags(client, subject.name, version)
+    return subject.champion_metric(records, f"{subject.name}@{version}", tags)
 
 
 def evaluate(
@@ -219,9 +178,7 @@ def evaluate(
     `files`: the bytes that would be served (the bundle passes what it downloaded); fetched
     from the version's MLflow run when omitted.
     """
-    spec = lineage_spec.by_model(name)
-    if name not in PRIMARY_METRIC and spec is None:
-        raise ValueError(f"unknown model {name!r}; promotable models: {promotable()}")
+    subject = gate_subjects.subject(name)
     version = str(version)
     try:
         mv = client.get_model_version(name, version)
@@ -237,22 +194,22 @@ def evaluate(
         except FileNotFoundError as exc:
             files = None
             gates.append(Gate("files", False, str(exc)))
-    evidence = Evidence() if files is None else _evidence(records, name, version, tags, files)
+    evidence = Evidence() if files is None else _evidence(records, subject, version, tags, files)
     gates.extend(Gate(*g) for g in evidence.gates)
     decision = Decision(
         model=name,
         version=version,
         kind="rollback" if rollback else "promotion",
-        metric=PRIMARY_METRIC[name] if spec is None else spec.primary_metric,
+        metric=subject.metric,
         candidate_value=evidence.metric,
         champion_version=champion,
         champion_value=None
         if champion is None or champion == version
-        else _champion_metric(records, client, name, champion),
+        else _champion_metric(records, client, subject, champion),
         margin=margin,
         gates=gates,
         evidence=evidence,
-        higher_is_better=True if spec is None else spec.higher_is_better,
+        higher_is_better=subject.higher_is_better,
     )
     decision.gates.append(_champion_gate(decision, rollback))
     return decision
@@ -373,18 +330,14 @@ def bootstrap(
     """On a fresh platform: promote, per model without a champion, its newest version that
     passes every gate (for the embedder, of `variant`, the one the index is built with)."""
     promoted: dict[str, str] = {}
-    for name in (
-        FRAUD_MODEL,
-        TEXT_EMBEDDER,
-        *(s.registered_model for s in lineage_spec.declared()),
-    ):
+    for name in gate_subjects.names():
         if champion_version(client, name) is not None:
             continue
         versions = sorted(
             client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)
         )
         for mv in versions:
-            if name == TEXT_EMBEDDER and mv.tags.get("variant") != variant:
+            if not gate_subjects.subject(name).first_candidate(dict(mv.tags), variant):
                 continue
             if evaluate(client, name, str(mv.version), records=records).approved:
                 promote(

@@ -20,11 +20,12 @@ from typing import Any
 BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
 MODEL_MANIFEST = "ml_model.json"
 BUNDLE_MANIFEST = "bundle.json"
-FRAUD, EMBEDDER = "fraud", "embedder"
-REGISTERED = {FRAUD: "fraud-detector", EMBEDDER: "text-embedder"}
+# A bundle's models by role: the text embedder's, and each declared lineage's under its name.
+EMBEDDER = "embedder"
+REGISTERED = {EMBEDDER: "text-embedder"}
 PRODUCTION_ALIAS = "production"
 # The files each role needs, in the model directory (a declared lineage's model: its ONNX).
-ROLE_FILES = {FRAUD: ("model.onnx",), EMBEDDER: ("model.onnx", "tokenizer.json")}
+ROLE_FILES = {EMBEDDER: ("model.onnx", "tokenizer.json")}
 TABULAR_FILES = ("model.onnx",)
 
 
@@ -143,16 +144,24 @@ def entries_of(manifest: dict[str, Any]) -> dict[str, ModelEntry]:
 
 # The blocking checks whose passed evaluations a served model's manifest must carry (the gate
 # wrote them from the platform's records; the service refuses an entry without them).
-REQUIRED_VERDICTS = {
-    FRAUD: ("expectations", "quality_delta", "output_parity", "latency"),
-    EMBEDDER: ("fp32_parity", "int8_parity", "int8_retrieval"),
-}
+REQUIRED_VERDICTS = {EMBEDDER: ("fp32_parity", "int8_parity", "int8_retrieval")}
 
 
 def lineage_of_entry(entry: ModelEntry) -> dict[str, Any] | None:
     """The declared lineage (LineageSpec as a dict) a tabular model's entry carries, if any."""
     lineage = entry.info.get("lineage")
     return lineage if isinstance(lineage, dict) else None
+
+
+def score_role(entries: dict[str, ModelEntry]) -> str:
+    """The role whose model answers /v1/score: the lineage that declares `score_routes`."""
+    roles = [r for r, e in entries.items() if (lineage_of_entry(e) or {}).get("score_routes")]
+    if len(roles) != 1:
+        raise BundleIntegrityError(
+            f"the bundle has {len(roles)} models declaring score_routes ({roles}); /v1/score "
+            "needs exactly one: set `score_routes: true` on one lineage's YAML and promote it"
+        )
+    return roles[0]
 
 
 def required_verdicts(entry: ModelEntry) -> tuple[str, ...]:

@@ -1,19 +1,19 @@
 """Great Expectations suites generated from a declared lineage's schema (in-memory context).
 
 For each feature: the column exists, has the declared type, holds no nulls, and stays in its
-range or category set. The label exists, is non-null and (classification) is 0/1; the id
-column, when declared, is unique; the table has a minimum row count.
+range or category set. The label exists, is non-null and (classification) is 0/1, its mean
+(the positive rate) within declared bounds; the id column, when declared, is unique; the
+table has a minimum row count.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from ml_assets.core.expectations import ExpectationOutcome
-from ml_assets.core.expectations import _detail as outcome_detail
 from ml_assets.core.lineage_spec import FeatureSpec, Task
 
 GX_TYPES = {
@@ -23,6 +23,34 @@ GX_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    expectation: str
+    column: str
+    success: bool
+    detail: str
+
+
+def outcome_detail(result: object) -> str:
+    """What a failed (or unevaluable) expectation observed, in one line."""
+    res = getattr(result, "result", {}) or {}
+    exc = getattr(result, "exception_info", {}) or {}
+    if exc.get("raised_exception"):
+        msg = str(exc.get("exception_message", "")).splitlines()[0][:160]
+        return f"could not be evaluated: {msg}"
+    parts = []
+    if "observed_value" in res:
+        parts.append(f"observed {res['observed_value']}")
+    if res.get("unexpected_count"):
+        parts.append(
+            f"{res['unexpected_count']} unexpected ({res.get('unexpected_percent', 0):.3g}%)"
+        )
+        sample = res.get("partial_unexpected_list") or []
+        if sample:
+            parts.append(f"e.g. {sample[:3]}")
+    return "; ".join(parts)
+
+
 def suite(
     features: Sequence[FeatureSpec],
     *,
@@ -30,6 +58,7 @@ def suite(
     task: Task,
     id_column: str | None = None,
     min_rows: int = 1,
+    label_rate: tuple[float, float] | None = None,
 ) -> list[object]:
     """The expectations, in the order they are reported."""
     import great_expectations.expectations as gxe
@@ -51,6 +80,9 @@ def suite(
     exps.append(gxe.ExpectColumnValuesToNotBeNull(column=label))
     if task == "classification":
         exps.append(gxe.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]))
+        if label_rate is not None:
+            lo, hi = label_rate
+            exps.append(gxe.ExpectColumnMeanToBeBetween(column=label, min_value=lo, max_value=hi))
     else:
         exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=label, type_list=GX_TYPES["float"]))
     if id_column:
@@ -98,8 +130,16 @@ def validate_frame(
     task: Task,
     id_column: str | None = None,
     min_rows: int = 1,
+    label_rate: tuple[float, float] | None = None,
     name: str = "lineage",
 ) -> list[ExpectationOutcome]:
     """Run the schema's generated suite over `df`; one outcome per expectation."""
-    exps = suite(features, label=label, task=task, id_column=id_column, min_rows=min_rows)
+    exps = suite(
+        features,
+        label=label,
+        task=task,
+        id_column=id_column,
+        min_rows=min_rows,
+        label_rate=label_rate,
+    )
     return run_suite(df, name.replace("/", "_"), exps)

@@ -14,14 +14,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import mean_absolute_error, mean_squared_error
+from sklearn.metrics import (
+    average_precision_score,
+    mean_absolute_error,
+    mean_squared_error,
+    roc_auc_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from ml_assets.core.fraud_model import ONNX_TARGET_OPSET, quality
 from ml_assets.core.hashing import canonical_skops
 from ml_assets.core.lineage_spec import FeatureSpec, Task
 
+ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("roc_auc", "pr_auc"),
     "regression": ("mae", "rmse"),
@@ -87,6 +92,14 @@ def predict(model: Any, task: Task, frame: pd.DataFrame) -> np.ndarray:
     if task == "classification":
         return np.asarray(model.predict_proba(frame))[:, 1]
     return np.asarray(model.predict(frame), dtype=np.float64).reshape(-1)
+
+
+def quality(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of P(class 1)."""
+    return {
+        "roc_auc": float(roc_auc_score(y_true, proba)),
+        "pr_auc": float(average_precision_score(y_true, proba)),
+    }
 
 
 def evaluate(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

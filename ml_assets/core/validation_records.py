@@ -14,9 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-FRAUD_CHECKS = {"export_validation_report": ("quality_delta", "output_parity", "latency")}
 EMBEDDER_CHECKS = {"embedding_model_onnx": ("fp32_parity", "int8_parity", "int8_retrieval")}
-EXPECTATIONS = ("raw_transactions", "expectations")
 SEARCH_CHECK = ("search_quality_report", "hybrid_not_worse")
 
 
@@ -117,16 +115,6 @@ class Chain:
     metric: str  # the report metadata key of the primary metric (native model, test split)
 
 
-FRAUD_CHAIN = Chain(
-    export="fraud_model_onnx",
-    report="export_validation_report",
-    raw="raw_transactions",
-    report_checks=FRAUD_CHECKS["export_validation_report"],
-    expectations=EXPECTATIONS[1],
-    metric="native_pr_auc",
-)
-
-
 def chain_of(spec: Any) -> Chain:
     """The chain of a declared lineage (a LineageSpec from ml_assets/core/lineage_spec.py)."""
     return Chain(
@@ -210,15 +198,6 @@ def model_evidence(
     verdict = records.verdict(raw_mat, chain.expectations)
     ev.verdicts.append(verdict)
     ev.gate(chain.expectations, verdict.passed is True, f"{chain.raw} {raw[:12]}: {verdict.word}")
-    return ev
-
-
-def fraud_evidence(
-    records: ValidationRecords, label: str, onnx_sha256: str, provenance: dict[str, Any] | None
-) -> Evidence:
-    """The fraud model's chain (its hand-written assets)."""
-    ev = model_evidence(records, FRAUD_CHAIN, label, onnx_sha256, provenance)
-    ev.facts["raw_transactions_sha256"] = ev.facts.get("raw_sha256")
     return ev
 
 

@@ -23,11 +23,16 @@ from ml_assets.core.promotion import champion_version
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS, REGISTERED
 from ml_assets.resources.mlflow import MlflowResource
 
-BUNDLE_NEEDS = frozenset(REGISTERED.values())
+
+def bundle_needs() -> frozenset[str]:
+    """The models a bundle cannot be built without: the embedder and the lineage behind
+    /v1/score."""
+    scorer = lineage_spec.score_lineage()
+    return frozenset({*REGISTERED.values(), *([scorer.registered_model] if scorer else [])})
 
 
 def watched_models() -> list[str]:
-    """The built-in models and every declared lineage's registered model."""
+    """The embedder and every declared lineage's registered model."""
     return sorted({*REGISTERED.values(), *(s.registered_model for s in lineage_spec.declared())})
 
 
@@ -55,10 +60,10 @@ def decide(
     new_cursor = json.dumps({"aliases": current, "moves": moves}, sort_keys=True)
     if not moved:
         return [], new_cursor, "no production alias moved"
-    # The bundle needs both built-in models; a declared lineage is served once it has one.
-    missing = [
-        name for name, version in current.items() if version is None and name in BUNDLE_NEEDS
-    ]
+    # The bundle needs the embedder and the /v1/score model; any other lineage is served
+    # once it has a production version.
+    needs = bundle_needs()
+    missing = [name for name, version in current.items() if version is None and name in needs]
     if missing:
         # A bundle needs both models; the move is remembered and the bundle follows the other
         # model's first promotion (which is itself a move).

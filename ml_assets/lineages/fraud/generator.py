@@ -1,4 +1,8 @@
-"""The card-transaction dataset: its schema and a seeded, deterministic generator."""
+"""The card-transaction dataset: a seeded, deterministic generator (schema: core/fraud_schema).
+
+The fraud lineage's YAML names `generate_transactions` as its dataset generator, called as
+`generate_transactions(rows, seed)`.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The fraud detector: P(fraud) of a card transaction (classification)."""
