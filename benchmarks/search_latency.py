@@ -41,13 +41,13 @@ from ml_assets.core.corpus import Document, default_corpus_path, load_corpus, lo
 from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
 from ml_assets.core.embedder_quality import MAX_LENGTH
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.search import (
+from ml_assets.core.search import run_search
+from ml_assets.core.search_config import (
     DEFAULT_EF_SEARCH,
     DEFAULT_FUSION,
     EXACT_SCAN_MAX_DOCS,
     MODES,
     FusionWeights,
-    run_search,
 )
 from ml_assets.core.search_eval import hnsw_recall
 from ml_assets.core.search_index import connect, embedding_text, reindex

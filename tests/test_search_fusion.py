@@ -12,7 +12,7 @@ import pytest
 
 from ml_assets.core import events
 from ml_assets.core.corpus import LabelledQuery
-from ml_assets.core.search import DEFAULT_FUSION, FusionWeights
+from ml_assets.core.search_config import DEFAULT_FUSION, FusionWeights
 from ml_assets.core.search_tables import LAYOUT_VERSION, table_name
 from ml_assets.core.search_tuning import Candidates, _prepare, bm25_scores, family, rerank
 

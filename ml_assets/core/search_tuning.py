@@ -20,15 +20,13 @@ import psycopg
 
 from ml_assets.core.corpus import LabelledQuery
 from ml_assets.core.ranking import ndcg_at
-from ml_assets.core.search import (
+from ml_assets.core.search_config import (
     DEFAULT_EF_SEARCH,
     EXACT_SCAN_MAX_DOCS,
     QUERY_TERMS_CAP,
     FusionWeights,
-    compose,
-    search_params,
-    set_search_locals,
 )
+from ml_assets.core.search_sql import compose, search_params, set_search_locals
 
 K = 10
 # The largest candidate list any trial uses: fetched once per query.
