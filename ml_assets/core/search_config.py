@@ -27,6 +27,11 @@ RANKERS = ("bm25", "ts_rank_cd")
 # lexical hit holds. "none": a fixed weight.
 ADAPT_FEATURES = ("none", "known_terms", "query_terms", "top_match")
 QUERY_TERMS_CAP = 10
+# What scales hybrid's feedback step (FusionWeights.feedback): "none" a fixed weight, "top_match"
+# times the share of the query's IDF that the top lexical hit holds (a lexical list that
+# matches little of the query moves the query vector little).
+FEEDBACK_GATES = ("none", "top_match")
+MAX_FEEDBACK_DOCS = 10
 MAX_CANDIDATES = 200
 MAX_LEXICAL_BUDGET = 10_000
 
@@ -44,6 +49,12 @@ class FusionWeights:
     tenant) or ts_rank_cd, at most `lexical_budget` documents: those holding the query's
     rarest lexemes. Equal scores go to the smaller doc_id.
 
+    Lexical feedback (`feedback` > 0, hybrid only): the vector list is searched with the query's
+    embedding plus `feedback` (times the top lexical hit's share of the query's IDF with
+    `feedback_gate` "top_match") times the mean embedding of the top `feedback_docs` lexical
+    hits, and V is the cosine to that vector: documents like the ones that match the query's
+    words join the vector list, whose own words the query does not share.
+
     The field defaults are the configuration from before BM25 (RRF over ts_rank_cd), so a
     stored configuration keeps its meaning; DEFAULT_FUSION is what search uses given none.
     """
@@ -59,16 +70,20 @@ class FusionWeights:
     adapt: str = "none"
     lexical_at_1: float = 0.0
     lexical_budget: int = LEXICAL_CANDIDATES
+    feedback: float = 0.0
+    feedback_docs: int = 3
+    feedback_gate: str = "none"
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("method", FUSION_METHODS),
             ("ranker", RANKERS),
             ("adapt", ADAPT_FEATURES),
+            ("feedback_gate", FEEDBACK_GATES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if min(self.vector, self.lexical, self.lexical_at_1) < 0:
+        if min(self.vector, self.lexical, self.lexical_at_1, self.feedback) < 0:
             raise ValueError("fusion weights must be >= 0")
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise ValueError(f"candidates must be within 1..{MAX_CANDIDATES}")
@@ -76,8 +91,10 @@ class FusionWeights:
             raise ValueError(f"lexical_budget must be within 1..{MAX_LEXICAL_BUDGET}")
         if self.k < 0 or self.k1 < 0 or not 0 <= self.b <= 1:
             raise ValueError("need k >= 0, k1 >= 0 and 0 <= b <= 1")
-        if self.adapt == "top_match" and self.ranker != "bm25":
-            raise ValueError("adapt 'top_match' needs the bm25 ranker")
+        if not 1 <= self.feedback_docs <= MAX_FEEDBACK_DOCS:
+            raise ValueError(f"feedback_docs must be within 1..{MAX_FEEDBACK_DOCS}")
+        if "top_match" in (self.adapt, self.feedback_gate) and self.ranker != "bm25":
+            raise ValueError("'top_match' (adapt or feedback_gate) needs the bm25 ranker")
 
     @property
     def lexical_weight_at_1(self) -> float:

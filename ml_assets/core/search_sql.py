@@ -117,15 +117,39 @@ lex_ranked AS (
 # HNSW graph with iterative scans. Only one branch runs: the other's one-time filter is false.
 _VECTOR = """
 vec_ranked AS (
-  (SELECT doc_id, embedding <=> %(qvec)s AS dist FROM search.live_documents
+  (SELECT doc_id, embedding <=> {qv} AS dist FROM search.live_documents
    WHERE {filters} AND (SELECT n FROM tenant) > %(exact_max)s
-   ORDER BY embedding <=> %(qvec)s LIMIT %(vec_limit)s)
+   ORDER BY embedding <=> {qv} LIMIT %(vec_limit)s)
   UNION ALL
-  (SELECT doc_id, (embedding <=> %(qvec)s) + 0 AS dist FROM search.live_documents
+  (SELECT doc_id, (embedding <=> {qv}) + 0 AS dist FROM search.live_documents
    WHERE {filters} AND (SELECT n FROM tenant) <= %(exact_max)s
    ORDER BY 2 LIMIT %(vec_limit)s)
 )
 """
+
+# Hybrid's query vector (CTE `qv`): the query's embedding plus, with feedback, %(fb)s (times
+# the top lexical hit's share of the query's IDF under the "top_match" gate) times the mean
+# embedding of the top %(fb_docs)s lexical hits. pgvector has no vector-by-scalar product: the
+# scalar is a vector of that value (array_fill). No lexical hit, or a weight of 0: the query's.
+# The vector list's HNSW walk orders by this one value (an InitPlan parameter).
+_QUERY_VECTOR = """
+qv AS MATERIALIZED (
+  SELECT CASE WHEN g.a > 0 AND c.e IS NOT NULL
+    THEN %(qvec)s + c.e * array_fill(g.a::real, ARRAY[vector_dims(%(qvec)s)])::vector
+    ELSE %(qvec)s END AS v
+  FROM (SELECT avg(d.embedding) AS e
+        FROM (SELECT doc_id FROM lex_ranked ORDER BY score DESC, doc_id
+              LIMIT %(fb_docs)s) t
+        JOIN search.live_documents d ON d.doc_id = t.doc_id AND d.tenant_id = %(tenant)s) c,
+       (SELECT %(fb)s * CASE %(fb_gate)s
+          WHEN 'top_match' THEN coalesce(
+            (SELECT matched FROM lex_ranked ORDER BY score DESC, doc_id LIMIT 1)
+            / nullif((SELECT sum(idf) FROM idf), 0), 0)
+          ELSE 1::float8 END AS a) g
+)
+"""
+# Where hybrid reads its query vector.
+_HYBRID_QV = "(SELECT v FROM qv)"
 
 # Both lists ranked, the pool of their documents, and this query's lexical weight.
 _POOL = """
@@ -167,7 +191,7 @@ fused AS (
 _CONVEX = """
 scored AS (
   SELECT p.doc_id, p.vector_rank, p.lexical_rank,
-         1 - coalesce(p.dist, d.embedding <=> %(qvec)s) AS vs,
+         1 - coalesce(p.dist, d.embedding <=> {qv}) AS vs,
          coalesce(p.lscore, (SELECT f.score FROM ({scorer}) f)) AS ls
   FROM pool p JOIN search.live_documents d ON d.doc_id = p.doc_id AND d.tenant_id = %(tenant)s
 ),
@@ -204,7 +228,7 @@ ORDER BY lexical_rank
 """
 
 _HYBRID_TEMPLATE = """
-WITH {tenant}, {terms}, {lex_cand}, {lexical}, {vector}, {pool}, {fuse}
+WITH {tenant}, {terms}, {lex_cand}, {lexical}, {query_vector}, {vector}, {pool}, {fuse}
 SELECT d.doc_id, d.tenant_id, d.type, d.title, d.tags, f.score, f.vector_rank, f.lexical_rank
 FROM fused f JOIN search.live_documents d ON d.doc_id = f.doc_id AND d.tenant_id = %(tenant)s
 ORDER BY f.score DESC, d.doc_id LIMIT %(limit)s
@@ -213,6 +237,9 @@ ORDER BY f.score DESC, d.doc_id LIMIT %(limit)s
 
 def compose(template: str, ranker: str = "bm25", method: str = "rrf") -> sql.Composed:
     """Fill the fixed fragments into a statement; values stay bound parameters."""
+    # Hybrid searches with its query vector `qv` (lexical feedback); other statements with the
+    # query's embedding.
+    qv = _HYBRID_QV if "{query_vector}" in template else "%(qvec)s"
     fuse = _RRF
     if method != "rrf":
         norm = _NORMS[method]
@@ -220,13 +247,15 @@ def compose(template: str, ranker: str = "bm25", method: str = "rrf") -> sql.Com
             scorer=_scorer(ranker, "d.tsv"),
             norm_vs=norm.format(x="x.vs"),
             norm_ls=norm.format(x="x.ls"),
+            qv=qv,
         )
     frags = {
         "tenant": _TENANT,
         "terms": _TERMS,
         "lex_cand": _LEX_CAND.format(filters=_FILTERS),
         "lexical": _LEXICAL.format(scorer=_scorer(ranker, "c.tsv")),
-        "vector": _VECTOR.format(filters=_FILTERS),
+        "query_vector": _QUERY_VECTOR,
+        "vector": _VECTOR.format(filters=_FILTERS, qv=qv),
         "pool": _POOL,
         "fuse": fuse,
     }
@@ -284,6 +313,9 @@ def search_params(
         "k": float(fusion.k),
         "k1": float(fusion.k1),
         "b": float(fusion.b),
+        "fb": float(fusion.feedback),
+        "fb_docs": fusion.feedback_docs,
+        "fb_gate": fusion.feedback_gate,
     }
 
 
