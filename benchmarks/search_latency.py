@@ -13,13 +13,15 @@ One process, one run, on the embedded PostgreSQL 18 + pgvector:
   to end including the query's embedding (the real int8 ONNX embedder; in process, without
   the HTTP service), over the labelled queries repeated after one untimed pass; HNSW recall@10
   against exact search per tenant, as search runs it and for the filtered graph walk alone;
+  with --baseline, hybrid with that configuration too, timed in turn with ours, and the ratios;
 - at scale, how often each mode still ranks a labelled relevant document (or a synthetic one
   built from it) in the top 10: the labelled quality eval covers the shipped corpus only.
 The load average (before and after), the CPU and the Postgres settings are printed: the
 machine has 2 cores and may be shared.
 
     .venv/bin/python benchmarks/search_latency.py [--docs 100000] [--repeat 5]
-        [--reindex-docs 5000 (0 skips the reindex cost)] [--fusion report.json] [--pgdata DIR]
+        [--reindex-docs 5000 (0 skips the reindex cost)] [--fusion report.json]
+        [--baseline other.json (its hybrid timed in turn)] [--pgdata DIR]
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def cpu() -> str:
     return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, {' '.join(simd)}"
 
 
+BASELINE = "baseline"
 PG_SETTINGS = (
     "shared_buffers",
     "work_mem",
@@ -154,6 +157,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fusion", help="a search_quality_report JSON (or its search_config)")
     parser.add_argument(
+        "--baseline",
+        help="another configuration's JSON (as --fusion): its hybrid is timed in turn with ours",
+    )
+    parser.add_argument(
         "--pgdata",
         help="embedded Postgres data dir to keep (default: a temporary one); a rerun on it "
         "reuses the 100,000-document index and only times the searches",
@@ -163,9 +170,12 @@ def main() -> None:
         # A kept index would make the "full build" an incremental one.
         parser.error("--pgdata measures searches on a kept index: pass --reindex-docs 0 with it")
     fusion = load_fusion(args.fusion)
+    baseline = load_fusion(args.baseline) if args.baseline else None
     print(f"load average at start (1/5/15 min): {fmt_load()}", flush=True)
     print(f"cpu: {cpu()}")
     print(f"search configuration: {asdict(fusion)}", flush=True)
+    if baseline:
+        print(f"{BASELINE} configuration: {asdict(baseline)}", flush=True)
 
     base = load_corpus(default_corpus_path()).documents
     queries = load_queries()
@@ -203,8 +213,12 @@ def main() -> None:
 
         qtexts = [q.query for q in queries]
         qvecs = embedder.embed(qtexts)
-        sql_ms: dict[str, list[float]] = {m: [] for m in MODES}
-        e2e_ms: dict[str, list[float]] = {m: [] for m in MODES}
+        # (label, mode, configuration): each mode, and hybrid with the baseline configuration
+        # timed in turn with them, query by query.
+        runs = [(m, m, fusion) for m in MODES]
+        runs += [(BASELINE, "hybrid", baseline)] if baseline else []
+        sql_ms: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+        e2e_ms: dict[str, list[float]] = {label: [] for label, _, _ in runs}
         hits: dict[str, list[bool]] = {m: [] for m in MODES}
         hybrid_by_tenant: dict[str, list[float]] = {}
         with connect(dsn, autocommit=True) as conn:
@@ -214,27 +228,25 @@ def main() -> None:
             }
             print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
             for q, v in zip(queries, qvecs, strict=True):  # warm-up pass, untimed
-                for mode in MODES:
-                    run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion)
+                for _, mode, f in runs:
+                    run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=f)
             for _ in range(args.repeat):
                 for q, v in zip(queries, qvecs, strict=True):
-                    for mode in MODES:
+                    for label, mode, f in runs:
                         t = time.perf_counter()
                         found = run_search(
-                            conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion
+                            conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=f
                         )
-                        sql_ms[mode].append((time.perf_counter() - t) * 1e3)
-                        if mode == "hybrid":
-                            hybrid_by_tenant.setdefault(q.tenant_id, []).append(sql_ms[mode][-1])
-                        if len(hits[mode]) < len(queries):
+                        sql_ms[label].append((time.perf_counter() - t) * 1e3)
+                        if label == "hybrid":
+                            hybrid_by_tenant.setdefault(q.tenant_id, []).append(sql_ms[label][-1])
+                        if label in hits and len(hits[label]) < len(queries):
                             ids = [h.doc_id for h in found]
-                            hits[mode].append(hit_at_10(ids, q.relevant_ids))
+                            hits[label].append(hit_at_10(ids, q.relevant_ids))
                         t = time.perf_counter()
                         vec = None if mode == "lexical" else embedder.embed([q.query])[0]
-                        run_search(
-                            conn, q.query, vec, q.tenant_id, limit=10, mode=mode, fusion=fusion
-                        )
-                        e2e_ms[mode].append((time.perf_counter() - t) * 1e3)
+                        run_search(conn, q.query, vec, q.tenant_id, limit=10, mode=mode, fusion=f)
+                        e2e_ms[label].append((time.perf_counter() - t) * 1e3)
             tenants = sorted({d.tenant_id for d in docs})
             recall = {tenant: hnsw_recall(conn, [(tenant, v) for v in qvecs]) for tenant in tenants}
             graph = {
@@ -259,11 +271,18 @@ def main() -> None:
         f"most {fusion.lexical_budget} candidates; ef_search {DEFAULT_EF_SEARCH}; exact vector "
         f"scan for tenants <= {EXACT_SCAN_MAX_DOCS:,} docs"
     )
-    for mode in MODES:
+    for label in sql_ms:
         print(
-            f"  {mode:<8} SQL  {pct(sql_ms[mode])}   end to end (with embedding) "
-            f"{pct(e2e_ms[mode])}"
+            f"  {label:<8} SQL  {pct(sql_ms[label])}   end to end (with embedding) "
+            f"{pct(e2e_ms[label])}"
         )
+    if baseline:
+        ratios = [
+            f"{kind} p{q} {np.percentile(ms['hybrid'], q) / np.percentile(ms[BASELINE], q):.2f}"
+            for kind, ms in (("SQL", sql_ms), ("end to end", e2e_ms))
+            for q in (50, 95)
+        ]
+        print(f"  hybrid / {BASELINE} (timed in turn): " + ", ".join(ratios))
     for tenant, samples in sorted(hybrid_by_tenant.items()):
         print(f"  hybrid SQL in {tenant:<22} ({shares[tenant]:5.1%} of docs): {pct(samples)}")
     hyb_sql = np.percentile(sql_ms["hybrid"], 95)
