@@ -103,24 +103,23 @@ class FusionWeights:
 
 
 # What search uses when given no configuration: what search_quality_report chose on the tune
-# splits of both labelled sets with the packaged int8 embedder (index layout 2): lexical
-# feedback, the vector list searched with the query's embedding plus 0.75 x (the top lexical
-# hit's share of the query's IDF) x the mean embedding of the top 3 lexical hits, then z-scored
-# cosine plus 0.1 x z-scored BM25 over the top 100 of each list; BM25 k1 0.9, b 0.3, over at
-# most 500 candidates (not tuned: the labelled sets rank the same from 300 up; at 100,000
-# documents 1000 costs about 5 ms more at p95). The service passes the configuration its
-# bundle holds.
+# splits of both labelled sets with the packaged int8 embedder (index layout 2: identifiers
+# split into words, the title counted twice): z-scored scores over the top 100 of each list,
+# the lexical weight 1.0 - 0.7 x the query's length in lexemes over QUERY_TERMS_CAP (a long
+# natural-language question leans on the vector side); BM25 k1 0.9, b 0.3, over at most 500
+# candidates (not tuned: the labelled sets rank the same from 300 up; at 100,000 documents 1000
+# costs about 5 ms more at p95). No lexical feedback: tune reports it but does not choose it
+# (search_tuning.FEEDBACK_CHOOSABLE). The service passes the configuration its bundle holds.
 DEFAULT_FUSION = FusionWeights(
     vector=1.0,
-    lexical=0.1,
+    lexical=1.0,
     k=60,
     candidates=100,
     method="zscore",
     ranker="bm25",
     k1=0.9,
     b=0.3,
+    adapt="query_terms",
+    lexical_at_1=0.3,
     lexical_budget=500,
-    feedback=0.75,
-    feedback_docs=3,
-    feedback_gate="top_match",
 )
