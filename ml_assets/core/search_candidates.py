@@ -24,13 +24,13 @@ MAX_TUNED_CANDIDATES = 100
 # of that vector; the chosen configuration is judged by the real SQL either way).
 FEEDBACK_POOL = 300
 # How many documents BM25 ranks (FusionWeights.lexical_budget): fixed, not tuned (a latency
-# bound; the labelled sets are too small for it to matter, see search.DEFAULT_FUSION).
+# bound; the labelled sets are too small for it to matter, see search_config.DEFAULT_FUSION).
 LEXICAL_BUDGET = 500
-# The BM25 settings and feedback document counts tune tries (their top lexical hits are the
-# documents whose similarities to every candidate are fetched).
+# The BM25 settings tune tries, and the most feedback documents a trial uses: each setting's
+# top FEEDBACK_TOP lexical hits are the documents whose similarity to every candidate is fetched.
 BM25_K1 = (0.6, 0.9, 1.2, 1.5, 2.0)
 BM25_B = (0.3, 0.5, 0.75, 0.9)
-MAX_FEEDBACK_DOCS = 5
+FEEDBACK_TOP = 5
 
 _HEADER_SQL = compose("""
 WITH {tenant}, {terms}
@@ -155,13 +155,13 @@ def lexical_order(c: Candidates, scores: Sequence[float]) -> list[int]:
 
 
 def _with_similarity(conn: psycopg.Connection, c: Candidates) -> Candidates:
-    """`c` with the similarities to its top MAX_FEEDBACK_DOCS lexical hits under each BM25
+    """`c` with the similarities to its top FEEDBACK_TOP lexical hits under each BM25
     setting that tune tries."""
     top = sorted(
         {
             d
             for k1, b in itertools.product(BM25_K1, BM25_B)
-            for d in lexical_order(c, bm25_scores(c, k1, b))[:MAX_FEEDBACK_DOCS]
+            for d in lexical_order(c, bm25_scores(c, k1, b))[:FEEDBACK_TOP]
         }
     )
     if not top:

@@ -21,6 +21,7 @@ from ml_assets.core.ranking import ndcg_at
 from ml_assets.core.search_candidates import (
     BM25_B,
     BM25_K1,
+    FEEDBACK_TOP,
     Candidates,
     K,
     bm25_scores,
@@ -45,7 +46,7 @@ ADAPTIVE = ("known_terms", "query_terms", "top_match")
 # Lexical feedback (FusionWeights.feedback): its weight, documents and gate, each with these
 # fixed lexical weights in the z-score fusion after it (0: the feedback's vector list alone).
 FEEDBACK = (0.15, 0.25, 0.35, 0.5, 0.75, 1.0)
-FEEDBACK_DOCS = (1, 2, 3, 5)
+FEEDBACK_DOCS = (1, 2, 3, FEEDBACK_TOP)
 FEEDBACK_GATES = ("none", "top_match")
 FEEDBACK_LEXICAL = (0.0, 0.1, 0.2, 0.35)
 # Whether tune may choose a feedback configuration, or only reports the family. Not yet: with
