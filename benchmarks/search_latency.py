@@ -6,13 +6,14 @@ One process, one run, on the embedded PostgreSQL 18 + pgvector:
 - the shipped corpus expanded synthetically to --docs documents (sentences recombined across
   two documents of the same tenant and type; one tenant holds 5%). Embedding 100,000 texts
   takes this 2-core CPU tens of minutes, so each synthetic document's vector is the normalised
-  mean of its two sources' real embeddings plus noise: the SQL, HNSW and recall figures are
+  mix of real embeddings plus noise (--proxy, PROXIES): the SQL, HNSW and recall figures are
   measured at full scale, the embedding cost by benchmarks/embedding_throughput.py;
 - p50/p95 of vector, lexical (BM25) and hybrid SQL per query with the served search
   configuration (DEFAULT_FUSION, or --fusion: a report's search_config or fusion JSON), and end
   to end including the query's embedding (the real int8 ONNX embedder; in process, without
   the HTTP service), over the labelled queries repeated after one untimed pass; HNSW recall@10
   against exact search per tenant, as search runs it and for the filtered graph walk alone;
+  with --baseline, hybrid with that configuration too, timed in turn with ours, and the ratios;
 - at scale, how often each mode still ranks a labelled relevant document (or a synthetic one
   built from it) in the top 10: the labelled quality eval covers the shipped corpus only.
 The load average (before and after), the CPU and the Postgres settings are printed: the
@@ -20,11 +21,13 @@ machine has 2 cores and may be shared.
 
     .venv/bin/python benchmarks/search_latency.py [--docs 100000] [--repeat 5]
         [--reindex-docs 5000 (0 skips the reindex cost)] [--fusion report.json]
+        [--baseline other.json (its hybrid timed in turn)] [--pgdata DIR] [--proxy random]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -41,13 +44,13 @@ from ml_assets.core.corpus import Document, default_corpus_path, load_corpus, lo
 from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
 from ml_assets.core.embedder_quality import MAX_LENGTH
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.search import (
+from ml_assets.core.search import run_search
+from ml_assets.core.search_config import (
     DEFAULT_EF_SEARCH,
     DEFAULT_FUSION,
     EXACT_SCAN_MAX_DOCS,
     MODES,
     FusionWeights,
-    run_search,
 )
 from ml_assets.core.search_eval import hnsw_recall
 from ml_assets.core.search_index import connect, embedding_text, reindex
@@ -55,7 +58,10 @@ from ml_assets.core.text_embedder import OnnxTextEmbedder
 from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
 
-def expand(docs: tuple[Document, ...], n: int, seed: int = 7) -> list[Document]:
+def expand(
+    docs: tuple[Document, ...], n: int, seed: int = 7, sources: dict[str, str] | None = None
+) -> list[Document]:
+    """`docs` and synthetic ones up to `n`; `sources` gets each synthetic id's second source."""
     rng = random.Random(seed)
     tenants = sorted({d.tenant_id for d in docs})
     small = min(tenants, key=lambda t: sum(d.tenant_id == t for d in docs))
@@ -74,28 +80,67 @@ def expand(docs: tuple[Document, ...], n: int, seed: int = 7) -> list[Document]:
         out.append(
             replace(a, id=f"{a.id}-x{i}", title=f"{a.title} ({b.title.split(' ')[0]})", text=text)
         )
+        if sources is not None:
+            sources[out[-1].id] = b.id
     return out
 
 
+# How proxy vectors are made (--proxy), and each kind's "model version" (its index table):
+# "random": every document's vector is its first source's real embedding + 0.6 x a random
+# shipped document's + noise (the figures published so far); "sources": the shipped documents
+# keep their real embeddings, a synthetic one gets the normalised mean of its two sources' (the
+# documents its sentences come from) + noise, so a document's words and vector agree (what
+# lexical feedback relies on), and pairs of near-duplicates are common (harder for HNSW).
+PROXIES = {
+    "random": "f" * 64,
+    "sources": hashlib.sha256(b"search_latency proxy vectors: sources").hexdigest(),
+}
+
+
 class ProxyEmbedder:
-    """Real embeddings for the shipped documents; synthetic ones get a mix of their sources'."""
+    """Real embeddings for the shipped documents, mixed into proxies for the synthetic ones."""
 
     def __init__(
-        self, embedder: OnnxTextEmbedder, base: tuple[Document, ...], docs: list[Document]
+        self,
+        embedder: OnnxTextEmbedder,
+        base: tuple[Document, ...],
+        docs: list[Document],
+        sources: dict[str, str],
+        kind: str,
     ) -> None:
         self.dim = embedder.dim
+        self._args = embedder, base, docs, sources, kind
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def _build(self) -> None:
+        # On first use only: a rerun on a kept index (--pgdata) embeds nothing.
+        embedder, base, docs, sources, kind = self._args
         real = embedder.embed([embedding_text(d) for d in base])
         by_id = {d.id: real[i] for i, d in enumerate(base)}
         rng = np.random.default_rng(3)
-        self._vectors: dict[str, np.ndarray] = {}
         for d in docs:
-            a = by_id[d.id.split("-x")[0]]
-            partner = base[int(rng.integers(len(base)))]
-            mix = a + 0.6 * by_id[partner.id] + rng.normal(0, 0.02, self.dim)
+            first = by_id[d.id.split("-x")[0]]
+            if kind == "random":
+                partner = base[int(rng.integers(len(base)))]
+                mix = first + 0.6 * by_id[partner.id] + rng.normal(0, 0.02, self.dim)
+            elif d.id in by_id:
+                mix = first
+            else:
+                mix = first + by_id[sources[d.id]]
+                mix = mix / np.linalg.norm(mix) + rng.normal(0, 0.02, self.dim)
             self._vectors[embedding_text(d)] = (mix / np.linalg.norm(mix)).astype(np.float32)
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        if not self._vectors:
+            self._build()
         return np.stack([self._vectors[t] for t in texts])
+
+
+def backend_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a Postgres backend has used: unlike wall time, not inflated
+    by other processes on a loaded machine (10 ms ticks: meaningful summed over many queries)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(samples: list[float]) -> str:
@@ -122,6 +167,7 @@ def cpu() -> str:
     return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, {' '.join(simd)}"
 
 
+BASELINE = "baseline"
 PG_SETTINGS = (
     "shared_buffers",
     "work_mem",
@@ -146,11 +192,32 @@ def main() -> None:
     parser.add_argument("--reindex-docs", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--fusion", help="a search_quality_report JSON (or its search_config)")
+    parser.add_argument(
+        "--proxy",
+        choices=sorted(PROXIES),
+        default="random",
+        help="how synthetic documents' vectors are made (see PROXIES)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="another configuration's JSON (as --fusion): its hybrid is timed in turn with ours",
+    )
+    parser.add_argument(
+        "--pgdata",
+        help="embedded Postgres data dir to keep (default: a temporary one); a rerun on it "
+        "reuses the 100,000-document index and only times the searches",
+    )
     args = parser.parse_args()
+    if args.pgdata and args.reindex_docs:
+        # A kept index would make the "full build" an incremental one.
+        parser.error("--pgdata measures searches on a kept index: pass --reindex-docs 0 with it")
     fusion = load_fusion(args.fusion)
+    baseline = load_fusion(args.baseline) if args.baseline else None
     print(f"load average at start (1/5/15 min): {fmt_load()}", flush=True)
     print(f"cpu: {cpu()}")
     print(f"search configuration: {asdict(fusion)}", flush=True)
+    if baseline:
+        print(f"{BASELINE} configuration: {asdict(baseline)}", flush=True)
 
     base = load_corpus(default_corpus_path()).documents
     queries = load_queries()
@@ -158,8 +225,8 @@ def main() -> None:
     embedder = OnnxTextEmbedder(int8, tokenizer_path(), max_length=MAX_LENGTH)
     model_sha = sha256_bytes(int8)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.setdefault("XDG_RUNTIME_DIR", tmp)
-        server = start_embedded_postgres(Path(tmp) / "pg", stop_on_exit=True)
+        root = Path(args.pgdata) if args.pgdata else Path(tmp)
+        server = start_embedded_postgres(root / "pg", stop_on_exit=True)
         ensure_databases(server)
         reindex_dsn = with_database(server, "ml_assets")
 
@@ -176,21 +243,32 @@ def main() -> None:
             inc = reindex(reindex_dsn, changed, embedder, model_sha, "bench-2")
             inc_s = time.perf_counter() - t
 
-        docs = expand(base, args.docs)
-        proxy = ProxyEmbedder(embedder, base, docs)
+        sources: dict[str, str] = {}
+        docs = expand(base, args.docs, sources=sources)
+        proxy = ProxyEmbedder(embedder, base, docs, sources, args.proxy)
         ensure_databases(server, ("ml_assets_scale",))
         dsn = with_database(server, "ml_assets_scale")
         t = time.perf_counter()
         scale = reindex(
-            dsn, docs, proxy, "f" * 64, "bench-scale", log=lambda m: print(f"  {m}", flush=True)
+            dsn,
+            docs,
+            proxy,
+            PROXIES[args.proxy],
+            "bench-scale",
+            log=lambda m: print(f"  {m}", flush=True),
         )
         scale_s = time.perf_counter() - t
 
         qtexts = [q.query for q in queries]
         qvecs = embedder.embed(qtexts)
-        sql_ms: dict[str, list[float]] = {m: [] for m in MODES}
-        e2e_ms: dict[str, list[float]] = {m: [] for m in MODES}
-        hits: dict[str, list[bool]] = {m: [] for m in MODES}
+        # (label, mode, configuration): each mode, and hybrid with the baseline configuration
+        # timed in turn with them, query by query.
+        runs = [(m, m, fusion) for m in MODES]
+        runs += [(BASELINE, "hybrid", baseline)] if baseline else []
+        sql_ms: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+        e2e_ms: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+        hits: dict[str, list[bool]] = {label: [] for label, _, _ in runs}
+        cpu_s: dict[str, float] = {label: 0.0 for label, _, _ in runs}
         hybrid_by_tenant: dict[str, list[float]] = {}
         with connect(dsn, autocommit=True) as conn:
             settings = {
@@ -199,27 +277,27 @@ def main() -> None:
             }
             print("postgres settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
             for q, v in zip(queries, qvecs, strict=True):  # warm-up pass, untimed
-                for mode in MODES:
-                    run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion)
+                for _, mode, f in runs:
+                    run_search(conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=f)
             for _ in range(args.repeat):
                 for q, v in zip(queries, qvecs, strict=True):
-                    for mode in MODES:
+                    for label, mode, f in runs:
+                        c0 = backend_cpu_s(conn.info.backend_pid)
                         t = time.perf_counter()
                         found = run_search(
-                            conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=fusion
+                            conn, q.query, v, q.tenant_id, limit=10, mode=mode, fusion=f
                         )
-                        sql_ms[mode].append((time.perf_counter() - t) * 1e3)
-                        if mode == "hybrid":
-                            hybrid_by_tenant.setdefault(q.tenant_id, []).append(sql_ms[mode][-1])
-                        if len(hits[mode]) < len(queries):
+                        sql_ms[label].append((time.perf_counter() - t) * 1e3)
+                        cpu_s[label] += backend_cpu_s(conn.info.backend_pid) - c0
+                        if label == "hybrid":
+                            hybrid_by_tenant.setdefault(q.tenant_id, []).append(sql_ms[label][-1])
+                        if label in hits and len(hits[label]) < len(queries):
                             ids = [h.doc_id for h in found]
-                            hits[mode].append(hit_at_10(ids, q.relevant_ids))
+                            hits[label].append(hit_at_10(ids, q.relevant_ids))
                         t = time.perf_counter()
                         vec = None if mode == "lexical" else embedder.embed([q.query])[0]
-                        run_search(
-                            conn, q.query, vec, q.tenant_id, limit=10, mode=mode, fusion=fusion
-                        )
-                        e2e_ms[mode].append((time.perf_counter() - t) * 1e3)
+                        run_search(conn, q.query, vec, q.tenant_id, limit=10, mode=mode, fusion=f)
+                        e2e_ms[label].append((time.perf_counter() - t) * 1e3)
             tenants = sorted({d.tenant_id for d in docs})
             recall = {tenant: hnsw_recall(conn, [(tenant, v) for v in qvecs]) for tenant in tenants}
             graph = {
@@ -236,7 +314,8 @@ def main() -> None:
             f"(target <= 5%: {'met' if inc_s / full_s <= 0.05 else 'MISSED'})"
         )
     print(
-        f"scale: {scale.total:,} documents (expanded from {len(base):,} shipped, proxy vectors); "
+        f"scale: {scale.total:,} documents (expanded from {len(base):,} shipped, "
+        f"{args.proxy} proxy vectors); "
         f"COPY + HNSW + GIN build {scale_s:.1f} s"
     )
     print(
@@ -244,11 +323,22 @@ def main() -> None:
         f"most {fusion.lexical_budget} candidates; ef_search {DEFAULT_EF_SEARCH}; exact vector "
         f"scan for tenants <= {EXACT_SCAN_MAX_DOCS:,} docs"
     )
-    for mode in MODES:
+    for label in sql_ms:
         print(
-            f"  {mode:<8} SQL  {pct(sql_ms[mode])}   end to end (with embedding) "
-            f"{pct(e2e_ms[mode])}"
+            f"  {label:<8} SQL  {pct(sql_ms[label])}   end to end (with embedding) "
+            f"{pct(e2e_ms[label])}"
         )
+    print(
+        "  Postgres backend CPU per SQL query (mean, not inflated by other load): "
+        + ", ".join(f"{k} {v / len(sql_ms[k]) * 1e3:.2f} ms" for k, v in cpu_s.items())
+    )
+    if baseline:
+        ratios = [
+            f"{kind} p{q} {np.percentile(ms['hybrid'], q) / np.percentile(ms[BASELINE], q):.2f}"
+            for kind, ms in (("SQL", sql_ms), ("end to end", e2e_ms))
+            for q in (50, 95)
+        ]
+        print(f"  hybrid / {BASELINE} (timed in turn): " + ", ".join(ratios))
     for tenant, samples in sorted(hybrid_by_tenant.items()):
         print(f"  hybrid SQL in {tenant:<22} ({shares[tenant]:5.1%} of docs): {pct(samples)}")
     hyb_sql = np.percentile(sql_ms["hybrid"], 95)
@@ -259,7 +349,7 @@ def main() -> None:
     )
     print(
         "  labelled relevant doc (or one expanded from it) in the top 10 at this scale: "
-        + ", ".join(f"{m} {np.mean(hits[m]):.3f}" for m in MODES)
+        + ", ".join(f"{label} {np.mean(found):.3f}" for label, found in hits.items())
     )
     for tenant in sorted(recall):
         print(

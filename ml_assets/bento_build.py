@@ -25,6 +25,8 @@ CORE_MODULES = (
     "fraud_scorer",
     "text_embedder",
     "search",
+    "search_config",
+    "search_sql",
     "search_index",
     "search_tables",
     "search_switch",

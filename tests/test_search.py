@@ -42,7 +42,7 @@ from ml_assets.core.search_index import (
     table_name,
 )
 from ml_assets.core.search_tables import lexical_tsvector
-from ml_assets.core.search_tuning import fetch_candidates, rerank_all
+from ml_assets.core.search_tuning import FEEDBACK_CHOOSABLE, fetch_candidates, rerank_all
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref, ref_path
@@ -134,10 +134,15 @@ def test_report_judges_both_labelled_sets_and_search_reproduces_its_ranking(env,
         m + a
         for m in ("rrf", "minmax", "zscore")
         for a in ("", "+known_terms", "+query_terms", "+top_match")
-    }
+    } | {"zscore+feedback"}
     assert [r["chosen"] for r in families.values()].count(True) == 1
-    # Every trial was scored on the tune split only; the chosen one is the best of them.
-    best = max(t["tune_ndcg_at_10_mean"] for t in report["fusion_trials"])
+    # Every trial was scored on the tune split only; the chosen one is the best of those tune
+    # may choose (lexical feedback is reported, not chosen, unless FEEDBACK_CHOOSABLE).
+    best = max(
+        t["tune_ndcg_at_10_mean"]
+        for t in report["fusion_trials"]
+        if FEEDBACK_CHOOSABLE or t["feedback"] == 0
+    )
     chosen = next(r for r in families.values() if r["chosen"])
     assert (chosen["search_tune"] + chosen["docs_tune"]) / 2 == pytest.approx(best)
     # What the service does with the bundled config: FusionWeights(**config["fusion"]).
@@ -165,14 +170,22 @@ def test_tuning_reranks_the_candidates_exactly_as_the_sql_does(env):
             ranker="bm25", k=5, lexical=0.0, adapt="top_match", lexical_at_1=1.5, candidates=100
         ),
         FusionWeights(ranker="bm25", k1=1.5, b=0.3, adapt="known_terms", lexical_at_1=1.0),
+        # Lexical feedback alone: the vector list of the moved query vector.
+        FusionWeights(ranker="bm25", method="minmax", lexical=0.0, feedback=1.0, feedback_docs=5),
     ]
     with connect(env["dsn"], autocommit=True) as conn:
         cands = fetch_candidates(conn, queries, vectors, lexical_budget=budget)
+        vector = rank_all(conn, queries, vectors, "vector", DEFAULT_FUSION)
         for f in (replace(c, lexical_budget=budget) for c in configs):
             python, sql_ranked = rerank_all(cands, f), rank_all(conn, queries, vectors, "hybrid", f)
             same = sum(a == b for a, b in zip(python, sql_ranked, strict=True))
-            # z-score's mean and deviation may round differently; the rest is the same floats.
-            assert same >= (0.95 if f.method == "zscore" else 1.0) * len(queries), f
+            # z-score's mean and deviation may round differently, and so may the moved query
+            # vector (float4 in the SQL); the rest is the same floats.
+            exact = f.method != "zscore" and f.feedback == 0
+            assert same >= (1.0 if exact else 0.95) * len(queries), f
+            if f.feedback:
+                # The feedback does move the vector list.
+                assert sum(a != b for a, b in zip(sql_ranked, vector, strict=True)) >= 10, f
 
 
 def test_docs_set_scratch_index_keeps_tenants_apart(env, dagster_instance):

@@ -12,7 +12,7 @@ import pytest
 
 from ml_assets.core import events
 from ml_assets.core.corpus import LabelledQuery
-from ml_assets.core.search import DEFAULT_FUSION, FusionWeights
+from ml_assets.core.search_config import DEFAULT_FUSION, FusionWeights
 from ml_assets.core.search_tables import LAYOUT_VERSION, table_name
 from ml_assets.core.search_tuning import Candidates, _prepare, bm25_scores, family, rerank
 
@@ -24,6 +24,9 @@ from ml_assets.core.search_tuning import Candidates, _prepare, bm25_scores, fami
         FusionWeights(),
         FusionWeights(method="minmax", ranker="bm25", lexical=0.45, candidates=100),
         FusionWeights(method="rrf", ranker="bm25", k=5, adapt="top_match", lexical_at_1=1.5),
+        FusionWeights(
+            method="zscore", ranker="bm25", feedback=0.5, feedback_docs=5, feedback_gate="top_match"
+        ),
     ],
 )
 def test_configuration_round_trips_through_json(fusion):
@@ -34,6 +37,7 @@ def test_a_stored_configuration_from_before_bm25_keeps_its_meaning():
     old = FusionWeights(**{"vector": 1.0, "lexical": 0.0, "k": 60, "candidates": 50})
     assert (old.method, old.ranker, old.adapt) == ("rrf", "ts_rank_cd", "none")
     assert old.lexical_budget == 1000
+    assert old.feedback == 0.0  # no lexical feedback: the vector list of the query's embedding
     # Not adaptive: the weight is `lexical` whatever lexical_at_1 says.
     assert replace(old, lexical_at_1=0.9).lexical_weight_at_1 == 0.0
 
@@ -49,6 +53,11 @@ def test_a_stored_configuration_from_before_bm25_keeps_its_meaning():
         ({"b": 1.5}, "b <= 1"),
         ({"lexical_budget": 0}, "lexical_budget"),
         ({"adapt": "top_match", "ranker": "ts_rank_cd"}, "bm25"),
+        ({"feedback": -0.5}, ">= 0"),
+        ({"feedback_docs": 0}, "feedback_docs"),
+        ({"feedback_docs": 11}, "feedback_docs"),
+        ({"feedback_gate": "moon"}, "feedback_gate"),
+        ({"feedback": 0.5, "feedback_gate": "top_match"}, "bm25"),
     ],
 )
 def test_invalid_configurations_are_refused(bad, match):
@@ -115,6 +124,33 @@ def test_the_adaptive_weight_follows_the_query_feature():
     # At weight 2 a (lexical 1st only) beats c (vector 1st only); at 0.4 it does not.
     assert long_query.index("a") < long_query.index("c") and short.index("c") < short.index("a")
     assert family(f) == "rrf+query_terms" and family(replace(f, adapt="none")) == "rrf"
+
+
+def test_lexical_feedback_moves_the_vector_list_towards_the_top_lexical_hits():
+    # a is the top lexical hit and no near neighbour; d is a's near twin (similarity 0.99), the
+    # farthest of the vector list, and matches none of the query's words.
+    sim = np.array([[1.0], [0.1], [0.1], [0.99]])
+    c = _cands(feedback_ids=(0,), similarity=sim)
+    p = _prepare(c, 1.2, 0.75)
+    plain = FusionWeights(method="zscore", ranker="bm25", lexical=0.0, candidates=2)
+    assert rerank(p, plain) == ["c", "b", "a"]  # the pool: c, b nearest, a, b lexical
+    fed = replace(plain, feedback=1.0, feedback_docs=1)
+    # cos to q + 1.0 x a: d 0.6 + 0.99, a 0.1 + 1.0, c 0.8 + 0.1, b 0.7 + 0.1.
+    assert rerank(p, fed) == ["d", "a", "b"]
+    # The "top_match" gate scales the step by the share of the query's IDF that a holds (all of
+    # it here: a holds both lexemes) and by nothing when the top hit holds none.
+    assert rerank(p, replace(fed, feedback_gate="top_match")) == ["d", "a", "b"]
+    weak = _prepare(
+        _cands(
+            feedback_ids=(0,), similarity=sim, terms=((), (1,), (), (0,)), tfs=((), (3,), (), (1,))
+        ),
+        1.2,
+        0.75,
+    )
+    assert weak.lex_order[0] == 1  # b is the top lexical hit now, and not in feedback_ids
+    with pytest.raises(ValueError, match="similarities"):
+        rerank(weak, replace(fed, feedback_docs=1))
+    assert family(fed) == "zscore+feedback"
 
 
 def test_table_names_carry_the_index_layout_and_fit_the_index_event():

@@ -18,15 +18,15 @@ from ml_assets.core.corpus import (
     load_corpus,
 )
 from ml_assets.core.ranking import ndcg_at, recall_at, reciprocal_rank
-from ml_assets.core.search import (
+from ml_assets.core.search import run_search
+from ml_assets.core.search_config import (
     DEFAULT_EF_SEARCH,
     EXACT_SCAN_MAX_DOCS,
     MODES,
-    VECTOR_SQL,
     FusionWeights,
-    run_search,
 )
 from ml_assets.core.search_index import Embedder, IndexStats, connect, reindex
+from ml_assets.core.search_sql import VECTOR_SQL
 from ml_assets.stack import with_database
 
 K = 10

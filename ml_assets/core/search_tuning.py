@@ -1,12 +1,12 @@
-"""Fusion tuning on labelled queries: each query's candidates fetched once, re-ranked in Python.
+"""Fusion tuning on labelled queries: each query's candidates fetched once (search_candidates),
+re-ranked in Python.
 
 A grid over BM25's k1 and b and the fusion settings is hundreds of configurations; running
-search's SQL for each over every query would take minutes. Instead one statement per query,
-built from the same fragments as search, fetches the candidates of both lists with their raw
-features (cosine distance, the query lexemes' term frequencies in the tsvector's order, length,
-IDF), and each trial re-ranks them with the SQL's arithmetic in the SQL's order: RRF and
-min-max give the same floats as the SQL, z-score agrees to rounding. The configuration chosen
-here is then judged by the real SQL (search_eval), never by this re-ranking.
+search's SQL for each over every query would take minutes. Instead each trial re-ranks the
+fetched candidates with the SQL's arithmetic in the SQL's order: RRF and min-max give the same
+floats as the SQL, z-score and lexical feedback agree to rounding (a feedback trial's vector
+list is the nearest of the fetched documents). The configuration chosen here is then judged by
+the real SQL (search_eval), never by this re-ranking.
 """
 
 from __future__ import annotations
@@ -16,28 +16,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-import psycopg
 
-from ml_assets.core.corpus import LabelledQuery
 from ml_assets.core.ranking import ndcg_at
-from ml_assets.core.search import (
-    DEFAULT_EF_SEARCH,
-    EXACT_SCAN_MAX_DOCS,
-    QUERY_TERMS_CAP,
-    FusionWeights,
-    compose,
-    search_params,
-    set_search_locals,
+from ml_assets.core.search_candidates import (
+    BM25_B,
+    BM25_K1,
+    FEEDBACK_TOP,
+    Candidates,
+    K,
+    bm25_scores,
+    fetch_candidates,
 )
+from ml_assets.core.search_config import QUERY_TERMS_CAP, FusionWeights
 
-K = 10
-# The largest candidate list any trial uses: fetched once per query.
-MAX_TUNED_CANDIDATES = 100
-# How many documents BM25 ranks (FusionWeights.lexical_budget): fixed, not tuned (a latency
-# bound; the labelled sets are too small for it to matter, see search.DEFAULT_FUSION).
-LEXICAL_BUDGET = 500
-BM25_K1 = (0.6, 0.9, 1.2, 1.5, 2.0)
-BM25_B = (0.3, 0.5, 0.75, 0.9)
+# fetch_candidates is where tuning starts (search_quality_report imports it from here).
+__all__ = ["Candidates", "Tuning", "family", "family_rows", "fetch_candidates", "rerank", "tune"]
+
 CANDIDATES = (20, 50, 100)
 RRF_K = (5, 10, 20, 60)
 RRF_LEXICAL = (0.0, 0.3, 0.5, 0.7, 1.0, 1.5)
@@ -49,114 +43,19 @@ ADAPTIVE_LEXICAL = {
     "zscore": (0.0, 0.15, 0.3, 0.5, 1.0, 1.5),
 }
 ADAPTIVE = ("known_terms", "query_terms", "top_match")
-
-_HEADER_SQL = compose("""
-WITH {tenant}, {terms}
-SELECT (SELECT count(*) FROM terms), (SELECT count(*) FROM idf), q.idfs,
-       (SELECT sum(idf) FROM idf), tn.avgdl
-FROM q, tenant tn
-""")
-
-# Every document of either list (the lexical candidates, the nearest neighbours), in the
-# database's doc_id order, with what both lists and the fusion compute from.
-_CANDIDATES_SQL = compose("""
-WITH {tenant}, {terms}, {lex_cand}, {vector},
-flags AS (
-  SELECT doc_id, bool_or(lex) AS lex, bool_or(NOT lex) AS vec
-  FROM (SELECT doc_id, true AS lex FROM lex_cand
-        UNION ALL SELECT doc_id, false FROM vec_ranked) p
-  GROUP BY doc_id
-)
-SELECT f.doc_id, f.lex, f.vec, d.embedding <=> %(qvec)s, length(d.tsv), x.idx, x.tf
-FROM flags f JOIN search.live_documents d ON d.doc_id = f.doc_id AND d.tenant_id = %(tenant)s
-CROSS JOIN q
-CROSS JOIN LATERAL (
-  SELECT coalesce(array_agg(array_position(q.known, u.lexeme) ORDER BY u.ord), '{{}}') AS idx,
-         coalesce(array_agg(cardinality(u.positions) ORDER BY u.ord), '{{}}') AS tf
-  FROM unnest(ts_filter(setweight(d.tsv, 'D', q.known), '{{d}}'))
-       WITH ORDINALITY AS u(lexeme, positions, weights, ord)) x
-ORDER BY f.doc_id
-""")
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """One labelled query's candidate documents, in the database's doc_id order."""
-
-    query: LabelledQuery
-    lexical_budget: int
-    n_terms: int
-    n_known: int
-    idf: tuple[float, ...]
-    idf_sum: float | None
-    avgdl: float
-    doc_ids: tuple[str, ...]
-    in_lexical: np.ndarray
-    in_vector: np.ndarray
-    dist: np.ndarray
-    length: tuple[int, ...]
-    # Per document: the indices (into idf) of the query lexemes it holds, in the order the
-    # tsvector stores them, and their term frequencies.
-    terms: tuple[tuple[int, ...], ...]
-    tfs: tuple[tuple[int, ...], ...]
-
-
-def fetch_candidates(
-    conn: psycopg.Connection,
-    queries: Sequence[LabelledQuery],
-    vectors: np.ndarray,
-    *,
-    max_candidates: int = MAX_TUNED_CANDIDATES,
-    lexical_budget: int = LEXICAL_BUDGET,
-    ef_search: int = DEFAULT_EF_SEARCH,
-) -> list[Candidates]:
-    """Each query's candidates for trials with up to `max_candidates` per list."""
-    out = []
-    fusion = FusionWeights(ranker="bm25", candidates=max_candidates, lexical_budget=lexical_budget)
-    for q, v in zip(queries, vectors, strict=True):
-        params = search_params(
-            q.query,
-            v,
-            q.tenant_id,
-            limit=K,
-            mode="hybrid",
-            fusion=fusion,
-            exact_scan_max_docs=EXACT_SCAN_MAX_DOCS,
-        )
-        with conn.transaction():
-            set_search_locals(conn, ef_search)
-            n_terms, n_known, idfs, idf_sum, avgdl = conn.execute(_HEADER_SQL, params).fetchone()
-            rows = conn.execute(_CANDIDATES_SQL, params).fetchall()
-        out.append(
-            Candidates(
-                query=q,
-                lexical_budget=lexical_budget,
-                n_terms=int(n_terms),
-                n_known=int(n_known),
-                idf=tuple(float(x) for x in idfs),
-                idf_sum=None if idf_sum is None else float(idf_sum),
-                avgdl=float(avgdl),
-                doc_ids=tuple(r[0] for r in rows),
-                in_lexical=np.array([bool(r[1]) for r in rows], dtype=bool),
-                in_vector=np.array([bool(r[2]) for r in rows], dtype=bool),
-                dist=np.array([float(r[3]) for r in rows], dtype=np.float64),
-                length=tuple(int(r[4]) for r in rows),
-                terms=tuple(tuple(i - 1 for i in r[5]) for r in rows),
-                tfs=tuple(tuple(r[6]) for r in rows),
-            )
-        )
-    return out
-
-
-def bm25_scores(c: Candidates, k1: float, b: float) -> list[float]:
-    """Each candidate's BM25, summed term by term in the tsvector's order as the SQL does."""
-    scores = []
-    for terms, tfs, dl in zip(c.terms, c.tfs, c.length, strict=True):
-        s = 0.0
-        for i, tf in zip(terms, tfs, strict=True):
-            s += c.idf[i] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / c.avgdl))
-        scores.append(s)
-    return scores
+# Lexical feedback (FusionWeights.feedback): its weight, documents and gate, each with these
+# fixed lexical weights in the z-score fusion after it (0: the feedback's vector list alone).
+FEEDBACK = (0.15, 0.25, 0.35, 0.5, 0.75, 1.0)
+FEEDBACK_DOCS = (1, 2, 3, FEEDBACK_TOP)
+FEEDBACK_GATES = ("none", "top_match")
+FEEDBACK_LEXICAL = (0.0, 0.1, 0.2, 0.35)
+# Whether tune may choose a feedback configuration, or only reports the family. Not yet: with
+# the packaged int8 embedder it won on both tune splits (mean nDCG@10 0.818 against 0.809) and
+# on the docs set's eval split (0.675 against 0.653), but it lost on the shipped set's eval
+# split (0.915 against 0.934) and, at 100,000 documents, ranked a labelled document in the top
+# 10 for fewer shipped queries (benchmarks/search_latency.py); 5-fold cross-validation within
+# the tune splits did not prefer it either (0.806 against 0.810).
+FEEDBACK_CHOOSABLE = False
 
 
 def _matched(c: Candidates, doc: int) -> float:
@@ -210,9 +109,28 @@ def _normalised(x: np.ndarray, method: str) -> np.ndarray:
     return (x - x.mean()) / sd if sd != 0 else np.zeros_like(x)
 
 
+def _feedback(p: _Prepared, f: FusionWeights, lex: list[int]) -> tuple[np.ndarray, list[int]]:
+    """Each fetched document's similarity to hybrid's query vector (up to a positive factor,
+    which neither the lists nor the normalised scores see), and the nearest `candidates`."""
+    c = p.c
+    sim = 1 - c.dist
+    a = f.feedback * (_feature(p, "top_match", lex) if f.feedback_gate == "top_match" else 1.0)
+    top = lex[: f.feedback_docs]
+    if a > 0 and top:
+        if c.similarity is None or not set(top) <= set(c.feedback_ids):
+            raise ValueError("feedback trials need the candidates' similarities (fetch_candidates)")
+        cols = [c.feedback_ids.index(d) for d in top]
+        sim = sim + a * c.similarity[:, cols].mean(axis=1)
+    if f.feedback <= 0:
+        return sim, p.vec_order
+    return sim, _ordered((-sim).tolist(), np.arange(len(c.doc_ids)))
+
+
 def rerank(p: _Prepared, f: FusionWeights, limit: int = K) -> list[str]:
     """The hybrid top `limit` that search's SQL gives for `f` (k1, b as prepared)."""
-    vec, lex = p.vec_order[: f.candidates], p.lex_order[: f.candidates]
+    lex = p.lex_order[: f.candidates]
+    sim, vec_order = _feedback(p, f, lex)
+    vec = vec_order[: f.candidates]
     w_lex = f.lexical + (f.lexical_weight_at_1 - f.lexical) * _feature(p, f.adapt, lex)
     pool = sorted(set(vec) | set(lex))
     if f.method == "rrf":
@@ -224,7 +142,7 @@ def rerank(p: _Prepared, f: FusionWeights, limit: int = K) -> list[str]:
             for d in pool
         ]
     else:
-        vs = _normalised(np.array([1 - p.c.dist[d] for d in pool]), f.method)
+        vs = _normalised(np.array([sim[d] for d in pool]), f.method)
         ls = _normalised(np.array([p.lexical[d] for d in pool]), f.method)
         score = (f.vector * vs + w_lex * ls).tolist()
     order = _ordered([-s for s in score], np.array(pool, dtype=np.int64))
@@ -271,8 +189,30 @@ def _adaptive_grid(bases: Mapping[str, FusionWeights]) -> list[dict]:
     ]
 
 
+def _feedback_grid(base: FusionWeights) -> list[dict]:
+    """Lexical feedback, then z-score fusion with a fixed lexical weight, on its list size."""
+    return [
+        {
+            "method": "zscore",
+            "candidates": base.candidates,
+            "lexical": w,
+            "feedback": a,
+            "feedback_docs": m,
+            "feedback_gate": gate,
+        }
+        for a, m, gate, w in itertools.product(
+            FEEDBACK, FEEDBACK_DOCS, FEEDBACK_GATES, FEEDBACK_LEXICAL
+        )
+    ]
+
+
 def family(f: FusionWeights) -> str:
-    return f.method if f.adapt == "none" else f"{f.method}+{f.adapt}"
+    name = f.method if f.adapt == "none" else f"{f.method}+{f.adapt}"
+    return f"{name}+feedback" if f.feedback > 0 else name
+
+
+def _kind(f: FusionWeights) -> str:
+    return f"{f.method}+feedback" if f.feedback > 0 else f.method
 
 
 @dataclass(frozen=True)
@@ -286,12 +226,14 @@ class Tuning:
     family_tune: dict[str, float]
 
     def method_best(self) -> dict[str, FusionWeights]:
-        """The best configuration of each fusion method, with a fixed or an adaptive weight."""
+        """The best configuration of each fusion method (with a fixed or an adaptive weight),
+        and of each method after lexical feedback ("<method>+feedback")."""
         best: dict[str, str] = {}
         for name, f in self.families.items():
-            if f.method not in best or self.family_tune[name] > self.family_tune[best[f.method]]:
-                best[f.method] = name
-        return {method: self.families[name] for method, name in best.items()}
+            kind = _kind(f)
+            if kind not in best or self.family_tune[name] > self.family_tune[best[kind]]:
+                best[kind] = name
+        return {kind: self.families[name] for kind, name in best.items()}
 
 
 def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tuning:
@@ -342,12 +284,13 @@ def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tunin
     bases = {"rrf": best(lambda f: f.method == "rrf" and f.lexical > 0)}
     bases |= {m: best(lambda f, m=m: f.method == m) for m in ("minmax", "zscore")}
     run(_adaptive_grid(bases))
+    run(_feedback_grid(bases["zscore"]))
     families: dict[str, tuple[float, FusionWeights]] = {}
     for mean, f, _ in trials:
         if family(f) not in families or mean > families[family(f)][0]:
             families[family(f)] = (mean, f)
     return Tuning(
-        fusion=best(lambda f: True),
+        fusion=best(lambda f: FEEDBACK_CHOOSABLE or f.feedback == 0),
         bm25_trials=bm25_trials,
         fusion_trials=[row for _, _, row in trials],
         families={name: f for name, (_, f) in families.items()},
@@ -366,6 +309,7 @@ def family_rows(tuning: Tuning, sets: Mapping[str, Sequence[Candidates]]) -> lis
     for name, f in tuning.families.items():
         shown = ["candidates", "lexical"] + (["k"] if f.method == "rrf" else [])
         shown += ["lexical_at_1"] if f.adapt != "none" else []
+        shown += ["feedback", "feedback_docs", "feedback_gate"] if f.feedback > 0 else []
         row: dict = {
             "family": name,
             "chosen": f == tuning.fusion,
@@ -390,4 +334,5 @@ def _flat(per_set: Mapping[str, float]) -> dict[str, float]:
 
 def _settings(f: FusionWeights) -> dict:
     d = asdict(f)
-    return {k: d[k] for k in ("method", "adapt", "candidates", "k", "lexical", "lexical_at_1")}
+    keys = ("method", "adapt", "candidates", "k", "lexical", "lexical_at_1")
+    return {k: d[k] for k in keys + ("feedback", "feedback_docs", "feedback_gate")}
