@@ -505,6 +505,8 @@ class MLService:
                 for role, e in models.entries.items()
             },
             "search": {} if models is None else models.search,
+            # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
+            "embedder_providers": [] if models is None else models.embedder.providers,
         }
 
     @bentoml.api(route="/reload")

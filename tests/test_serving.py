@@ -298,6 +298,8 @@ def test_endpoints_answer_with_the_promoted_versions(server, platform):
                 platform["client"].get_model_version(FRAUD, platform["fraud_a"]).tags["onnx_sha256"]
             )
         )
+        # CUDA only where this onnxruntime has it; the CPU is always there to fall back on.
+        assert models["embedder_providers"][-1] == "CPUExecutionProvider"
         chain = [link["asset"] for link in models["models"]["fraud"]["provenance"]]
         assert chain[0] == "raw_transactions" and chain[-1] == "fraud_model_onnx"
         metrics = c.get("/metrics").text

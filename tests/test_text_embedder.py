@@ -279,3 +279,26 @@ def test_batcher_refuses_at_once_past_its_queue_and_latency_caps(
         assert slow.result(timeout=120)[0].shape == (24, DIM)
     finally:
         late.close()
+
+
+def test_execution_providers_prefer_cuda_only_where_it_exists(
+    int8_embedder: OnnxTextEmbedder,
+) -> None:
+    import onnxruntime as ort
+
+    from ml_assets.core.text_embedder import CPU, CUDA, execution_providers
+
+    has_cuda = CUDA in ort.get_available_providers()
+    assert execution_providers("auto") == ([CUDA, CPU] if has_cuda else [CPU])
+    assert execution_providers("cpu") == [CPU]
+    if has_cuda:
+        assert execution_providers("cuda") == [CUDA, CPU]
+    else:  # asked for by name, its absence is an error that says what to install
+        with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+            execution_providers("cuda")
+    with pytest.raises(ValueError, match="ML_EMBEDDER_PROVIDER"):
+        execution_providers("tpu")
+    # What the session really runs on (reported on GET /models): CUDA may fail to load and
+    # ORT then runs on the CPU alone.
+    assert int8_embedder.providers[-1] == CPU
+    assert set(int8_embedder.providers) <= set(execution_providers("auto"))
