@@ -58,9 +58,16 @@ def _row(label: str, corpus: Corpus, seconds: float, peak: float, extra: str = "
 
 
 def corpus_section(
-    fp32: Any, int8: Any, peak: float, args: Any, embedder: Callable, exports: tuple[bytes, bytes]
+    fp32: Any,
+    int8: Any,
+    peak: float,
+    args: Any,
+    embedder: Callable,
+    exports: tuple[bytes, bytes],
+    short: list[str],
 ) -> dict[str, float]:
-    """`embedder(onnx_bytes, providers=[CPU])` builds an embedder; `exports`: fp32, int8."""
+    """`embedder(onnx_bytes, providers=[CPU])` builds an embedder; `exports`: fp32, int8;
+    `short`: 32 short texts for the batch-invariance figure."""
     fp32_bytes, int8_bytes = exports
     corpus = Corpus(fp32._tokenizer)
     n, tokens = len(corpus.texts), sum(corpus.lengths)
@@ -91,8 +98,21 @@ def corpus_section(
             sized = _with_batch(int8, batch)
             _, seconds = _timed(sized.embed, corpus.texts)
             print(_row(f"int8, batches of {batch} documents", corpus, seconds, peak), flush=True)
-        for label, options in ev.VARIANTS.items():
-            variant = embedder(ev.quantize_variant(fp32_bytes, **dict(options)))
+        print(
+            f"{'':<38} batch invariance (min cos alone vs in a batch of 32 short texts): "
+            f"fp32 {ev.batch_invariance(fp32, short):.5f}, shipped int8 "
+            f"{ev.batch_invariance(int8, short):.5f}"
+        )
+        builds = {
+            label: (lambda o=options: ev.quantize_variant(fp32_bytes, **dict(o)))
+            for label, options in ev.VARIANTS.items()
+        }
+        feeds = ev.calibration_feeds(fp32._tokenizer, corpus.texts[::20])
+        builds["static QDQ MatMuls (min-max calibrated)"] = lambda: ev.quantize_static_qdq(
+            fp32_bytes, feeds
+        )
+        for label, build in builds.items():
+            variant = embedder(build())
             variant.embed(corpus.texts[:64])
             docs, seconds = _timed(variant.embed, corpus.texts)
             score = corpus.ndcg(docs, variant.embed(queries))
@@ -104,7 +124,8 @@ def corpus_section(
                     seconds,
                     peak,
                     f"nDCG@10 {score:.4f} ({score - out['ndcg fp32']:+.4f} vs fp32), cos to "
-                    f"fp32 mean {cos.mean():.4f} min {cos.min():.4f}",
+                    f"fp32 mean {cos.mean():.4f} min {cos.min():.4f}, batch invariance "
+                    f"{ev.batch_invariance(variant, short):.5f}",
                 ),
                 flush=True,
             )

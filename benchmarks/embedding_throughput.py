@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{cos.mean():>9.6f} {cos.min():>9.6f}"
         )
     print()
-    corpus = corpus_section(fp32, int8, peak, args, embedder, (fp32_bytes, int8_bytes))
+    corpus = corpus_section(fp32, int8, peak, args, embedder, (fp32_bytes, int8_bytes), texts[:32])
     int8_ratio = base_med / stats["onnx int8"]
     print("targets (on medians):")
     print(

@@ -132,6 +132,66 @@ def _ffn_down(graph: Any) -> list[str]:
     ]
 
 
+def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]]) -> bytes:
+    """Static QDQ int8 of the MatMuls (per-channel s8 weights, u8 activations with min-max
+    scales from `calibration` feeds): fixed activation scales, so a row's vector no longer
+    depends on the other rows of its batch. The fused Attention ops stay fp32."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from ml_assets.core.embedder_export import _canonical_bytes
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
+        src.write_bytes(fp32)
+        quantize_static(
+            src,
+            dst,
+            Feeds(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        return _canonical_bytes(onnx.load(dst))
+
+
+def calibration_feeds(tokenizer: Any, texts: Sequence[str], batch: int = 8) -> list[dict]:
+    """Model inputs for `texts`, `batch` at a time, padded to each batch's longest."""
+    encodings = tokenizer.encode_batch(list(texts))
+    feeds = []
+    for i in range(0, len(encodings), batch):
+        chunk = encodings[i : i + batch]
+        ids = np.zeros((len(chunk), max(len(e.ids) for e in chunk)), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(chunk):
+            ids[row, : len(e.ids)], mask[row, : len(e.ids)] = e.ids, 1
+        feeds.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": 0 * ids})
+    return feeds
+
+
+def batch_invariance(embedder: Any, texts: Sequence[str]) -> float:
+    """Lowest cosine between a text embedded alone and within the batch of all `texts`."""
+    alone = np.stack([embedder.embed([t])[0] for t in texts])
+    return float(np.sum(alone * embedder.embed(list(texts)), axis=1).min())
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "per-tensor weights": {"per_channel": False},
     "attention fp32 (QKV not quantised)": {"nodes_to_exclude": _attention},
