@@ -15,13 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from starlette.responses import JSONResponse
 
 from ml_assets.core.serving_bundle import EMBEDDER
 from serving.batcher import BatchConfig, EmbedBatcher, Overloaded
 from serving.cache import CachedEmbedder, EmbeddingCache
+from serving.edge import RETRY_AFTER_S
 from serving.metrics import Metrics
 
-__all__ = ["EmbedPath", "Overloaded"]
+__all__ = ["EmbedPath", "Overloaded", "too_many"]
+
+
+def too_many(exc: Overloaded) -> JSONResponse:
+    """429 with Retry-After and the uniform error body, naming the limit that was hit."""
+    return JSONResponse(
+        {"error": f"{exc}; retry after {RETRY_AFTER_S} s"},
+        status_code=429,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 class EmbedPath:

@@ -41,7 +41,7 @@ from ml_assets.core.serving_bundle import (
 )
 from serving import edge, errors, fastpath, openapi, runtime, tabular
 from serving.cache import EmbeddingCache
-from serving.embed_path import EmbedPath, Overloaded
+from serving.embed_path import EmbedPath, Overloaded, too_many
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
@@ -364,11 +364,8 @@ class MLService:
             vectors, truncated = await self.embed_path.embed(models, texts)
         except Overloaded as exc:
             self._error("overloaded", "embed", exc)
-            return JSONResponse(  # type: ignore[return-value]  # BentoML sends a Response as is
-                {"error": f"{exc}; retry after {edge.RETRY_AFTER_S} s"},
-                status_code=HTTPStatus.TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(edge.RETRY_AFTER_S)},
-            )
+            return too_many(exc)  # type: ignore[return-value]  # BentoML sends a Response as is
+        # With batching, the request's wait for its batch plus the batch's run.
         self.metrics.inference_seconds.labels(endpoint="embed").observe(time.perf_counter() - start)
         # The generation the request started with: its batch ran on exactly this embedder.
         return EmbedResult(
