@@ -125,6 +125,33 @@ def batch_sizes(url: str) -> str:
     return f"{runs:,.0f} embedder runs, {texts:.1f} texts / {requests:.1f} requests each"
 
 
+def model_ceiling(home: Path, bundle: Path, texts: int, batch: int, reps: int = 3) -> str:
+    """In process, one thread: the served embedder on 512 short texts in calls of `texts` vs
+    calls of `batch`, the most that batching can gain inside the model."""
+    from ml_assets.core.text_embedder import OnnxTextEmbedder
+
+    entry = json.loads(bundle.read_text())["models"]["embedder"]
+    model_dir = home / "models" / entry["registered_model"]
+    model_dir = next(d for d in model_dir.iterdir() if entry["files"]["model.onnx"][:12] in d.name)
+    embedder = OnnxTextEmbedder(
+        (model_dir / "model.onnx").read_bytes(), model_dir / "tokenizer.json", intra_op_threads=1
+    )
+    sentences = [f"{s} (#{i})" for i, s in enumerate(SENTENCES)]
+    embedder.embed(sentences[:batch])
+    small, large = [], []
+    for _ in range(reps):
+        for size, times in ((texts, small), (batch, large)):
+            start = time.perf_counter()
+            for i in range(0, len(sentences), size):
+                embedder.embed(sentences[i : i + size])
+            times.append(time.perf_counter() - start)
+    a, b = statistics.median(small), statistics.median(large)
+    return (
+        f"in process, 1 thread, {len(sentences)} texts: calls of {texts} {a:.2f} s, calls of "
+        f"{batch} {b:.2f} s -> batching can gain at most {a / b:.2f}x inside the model"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bentoml-home", required=True, type=Path)
@@ -212,6 +239,7 @@ def main() -> int:
     ratio = on["texts_per_s"] / off["texts_per_s"]
     print()
     print(f"batched server: {sizes}")
+    print(model_ceiling(home, bundle, args.texts, 64))
     print(
         f"batched / unbatched: throughput {ratio:.2f}x, p50 {on['p50'] / off['p50']:.2f}x, "
         f"p95 {on['p95'] / off['p95']:.2f}x, p99 {on['p99'] / off['p99']:.2f}x"
