@@ -47,6 +47,8 @@ SERVING_MODULES = (
     "edge",
     "fastpath",
     "cache",
+    "batcher",
+    "embed_path",
 )
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (

@@ -12,6 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,24 @@ import numpy as np
 DEFAULT_ENTRIES = 20_000
 DEFAULT_MB = 64
 DEFAULT_MAX_TEXT_CHARS = 2_000
+
+
+@dataclass
+class Lookup:
+    """One request's texts against the cache: rows found, and where each new text goes."""
+
+    sha256: str
+    rows: list[tuple[np.ndarray, bool] | None]
+    missing: dict[str, list[int]]  # text -> its positions in the request
+    hits: int
+
+    @property
+    def new_texts(self) -> list[str]:
+        return list(self.missing)
+
+    @property
+    def misses(self) -> int:
+        return len(self.rows) - self.hits
 
 
 class EmbeddingCache:
@@ -63,6 +82,13 @@ class EmbeddingCache:
     ) -> tuple[np.ndarray, list[bool], int]:
         """(vectors, truncated per text, hits): cached rows from here, the rest from one call
         of `embedder.embed_flagged` on the texts not cached (each distinct text once)."""
+        lookup = self.lookup(sha256, texts)
+        if lookup.missing:
+            self.fill(lookup, *embedder.embed_flagged(lookup.new_texts))
+        return (*self.assemble(lookup), lookup.hits)
+
+    def lookup(self, sha256: str, texts: Sequence[str]) -> Lookup:
+        """The cached rows of `texts`, and the distinct texts still to embed."""
         rows: list[tuple[np.ndarray, bool] | None] = [None] * len(texts)
         missing: dict[str, list[int]] = {}
         with self._lock:
@@ -73,22 +99,28 @@ class EmbeddingCache:
                 else:
                     self._items.move_to_end((sha256, text))
                     rows[i] = found
-        hits = len(texts) - sum(len(v) for v in missing.values())
-        if missing:
-            new_texts = list(missing)
-            vectors, truncated = embedder.embed_flagged(new_texts)
-            with self._lock:
-                for text, vector, cut in zip(new_texts, vectors, truncated, strict=True):
-                    row = (vector.copy(), cut)
-                    for i in missing[text]:
-                        rows[i] = row
-                    if self.max_entries > 0 and len(text) <= self.max_text_chars:
-                        self._put((sha256, text), row)
-        with self._lock:
+            hits = len(texts) - sum(len(v) for v in missing.values())
             self.hits += hits
             self.misses += len(texts) - hits
+        return Lookup(sha256, rows, missing, hits)
+
+    def fill(self, lookup: Lookup, vectors: np.ndarray, truncated: Sequence[bool]) -> None:
+        """Put the embeddings of `lookup.new_texts` into its rows, and keep them."""
+        with self._lock:
+            for text, vector, cut in zip(lookup.new_texts, vectors, truncated, strict=True):
+                row = (vector.copy(), bool(cut))
+                for i in lookup.missing[text]:
+                    lookup.rows[i] = row
+                if self.max_entries > 0 and len(text) <= self.max_text_chars:
+                    self._put((lookup.sha256, text), row)
+
+    @staticmethod
+    def assemble(lookup: Lookup) -> tuple[np.ndarray, list[bool]]:
+        rows = lookup.rows
+        if any(r is None for r in rows):
+            raise RuntimeError("assemble() before fill(): some texts have no embedding")
         out = np.stack([r[0] for r in rows]) if rows else np.empty((0, 0), np.float32)
-        return out, [r[1] for r in rows], hits
+        return out, [r[1] for r in rows]
 
     def _put(self, key: tuple[str, str], row: tuple[np.ndarray, bool]) -> None:
         if key in self._items:

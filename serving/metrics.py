@@ -38,6 +38,8 @@ class Metrics:
     last_request: Any
     cache_lookups: Any
     cache_entries: Any
+    embed_batch_texts: Any
+    embed_batch_requests: Any
 
 
 def create_metrics(registry: Any = None) -> Metrics:
@@ -108,6 +110,18 @@ def create_metrics(registry: Any = None) -> Metrics:
             "ml_assets_embedding_cache_entries",
             "Embeddings held in the cache (summed over live workers)",
             multiprocess_mode="livesum",
+            registry=registry,
+        ),
+        embed_batch_texts=prom.Histogram(
+            "ml_assets_embed_batch_texts",
+            "Texts per embedder run of the /embed batcher (serving/batcher.py)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        ),
+        embed_batch_requests=prom.Histogram(
+            "ml_assets_embed_batch_requests",
+            "Requests per embedder run of the /embed batcher",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         ),
     )

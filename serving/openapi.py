@@ -116,6 +116,11 @@ def common_errors(limit: int) -> dict[str, str]:
 
 
 ROUTE_ERRORS: dict[str, dict[str, str]] = {
+    "/embed": {
+        "429": "This worker is at its concurrency cap (ML_SERVING_MAX_CONCURRENCY), or its "
+        "embedding queue is full (ML_SERVING_EMBED_QUEUE_TEXTS) or behind by more than "
+        "ML_SERVING_EMBED_MAX_LATENCY_MS: retry after the seconds in the Retry-After header.",
+    },
     "/search": {
         "400": "The body is not JSON or does not match the request schema (`detail` lists the "
         "problems), or the search rejects its filters (`error` says why).",

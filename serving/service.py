@@ -40,7 +40,8 @@ from ml_assets.core.serving_bundle import (
     score_role,
 )
 from serving import edge, errors, fastpath, openapi, runtime, tabular
-from serving.cache import CachedEmbedder, EmbeddingCache
+from serving.cache import EmbeddingCache
+from serving.embed_path import EmbedPath, Overloaded, too_many
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
@@ -194,6 +195,7 @@ class MLService:
         self.threshold = _threshold()
         self.metrics: Metrics = create_metrics()
         self.cache = EmbeddingCache.from_env()
+        self.embed_path = EmbedPath.from_env(self.metrics, self.cache)
         self._models: runtime.LoadedModels | None = None
         self._load_error: str | None = None
         self._reload_lock = threading.Lock()
@@ -289,6 +291,7 @@ class MLService:
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
         self._watcher.stop()
+        self.embed_path.close()
 
     # ---- scoring ------------------------------------------------------------------------
 
@@ -347,7 +350,7 @@ class MLService:
     # ---- embedding and search -----------------------------------------------------------
 
     @bentoml.api(route="/embed")
-    def embed(
+    async def embed(
         self,
         texts: Annotated[
             list[Annotated[str, Field(min_length=1, max_length=runtime.MAX_TEXT_CHARS)]],
@@ -355,31 +358,24 @@ class MLService:
         ],
     ) -> EmbedResult:
         """Unit-norm sentence embeddings (384-d) of up to 256 texts."""
+        # async: the texts wait on the event loop for the worker's batcher (serving/batcher.py),
+        # which runs many requests' texts in one embedder call, off the loop.
         models = self._ready_models("embed")
         start = time.perf_counter()
-        vectors, truncated = self._embedder(models, "embed").embed_flagged(texts)
+        try:
+            vectors, truncated = await self.embed_path.embed(models, texts)
+        except Overloaded as exc:
+            self._error("overloaded", "embed", exc)
+            return too_many(exc)  # type: ignore[return-value]  # BentoML sends a Response as is
+        # With batching, the request's wait for its batch plus the batch's run.
         self.metrics.inference_seconds.labels(endpoint="embed").observe(time.perf_counter() - start)
+        # The generation the request started with: its batch ran on exactly this embedder.
         return EmbedResult(
             vectors=vectors.tolist(),
             dim=int(vectors.shape[1]),
             truncated=sum(truncated),
             model_version=models.entries[EMBEDDER].label,
         )
-
-    def _embedder(self, models: runtime.LoadedModels, endpoint: str) -> CachedEmbedder:
-        """The generation's embedder behind the cache (keyed by its model.onnx sha256)."""
-        hit = self.metrics.cache_lookups.labels(endpoint=endpoint, result="hit")
-        miss = self.metrics.cache_lookups.labels(endpoint=endpoint, result="miss")
-
-        def counted(hits: int, misses: int) -> None:
-            if hits:
-                hit.inc(hits)
-            if misses:
-                miss.inc(misses)
-                self.metrics.cache_entries.set(len(self.cache))
-
-        sha = models.entries[EMBEDDER].files["model.onnx"]
-        return CachedEmbedder(self.cache, models.embedder, sha, counted)
 
     def _conn(self, fresh: bool = False):
         """This worker thread's connection (autocommit: no read leaves a transaction open),
@@ -433,7 +429,7 @@ class MLService:
                 )
             return search_lib.search(
                 conn,
-                self._embedder(models, "search"),
+                self.embed_path.cached(models, "search"),
                 query,
                 tenant_id,
                 types=types,
@@ -508,6 +504,8 @@ class MLService:
                 for role, e in models.entries.items()
             },
             "search": {} if models is None else models.search,
+            # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
+            "embedder_providers": [] if models is None else models.embedder.providers,
         }
 
     @bentoml.api(route="/reload")

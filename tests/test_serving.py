@@ -15,6 +15,7 @@ from pathlib import Path
 import bentoml
 import httpx
 import jsonschema
+import numpy as np
 import psycopg
 import pytest
 from dagster import build_sensor_context, materialize
@@ -316,6 +317,8 @@ def test_endpoints_answer_with_the_promoted_versions(server, platform):
                 platform["client"].get_model_version(FRAUD, platform["fraud_a"]).tags["onnx_sha256"]
             )
         )
+        # CUDA only where this onnxruntime has it; the CPU is always there to fall back on.
+        assert models["embedder_providers"][-1] == "CPUExecutionProvider"
         chain = [link["asset"] for link in models["models"]["fraud"]["provenance"]]
         assert chain[0] == RAW and chain[-1] == ONNX
         metrics = c.get("/metrics").text
@@ -374,6 +377,56 @@ def test_bad_input_is_a_4xx_with_a_message(server):
             assert 400 <= r.status_code < 500, (content, r.status_code, r.text)
         # Still healthy, and the errors were counted.
         assert c.post("/v1/score", json={"transaction": SMOKE_TRANSACTION}).status_code == 200
+
+
+def test_concurrent_embeds_are_batched_and_each_gets_its_own_vectors(server, platform):
+    """16 clients of 8 new texts at once: the workers' batchers run them together (/metrics
+    counts fewer embedder runs than requests), and each answer holds its own texts' vectors
+    and the served version; an oversize request is still a 400."""
+    from ml_assets.core.text_embedder import OnnxTextEmbedder
+
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        served = c.get("/models").json()["models"]["embedder"]
+        runs0 = _metric(c, "ml_assets_embed_batch_requests_count")
+        requests0 = _metric(c, "ml_assets_embed_batch_requests_sum")
+    name, version = served["bento_model"].split(":")
+    model_dir = platform["home"] / "models" / name / version
+    local = OnnxTextEmbedder(
+        (model_dir / "model.onnx").read_bytes(), model_dir / "tokenizer.json", intra_op_threads=1
+    )
+    clients, stamp = 16, time.time_ns()
+    texts = [
+        [f"cargo {stamp} {i}-{j} diverted to Europe" for j in range(8)] for i in range(clients)
+    ]
+    barrier = threading.Barrier(clients)
+    answers: dict[int, httpx.Response] = {}
+
+    def post(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            barrier.wait()
+            answers[i] = c.post("/embed", json={"texts": texts[i]})
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(answers) == list(range(clients))
+    for i, r in answers.items():
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model_version"] == f"{EMBEDDER}@{platform['embedder']}"
+        alone = local.embed(texts[i])
+        # int8 quantises activations with one scale per batch: a row moves a little with the
+        # other texts of its batch (within one request too), never far.
+        cos = (np.array(body["vectors"], dtype=np.float32) * alone).sum(axis=1)
+        assert cos.min() >= 0.98, (i, cos.min())
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        runs = _metric(c, "ml_assets_embed_batch_requests_count") - runs0
+        batched = _metric(c, "ml_assets_embed_batch_requests_sum") - requests0
+        assert batched == clients and runs < clients, (runs, batched)
+        r = c.post("/embed", json={"texts": ["x"] * 257})
+        assert r.status_code == 400 and "texts" in r.text
 
 
 def test_reload_needs_the_api_key(server):

@@ -156,3 +156,22 @@ def test_past_the_cap_a_request_gets_429_with_retry_after_at_once(metrics):
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
     assert "ML_SERVING_MAX_CONCURRENCY" in refused.json()["error"]
     assert [r.status_code for r in done] == [200, 200]
+
+
+def test_batch_config_from_env_and_its_errors(monkeypatch):
+    from serving.batcher import BatchConfig, BatcherConfigError
+
+    assert BatchConfig.from_env() == BatchConfig()
+    monkeypatch.setenv("ML_SERVING_EMBED_BATCH", "0")
+    monkeypatch.setenv("ML_SERVING_EMBED_BATCH_TEXTS", "32")
+    monkeypatch.setenv("ML_SERVING_EMBED_BATCH_WAIT_MS", "0.5")
+    config = BatchConfig.from_env()
+    assert not config.enabled and config.max_batch_texts == 32 and config.max_wait_ms == 0.5
+    for name, value in (
+        ("ML_SERVING_EMBED_BATCH_TEXTS", "0"),
+        ("ML_SERVING_EMBED_QUEUE_TEXTS", "x"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(BatcherConfigError, match=name):
+            BatchConfig.from_env()
+        monkeypatch.delenv(name)

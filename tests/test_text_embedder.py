@@ -181,3 +181,124 @@ def test_serving_module_does_not_import_torch() -> None:
         "assert 'transformers' not in sys.modules, 'transformers imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---- the /embed batcher (serving/batcher.py) over these real embedders -----------------------
+
+
+def _batch_texts(i: int, n: int = 8) -> list[str]:
+    return [
+        f"request {i} text {j}: {' '.join(_WORDS[(i + j) % 30 : (i + j) % 30 + 6])}"
+        for j in range(n)
+    ]
+
+
+def test_batcher_runs_concurrent_requests_together_each_on_its_own_embedder(
+    fp32_embedder: OnnxTextEmbedder, int8_embedder: OnnxTextEmbedder
+) -> None:
+    from serving.batcher import BatchConfig, EmbedBatcher
+
+    runs: list[tuple[int, int]] = []
+    batcher = EmbedBatcher(
+        BatchConfig(max_batch_texts=64, max_wait_ms=100),
+        on_batch=lambda texts, requests, _s: runs.append((texts, requests)),
+    )
+    # Two embedder versions queued at once, as during a reload: a batch never mixes them.
+    versions = {"fp32": fp32_embedder, "int8": int8_embedder}
+    jobs = [("fp32" if i % 2 else "int8", _batch_texts(i)) for i in range(12)]
+    try:
+        futures = [batcher.submit(versions[v], v, texts) for v, texts in jobs]
+        results = [f.result(timeout=60) for f in futures]
+    finally:
+        batcher.close()
+    assert any(requests > 1 for _, requests in runs), runs
+    assert sum(requests for _, requests in runs) == len(jobs) and max(t for t, _ in runs) <= 64
+    for (version, texts), (vectors, truncated) in zip(jobs, results, strict=True):
+        alone = versions[version].embed(texts)
+        assert vectors.shape == (8, DIM) and truncated == [False] * 8
+        if version == "fp32":  # exact: fp32 does not depend on what else is in the batch
+            np.testing.assert_allclose(vectors, alone, atol=1e-5)
+        else:
+            # int8 quantises activations with one scale per batch tensor: its rows move a little
+            # with the batch's other texts (as they do within one request), never far.
+            assert np.sum(vectors * alone, axis=1).min() >= 0.98
+            assert np.abs(vectors - fp32_embedder.embed(texts)).max() > 1e-3  # not fp32's
+
+
+def test_batcher_delivers_an_error_to_the_request_that_caused_it(
+    fp32_embedder: OnnxTextEmbedder,
+) -> None:
+    from serving.batcher import BatchConfig, EmbedBatcher
+
+    runs: list[int] = []
+    batcher = EmbedBatcher(
+        BatchConfig(max_wait_ms=200), on_batch=lambda _t, requests, _s: runs.append(requests)
+    )
+    try:
+        good = [batcher.submit(fp32_embedder, "a", _batch_texts(i, 4)) for i in range(3)]
+        bad = batcher.submit(fp32_embedder, "a", ["fine", 123])  # the tokenizer refuses an int
+        more = batcher.submit(fp32_embedder, "a", _batch_texts(9, 4))
+        with pytest.raises(TypeError):
+            bad.result(timeout=60)
+        for i, f in zip([0, 1, 2, 9], [*good, more], strict=True):
+            np.testing.assert_allclose(
+                f.result(timeout=60)[0], fp32_embedder.embed(_batch_texts(i, 4)), atol=1e-5
+            )
+    finally:
+        batcher.close()
+    assert runs == [5], runs  # one batch of all five, then each job alone
+
+
+def test_batcher_refuses_at_once_past_its_queue_and_latency_caps(
+    int8_embedder: OnnxTextEmbedder,
+) -> None:
+    import time
+
+    from serving.batcher import BatchConfig, EmbedBatcher, Overloaded
+
+    full = EmbedBatcher(BatchConfig(max_batch_texts=64, max_wait_ms=2_000, max_queue_texts=16))
+    try:
+        first = full.submit(int8_embedder, "a", _batch_texts(0))
+        second = full.submit(int8_embedder, "a", _batch_texts(1))
+        t0 = time.monotonic()
+        with pytest.raises(Overloaded, match="ML_SERVING_EMBED_QUEUE_TEXTS"):
+            full.submit(int8_embedder, "a", _batch_texts(2))
+        assert time.monotonic() - t0 < 0.1
+        assert first.result(timeout=60)[0].shape == second.result(timeout=60)[0].shape == (8, DIM)
+    finally:
+        full.close()
+    late = EmbedBatcher(BatchConfig(max_wait_ms=0, max_latency_ms=50))
+    try:
+        # A larger request than max_batch_texts runs alone, whole; the one behind it waits past
+        # the latency cap and is refused rather than run late.
+        slow = late.submit(int8_embedder, "a", [_LONG] * 24)
+        time.sleep(0.01)
+        behind = late.submit(int8_embedder, "a", ["behind the long one"])
+        with pytest.raises(Overloaded, match="ML_SERVING_EMBED_MAX_LATENCY_MS"):
+            behind.result(timeout=60)
+        assert slow.result(timeout=120)[0].shape == (24, DIM)
+    finally:
+        late.close()
+
+
+def test_execution_providers_prefer_cuda_only_where_it_exists(
+    int8_embedder: OnnxTextEmbedder,
+) -> None:
+    import onnxruntime as ort
+
+    from ml_assets.core.text_embedder import CPU, CUDA, execution_providers
+
+    has_cuda = CUDA in ort.get_available_providers()
+    assert execution_providers("auto") == ([CUDA, CPU] if has_cuda else [CPU])
+    assert execution_providers("cpu") == [CPU]
+    if has_cuda:
+        assert execution_providers("cuda") == [CUDA, CPU]
+    else:  # asked for by name, its absence is an error that says what to install
+        with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+            execution_providers("cuda")
+    with pytest.raises(ValueError, match="ML_EMBEDDER_PROVIDER"):
+        execution_providers("tpu")
+    # What the session really runs on (reported on GET /models): CUDA may fail to load and
+    # ORT then runs on the CPU alone.
+    assert int8_embedder.providers[-1] == CPU
+    assert set(int8_embedder.providers) <= set(execution_providers("auto"))
