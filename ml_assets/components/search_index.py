@@ -86,6 +86,14 @@ class SearchIndex(dg.Component, dg.Model, dg.Resolvable):
     reindex_sensor: Annotated[ReindexSensor, _about("The reindex sensor's settings.")] = Field(
         default_factory=ReindexSensor
     )
+    shards: Annotated[
+        int | None,
+        _about(
+            "Split the embedding into this many runs (2, 4, 8, 16, 32, 64, 128 or 256): "
+            "`embedding_shards`, partitioned by a document's key hash, then `embedding_index` "
+            "builds and switches once every shard is done. null: one run embeds everything."
+        ),
+    ] = None
 
     def spec(self, *, base=None, declared_in: str = "(python)") -> SearchIndexSpec:
         """The declaration, validated, with paths resolved against `base` (the YAML's folder)."""
