@@ -8,7 +8,7 @@ from ml_assets.assets.search_shards import build_embedding_shards, build_sharded
 from ml_assets.assets.search_validation import build_search_quality_report
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.sensors.reindex import build_reindex_sensor, reindex_job
-from ml_assets.sensors.reindex_shards import SHARDED_JOBS, build_sharded_reindex_sensor
+from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor, sharded_jobs
 
 
 def build_search_defs(spec: SearchIndexSpec) -> Definitions:
@@ -20,7 +20,8 @@ def build_search_defs(spec: SearchIndexSpec) -> Definitions:
     """
     if spec.shards:
         index = [build_embedding_shards(spec), build_sharded_index(spec)]
-        jobs, sensor = list(SHARDED_JOBS), build_sharded_reindex_sensor(spec)
+        staged = sharded_jobs(spec)
+        jobs, sensor = list(staged), build_sharded_reindex_sensor(spec, staged)
     else:
         index = [build_embedding_index(spec)]
         jobs, sensor = [reindex_job], build_reindex_sensor(spec)

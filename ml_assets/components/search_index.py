@@ -94,6 +94,13 @@ class SearchIndex(dg.Component, dg.Model, dg.Resolvable):
             "builds and switches once every shard is done. null: one run embeds everything."
         ),
     ] = None
+    shard_run_tags: Annotated[
+        dict[str, str],
+        _about(
+            "Tags on every shard run. `dagster-k8s/config` (a JSON string) sets what a shard "
+            "run's Kubernetes Job asks for: resources, a node selector for GPU nodes."
+        ),
+    ] = Field(default_factory=dict)
 
     def spec(self, *, base=None, declared_in: str = "(python)") -> SearchIndexSpec:
         """The declaration, validated, with paths resolved against `base` (the YAML's folder)."""

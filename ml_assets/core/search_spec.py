@@ -25,6 +25,7 @@ SHIPPED_YAML = ("lineages", "text", "defs.yaml")
 ATTRIBUTES = {
     "name", "description", "tenants", "corpus", "queries", "labelled_sets",
     "quality_tolerance", "variant", "reindex_sensor", "shards",
+    "shard_run_tags",
 }  # fmt: skip
 # The shard counts a sharded index may declare (`shards:`): powers of two, so each shard owns
 # one range of hex prefixes of a document's key hash (ml_assets.core.search_shards).
@@ -56,6 +57,8 @@ class SearchIndexSpec:
     # None: one run embeds the whole corpus (embedding_index). N: embedding_shards, N
     # partitions each run on its own, then embedding_index assembles and switches.
     shards: int | None = None
+    # Tags on every shard run (e.g. dagster-k8s/config: resources, a GPU node selector).
+    shard_run_tags: dict[str, str] = field(default_factory=dict)
     declared_in: str = "(python)"
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +146,7 @@ def from_attributes(
         variant=attrs.get("variant", "int8"),
         reindex_interval_s=int(sensor.get("interval_s", 60)),
         shards=None if attrs.get("shards") is None else int(attrs["shards"]),
+        shard_run_tags={str(k): str(v) for k, v in (attrs.get("shard_run_tags") or {}).items()},
         declared_in=declared_in,
     )
 

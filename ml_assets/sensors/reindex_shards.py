@@ -20,6 +20,7 @@ import json
 from dagster import (
     AssetSelection,
     DefaultSensorStatus,
+    JobDefinition,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -47,22 +48,39 @@ from ml_assets.sensors.reindex import (
     requests_after,
 )
 
-reindex_corpus_job = define_asset_job(
-    "reindex_corpus_job",
-    selection=AssetSelection.assets("search_corpus"),
-    description="Reload the corpus (the first stage of a sharded reindex).",
-)
-reindex_shards_job = define_asset_job(
-    "reindex_shards_job",
-    selection=AssetSelection.assets("embedding_shards"),
-    description="Embed one shard of the corpus (one run per partition).",
-)
-sharded_index_job = define_asset_job(
-    "reindex_job",
-    selection=AssetSelection.assets("embedding_index", "search_quality_report"),
-    description="Build the index from every shard, switch it live, re-run the quality report.",
-)
-SHARDED_JOBS = (reindex_corpus_job, reindex_shards_job, sharded_index_job)
+# What one shard run asks Kubernetes for (K8sRunLauncher reads this tag and merges it over
+# runK8sConfig in deploy/helm/dagster-values.yaml): one ONNX thread per run by default, so one
+# core. `shard_run_tags` in the SearchIndex YAML replaces it (more threads, a GPU node).
+SHARD_K8S_CONFIG = {
+    "container_config": {
+        "resources": {
+            "requests": {"cpu": "1", "memory": "1536Mi"},
+            "limits": {"cpu": "1", "memory": "3Gi"},
+        }
+    }
+}
+K8S_TAG = "dagster-k8s/config"
+
+
+def sharded_jobs(spec: SearchIndexSpec) -> tuple[JobDefinition, ...]:
+    """The three stages' jobs; the shard job carries the per-run Kubernetes resources."""
+    corpus_job = define_asset_job(
+        "reindex_corpus_job",
+        selection=AssetSelection.assets("search_corpus"),
+        description="Reload the corpus (the first stage of a sharded reindex).",
+    )
+    shards_job = define_asset_job(
+        "reindex_shards_job",
+        selection=AssetSelection.assets("embedding_shards"),
+        description="Embed one shard of the corpus (one run per partition).",
+        tags={K8S_TAG: json.dumps(SHARD_K8S_CONFIG, sort_keys=True), **spec.shard_run_tags},
+    )
+    index_job = define_asset_job(
+        "reindex_job",
+        selection=AssetSelection.assets("embedding_index", "search_quality_report"),
+        description="Build the index from every shard, switch it live, re-run the quality report.",
+    )
+    return corpus_job, shards_job, index_job
 
 
 def start(cursor: str | None, runs: list[RunRequest]) -> str | None:
@@ -125,13 +143,15 @@ def plan(
     return [run], json.dumps(state, sort_keys=True), f"{key}: every shard done, index"
 
 
-def build_sharded_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
+def build_sharded_reindex_sensor(
+    spec: SearchIndexSpec, jobs: tuple[JobDefinition, ...]
+) -> SensorDefinition:
     """The reindex sensor of a sharded index: corpus run, then shard runs, then the index."""
     n = int(spec.shards or 0)
 
     @sensor(
         name="reindex_sensor",
-        jobs=list(SHARDED_JOBS),
+        jobs=list(jobs),
         minimum_interval_seconds=spec.reindex_interval_s,
         default_status=DefaultSensorStatus.RUNNING,
     )

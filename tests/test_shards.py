@@ -1,0 +1,372 @@
+"""The sharded index (`shards:`): shard runs through the real daemon's queue, a failing shard,
+and an edit that touches two shards. A 240-document slice of the shipped corpus in 4 shards
+keeps it cheap; the embedder and the artifact root come from the session's search chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunRequest, RunsFilter, materialize
+from pgvector.psycopg import register_vector
+
+from ml_assets.assets.search import build_search_corpus, documents_from_bytes, load_embedder
+from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
+from ml_assets.core.corpus import content_hash, default_corpus_path, default_queries_path
+from ml_assets.core.search_index import reindex
+from ml_assets.core.search_shards import (
+    _lock_key,
+    shard_digest,
+    shard_keys,
+    shard_of,
+    shard_status,
+    split,
+    staging_table,
+)
+from ml_assets.core.search_spec import SearchIndexSpec, TenantSpec, shipped
+from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
+from ml_assets.sensors.reindex_shards import plan, start
+from ml_assets.stack import with_database
+from tests.conftest import REPO, fresh_vector_database
+
+SHARDS = 4
+DOCS = 240
+# Dynamic int8 quantisation scales each batch by its own range, so a document embedded in
+# another batch (its shard's, not the whole corpus's) gets a vector a little off; measured
+# here at most ~2e-2 per component, cosine > 0.999.
+VECTOR_TOL = 5e-2
+COSINE_MIN = 0.995
+
+
+def _spec(corpus: Path) -> SearchIndexSpec:
+    return replace(
+        shipped(), corpus_path=corpus, queries_path=default_queries_path(), shards=SHARDS,
+        labelled_sets=(),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shards_env(search_state, tmp_path_factory, pg_dsn, mlflow_resource):
+    """The slice corpus materialized as search_corpus, a monolithic reference index of it,
+    and an empty vector store for the sharded one."""
+    base = tmp_path_factory.mktemp("shards")
+    corpus = base / "corpus.jsonl"
+    lines = default_corpus_path().read_text().splitlines()[:DOCS]
+    corpus.write_text("\n".join(lines) + "\n")
+    spec = _spec(corpus)
+    root = search_state["root"]
+    sharded = fresh_vector_database(pg_dsn, "vec_shards_sharded")
+    result = materialize(
+        [build_search_corpus(spec)],
+        resources=local_resources(root, mlflow_resource, sharded),
+        instance=search_state["instance"],
+    )
+    assert result.success
+    ref = latest_ref(root, "search_corpus")
+    docs = documents_from_bytes(ref.read_verified())
+    from ml_assets.resources.storage import ArtifactStore
+
+    embedder, model_sha = load_embedder(
+        ArtifactStore(base_dir=str(root)), latest_ref(root, "embedding_model_onnx"), "int8", None
+    )
+    reference = fresh_vector_database(pg_dsn, "vec_shards_reference")
+    reindex(reference, docs, embedder, model_sha, ref.extra["corpus_sha256"])
+    return {
+        "base": base, "corpus": corpus, "spec": spec, "root": root, "docs": docs,
+        "sharded": sharded, "reference": reference, "model_sha": model_sha,
+        "instance": search_state["instance"], "mlflow": mlflow_resource,
+    }  # fmt: skip
+
+
+def _rows(dsn: str) -> dict:
+    with psycopg.connect(dsn) as conn:
+        register_vector(conn)
+        rows = conn.execute(
+            "SELECT tenant_id, doc_id, content_hash, title, body, tags, tsv::text, embedding"
+            " FROM search.live_documents"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2:7], np.asarray(r[7])) for r in rows}
+
+
+def _live(dsn: str) -> tuple:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT table_name, model_version, corpus_sha256 FROM search.live_index"
+        ).fetchone()
+
+
+def test_a_document_keeps_its_shard_when_its_content_changes(shards_env):
+    keys = shard_keys(16)
+    assert keys == [f"{i:x}" for i in range(16)] and len(shard_keys(256)) == 256
+    assert shard_keys(4) == ["0-3", "4-7", "8-b", "c-f"]
+    doc = shards_env["docs"][0]
+    edited = replace(doc, text=doc.text + " Revised.")
+    assert content_hash(doc) != content_hash(edited)
+    assert all(shard_of(doc, n) == shard_of(edited, n) for n in (2, 4, 16, 256))
+    sizes = [len(v) for v in split(shards_env["docs"], SHARDS).values()]
+    assert sum(sizes) == DOCS and min(sizes) > 20  # the key hash spreads the slice
+
+
+def test_the_yaml_field_alone_makes_the_shipped_index_sharded():
+    from dagster import AssetKey
+
+    from ml_assets.components import SearchIndex, Tenant
+
+    defs = SearchIndex(tenants=[Tenant(id="acme")], shards=16).definitions()
+    graph = defs.resolve_asset_graph()
+    node = graph.get(AssetKey("embedding_shards"))
+    assert node.partitions_def.get_partition_keys() == shard_keys(16)
+    assert node.pools == {"embedder"}
+    assert AssetKey("embedding_shards") in graph.get(AssetKey("embedding_index")).parent_keys
+    assert {"reindex_corpus_job", "reindex_shards_job", "reindex_job"} <= {
+        j.name for j in defs.resolve_all_job_defs()
+    }
+    with pytest.raises(ValueError, match="shards must be one of"):
+        SearchIndex(tenants=[Tenant(id="acme")], shards=12).spec()
+
+
+LOCATION = """
+import dagster as dg
+from pathlib import Path
+from dataclasses import replace
+from ml_assets.assets.export import embedding_model_onnx
+from ml_assets.assets.search import build_search_corpus
+from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
+from ml_assets.core.corpus import default_queries_path
+from ml_assets.core.search_spec import shipped
+from ml_assets.resources.defaults import resource_defs
+from ml_assets.sensors.reindex_shards import sharded_jobs
+
+spec = replace(shipped(), corpus_path=Path({corpus!r}), queries_path=default_queries_path(),
+               shards={shards}, labelled_sets=())
+index_job = dg.define_asset_job("index_job", selection=["embedding_index"])
+defs = dg.Definitions.merge(
+    dg.Definitions(
+        assets=[embedding_model_onnx, build_search_corpus(spec), build_embedding_shards(spec),
+                build_sharded_index(spec)],
+        jobs=[sharded_jobs(spec)[1], index_job],
+    ),
+    resource_defs(),
+    dg.Definitions(executor=dg.in_process_executor),
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(shards_env, pg_dsn, mlflow_resource):
+    """`dagster-daemon run` on the repo's dagster.yaml (its queue: max_concurrent_runs 2)."""
+    base = shards_env["base"]
+    home = base / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    (base / "location.py").write_text(
+        LOCATION.format(corpus=str(shards_env["corpus"]), shards=SHARDS)
+    )
+    (base / "workspace.yaml").write_text(
+        f"load_from:\n  - python_file:\n      relative_path: {base / 'location.py'}\n"
+        f"      working_directory: {REPO}\n      location_name: shards\n"
+    )
+    fresh_vector_database(pg_dsn, "dagster_shards")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "ML_"))},
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": with_database(pg_dsn, "dagster_shards", "psycopg2"),
+        "ML_ARTIFACT_ROOT": str(shards_env["root"]),
+        "ML_VECTOR_PG_DSN": shards_env["sharded"],
+        "MLFLOW_TRACKING_URI": mlflow_resource.tracking_uri,
+        "PYTHONPATH": str(REPO),
+    }
+    bin_dir = Path(sys.executable).parent
+    # The README's command: two shard runs may embed at once.
+    subprocess.run(
+        [bin_dir / "dagster", "instance", "concurrency", "set", "embedder", "2"],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    log = open(base / "daemon.log", "w+")
+    proc = subprocess.Popen(
+        [bin_dir / "dagster-daemon", "run", "-w", str(base / "workspace.yaml")],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")}
+    os.environ.update({k: env[k] for k in old})
+    instance = DagsterInstance.get()
+    try:
+        yield {"env": env, "instance": instance, "bin": bin_dir, "base": base, "log": log}
+    finally:
+        instance.dispose()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _wait_runs(daemon, job: str, count: int, timeout_s: float = 420) -> list:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = daemon["instance"].get_run_records(RunsFilter(job_name=job))
+        if len(runs) >= count and all(r.dagster_run.is_finished for r in runs):
+            return runs
+        time.sleep(2)
+    daemon["log"].flush()
+    pytest.fail(f"{job}: {count} runs did not finish:\n" + (daemon["base"] / "daemon.log").read_text()[-4000:])
+
+
+def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(
+    shards_env, daemon
+):
+    cli = daemon["bin"] / "dagster"
+    ws = str(daemon["base"] / "workspace.yaml")
+    subprocess.run(
+        [cli, "job", "backfill", "-w", ws, "-j", "reindex_shards_job",
+         "--partitions", ",".join(shard_keys(SHARDS)), "--noprompt"],
+        env=daemon["env"], cwd=REPO, check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    runs = _wait_runs(daemon, "reindex_shards_job", SHARDS)
+    assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
+    assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == shard_keys(SHARDS)
+    # The queue ran them two at a time: never more than max_concurrent_runs in progress.
+    spans = [(r.start_time, r.end_time) for r in runs]
+    overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert overlap == 2, spans
+    assert _live(shards_env["sharded"]) is None  # shards alone switch nothing
+
+    subprocess.run(
+        [cli, "job", "launch", "-w", ws, "-j", "index_job"],
+        env=daemon["env"], cwd=REPO, check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    (index_run,) = _wait_runs(daemon, "index_job", 1)
+    assert index_run.dagster_run.status == DagsterRunStatus.SUCCESS
+
+    assert _live(shards_env["sharded"]) == _live(shards_env["reference"])
+    sharded, reference = _rows(shards_env["sharded"]), _rows(shards_env["reference"])
+    assert sharded.keys() == reference.keys() and len(sharded) == DOCS
+    worst, cos = 0.0, 1.0
+    for key, (fields, vec) in reference.items():
+        assert sharded[key][0] == fields, key
+        worst = max(worst, float(np.abs(sharded[key][1] - vec).max()))
+        cos = min(cos, float(sharded[key][1] @ vec))
+    print(f"sharded vs monolithic vectors: max |diff| {worst:.2e}, min cosine {cos:.6f}")
+    assert worst <= VECTOR_TOL and cos >= COSINE_MIN
+
+
+def _materialize(shards_env, assets, **kwargs):
+    return materialize(
+        assets,
+        resources=local_resources(shards_env["root"], shards_env["mlflow"], shards_env["sharded"]),
+        instance=shards_env["instance"],
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def test_an_edit_in_two_shards_re_embeds_only_their_changed_documents(shards_env):
+    spec, docs = shards_env["spec"], shards_env["docs"]
+    by_shard = split(docs, SHARDS)
+    a, b, c = shard_keys(SHARDS)[:3]
+    edits = {by_shard[a][0].id, by_shard[b][1].id}
+    edited = [replace(d, text=d.text + " Revised guidance.") if d.id in edits else d for d in docs]
+    rows = [json.loads(line) for line in shards_env["corpus"].read_text().splitlines()]
+    for row in rows:
+        if row["id"] in edits:
+            row["text"] += " Revised guidance."
+    corpus = shards_env["base"] / "corpus_edited.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = _rows(shards_env["sharded"])
+
+    assert _materialize(
+        shards_env,
+        [build_search_corpus(spec)],
+        run_config={"ops": {"search_corpus": {"config": {"source_path": str(corpus)}}}},
+    ).success
+    with psycopg.connect(shards_env["sharded"]) as conn:
+        status = shard_status(conn, edited, SHARDS, shards_env["model_sha"])
+    assert {k for k, s in status.items() if s != "complete"} == {a, b}
+    # The sensor's next stage asks for exactly those two shard runs, with the same run keys
+    # on every evaluation (a restarted daemon's Dagster skips the ones it launched).
+    pending = start(None, [RunRequest(run_key="k", run_config={}, tags={})])
+    runs, cursor, _ = plan(pending, True, status)
+    again, _, _ = plan(pending, True, status)
+    assert [r.run_key for r in runs] == [f"k/shard:{a}", f"k/shard:{b}"] == [
+        r.run_key for r in again
+    ]
+    assert cursor == pending  # still pending until the index run is requested
+
+    shards_asset = build_embedding_shards(spec)
+    embedded = {}
+    for key in (a, b, c):
+        result = _materialize(shards_env, [shards_asset], partition_key=key)
+        assert result.success
+        (mat,) = result.asset_materializations_for_node("embedding_shards")
+        embedded[key] = mat.metadata["embedded"].value
+        assert mat.metadata["digest"].value == shard_digest(split(edited, SHARDS)[key])
+    assert embedded == {a: 1, b: 1, c: 0}
+
+    result = _materialize(shards_env, [build_sharded_index(spec)])
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("embedding_index")
+    assert mat.metadata["mode"].value == "incremental"
+    assert (mat.metadata["updated"].value, mat.metadata["switched_live_index"].value) == (2, False)
+    after = _rows(shards_env["sharded"])
+    for key, (fields, vec) in before.items():
+        if key[1] in edits:
+            assert after[key][0][0] != fields[0] and not np.array_equal(after[key][1], vec)
+        else:
+            assert after[key][0] == fields and np.array_equal(after[key][1], vec), key
+
+
+def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(shards_env):
+    spec = shards_env["spec"]
+    live_before, rows_before = _live(shards_env["sharded"]), _rows(shards_env["sharded"])
+    fp32 = {"variant": "fp32"}
+    shards_asset, index = build_embedding_shards(spec), build_sharded_index(spec)
+    held = shard_keys(SHARDS)[-1]
+    manifest = json.loads(latest_ref(shards_env["root"], "embedding_model_onnx").read_verified())
+    fp32_sha = manifest["variants"]["fp32"]["sha256"]
+    # Another session holds the shard (a stuck run): its run fails in bounded time.
+    with psycopg.connect(shards_env["sharded"], autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key(staging_table(fp32_sha, SHARDS), held),))
+        for key in shard_keys(SHARDS):
+            config = {**fp32, "lock_wait_s": 0.5} if key == held else fp32
+            result = _materialize(
+                shards_env, [shards_asset], partition_key=key,
+                run_config={"ops": {"embedding_shards": {"config": config}}},
+            )  # fmt: skip
+            assert result.success == (key != held), key
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "another run holds shard" in failure.step_failure_data.error.message
+    refused = _materialize(
+        shards_env, [index], run_config={"ops": {"embedding_index": {"config": fp32}}}
+    )
+    assert not refused.success
+    message = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.error.message
+    assert f"{held} (missing)" in message and "Nothing was switched" in message
+    assert _live(shards_env["sharded"]) == live_before
+    assert _rows(shards_env["sharded"]).keys() == rows_before.keys()
+
+    retry = _materialize(
+        shards_env, [shards_asset], partition_key=held,
+        run_config={"ops": {"embedding_shards": {"config": fp32}}},
+    )  # fmt: skip
+    assert retry.success
+    done = _materialize(shards_env, [index], run_config={"ops": {"embedding_index": {"config": fp32}}})
+    assert done.success
+    table, model, _ = _live(shards_env["sharded"])
+    assert model == fp32_sha and table != live_before[0]
+    assert len(_rows(shards_env["sharded"])) == DOCS
