@@ -32,7 +32,7 @@ from ml_assets.core.search_shards import (
     split,
     staging_table,
 )
-from ml_assets.core.search_spec import SearchIndexSpec, TenantSpec, shipped
+from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.reindex_shards import plan, start
@@ -225,12 +225,13 @@ def _wait_runs(daemon, job: str, count: int, timeout_s: float = 420) -> list:
             return runs
         time.sleep(2)
     daemon["log"].flush()
-    pytest.fail(f"{job}: {count} runs did not finish:\n" + (daemon["base"] / "daemon.log").read_text()[-4000:])
+    pytest.fail(
+        f"{job}: {count} runs did not finish:\n"
+        + (daemon["base"] / "daemon.log").read_text()[-4000:]
+    )
 
 
-def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(
-    shards_env, daemon
-):
+def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(shards_env, daemon):
     cli = daemon["bin"] / "dagster"
     ws = str(daemon["base"] / "workspace.yaml")
     subprocess.run(
@@ -303,9 +304,9 @@ def test_an_edit_in_two_shards_re_embeds_only_their_changed_documents(shards_env
     pending = start(None, [RunRequest(run_key="k", run_config={}, tags={})])
     runs, cursor, _ = plan(pending, True, status)
     again, _, _ = plan(pending, True, status)
-    assert [r.run_key for r in runs] == [f"k/shard:{a}", f"k/shard:{b}"] == [
-        r.run_key for r in again
-    ]
+    assert (
+        [r.run_key for r in runs] == [f"k/shard:{a}", f"k/shard:{b}"] == [r.run_key for r in again]
+    )
     assert cursor == pending  # still pending until the index run is requested
 
     shards_asset = build_embedding_shards(spec)
@@ -341,7 +342,9 @@ def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(s
     fp32_sha = manifest["variants"]["fp32"]["sha256"]
     # Another session holds the shard (a stuck run): its run fails in bounded time.
     with psycopg.connect(shards_env["sharded"], autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key(staging_table(fp32_sha, SHARDS), held),))
+        holder.execute(
+            "SELECT pg_advisory_lock(%s)", (_lock_key(staging_table(fp32_sha, SHARDS), held),)
+        )
         for key in shard_keys(SHARDS):
             config = {**fp32, "lock_wait_s": 0.5} if key == held else fp32
             result = _materialize(
@@ -355,7 +358,9 @@ def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(s
         shards_env, [index], run_config={"ops": {"embedding_index": {"config": fp32}}}
     )
     assert not refused.success
-    message = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.error.message
+    message = next(
+        e for e in refused.all_events if e.is_step_failure
+    ).step_failure_data.error.message
     assert f"{held} (missing)" in message and "Nothing was switched" in message
     assert _live(shards_env["sharded"]) == live_before
     assert _rows(shards_env["sharded"]).keys() == rows_before.keys()
@@ -365,7 +370,9 @@ def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(s
         run_config={"ops": {"embedding_shards": {"config": fp32}}},
     )  # fmt: skip
     assert retry.success
-    done = _materialize(shards_env, [index], run_config={"ops": {"embedding_index": {"config": fp32}}})
+    done = _materialize(
+        shards_env, [index], run_config={"ops": {"embedding_index": {"config": fp32}}}
+    )
     assert done.success
     table, model, _ = _live(shards_env["sharded"])
     assert model == fp32_sha and table != live_before[0]

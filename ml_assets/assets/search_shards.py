@@ -80,7 +80,6 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
         code_version=SHARDS_CODE_VERSION,
         partitions_def=shards_partitions(spec),
         pool="embedder",
-        tags={"ml-assets/stage": "embed"},
     )
     def embedding_shards(
         context: AssetExecutionContext,

@@ -193,7 +193,13 @@ def _assemble_locked(
         conn.commit()
         live = live_index(conn)
         switched, changed, removed, updated = True, list(wanted), [], []
-        counts = {"total": len(docs), "added": len(docs), "updated": 0, "deleted": 0, "unchanged": 0}
+        counts = {
+            "total": len(docs),
+            "added": len(docs),
+            "updated": 0,
+            "deleted": 0,
+            "unchanged": 0,
+        }
         kind, mode = "full", "full"
     event = None
     if kind is not None:

@@ -227,7 +227,9 @@ def embed_shard(
             )
             vectors, truncated = _embed(embedder, changed)
             with conn.transaction():
-                _write(conn, stage, shard, gone, changed, vectors, reuse, index_table, model_version)
+                _write(
+                    conn, stage, shard, gone, changed, vectors, reuse, index_table, model_version
+                )
                 conn.execute(
                     sql.SQL(
                         "INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, now())"
@@ -279,8 +281,19 @@ def _write(conn, stage, shard, gone, changed, vectors, reuse, index_table, model
     )
     with conn.cursor().copy(stmt) as copy:
         copy.set_types(
-            ["text", "text", "text", "text", "text", "text", "text[]", "timestamptz", "text",
-             "text", "vector"]  # fmt: skip
+            [
+                "text",
+                "text",
+                "text",
+                "text",
+                "text",
+                "text",
+                "text[]",
+                "timestamptz",
+                "text",
+                "text",
+                "vector",
+            ]  # fmt: skip
         )
         for doc, vec in zip(changed, vectors, strict=True):
             copy.write_row(

@@ -60,6 +60,9 @@ SHARD_K8S_CONFIG = {
     }
 }
 K8S_TAG = "dagster-k8s/config"
+# Every shard run carries it: the run queue's tag limit (deploy/helm/dagster-values.yaml) caps
+# how many shard runs hold run slots at once, leaving room for the other runs.
+SHARD_RUN_TAG = ("ml-assets/run", "shard")
 
 
 def sharded_jobs(spec: SearchIndexSpec) -> tuple[JobDefinition, ...]:
@@ -73,7 +76,11 @@ def sharded_jobs(spec: SearchIndexSpec) -> tuple[JobDefinition, ...]:
         "reindex_shards_job",
         selection=AssetSelection.assets("embedding_shards"),
         description="Embed one shard of the corpus (one run per partition).",
-        tags={K8S_TAG: json.dumps(SHARD_K8S_CONFIG, sort_keys=True), **spec.shard_run_tags},
+        tags={
+            K8S_TAG: json.dumps(SHARD_K8S_CONFIG, sort_keys=True),
+            SHARD_RUN_TAG[0]: SHARD_RUN_TAG[1],
+            **spec.shard_run_tags,
+        },
     )
     index_job = define_asset_job(
         "reindex_job",
