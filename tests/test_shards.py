@@ -35,7 +35,7 @@ from ml_assets.core.search_shards import (
 from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
-from ml_assets.sensors.reindex_shards import plan, start
+from ml_assets.sensors.reindex_shards import plan, sharded_jobs, start
 from ml_assets.stack import with_database
 from tests.conftest import REPO, fresh_vector_database
 
@@ -268,8 +268,18 @@ def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(
 
 
 def _materialize(shards_env, assets, **kwargs):
+    """Materialize `assets`; the other assets of the sharded index are their sources."""
+    from ml_assets.assets.export import embedding_model_onnx
+
+    spec = shards_env["spec"]
+    names = {a.key.to_user_string() for a in assets}
+    everything = [
+        embedding_model_onnx, build_search_corpus(spec), build_embedding_shards(spec),
+        build_sharded_index(spec),
+    ]  # fmt: skip
+    sources = [a.to_source_asset() for a in everything if a.key.to_user_string() not in names]
     return materialize(
-        assets,
+        [*sources, *assets],
         resources=local_resources(shards_env["root"], shards_env["mlflow"], shards_env["sharded"]),
         instance=shards_env["instance"],
         raise_on_error=False,
@@ -330,6 +340,43 @@ def test_an_edit_in_two_shards_re_embeds_only_their_changed_documents(shards_env
             assert after[key][0][0] != fields[0] and not np.array_equal(after[key][1], vec)
         else:
             assert after[key][0] == fields and np.array_equal(after[key][1], vec), key
+
+
+def test_the_sensor_walks_the_stages_with_run_keys_a_restart_repeats(
+    shards_env, tmp_path, monkeypatch
+):
+    from dagster import build_sensor_context
+
+    from ml_assets.resources import MlflowResource
+    from ml_assets.resources.postgres import PostgresResource
+    from ml_assets.resources.storage import ArtifactStore
+    from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor
+
+    spec = shards_env["spec"]
+    sensor = build_sharded_reindex_sensor(spec, sharded_jobs(spec))
+    resources = {
+        # No production embedder in this store: the shards' model is the declared variant's.
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        "postgres": PostgresResource(dsn=shards_env["sharded"]),
+        "store": ArtifactStore(base_dir=str(shards_env["root"])),
+    }
+
+    def tick(cursor):
+        result = sensor(build_sensor_context(cursor=cursor, resources=resources))
+        return [(r.job_name, r.run_key) for r in result.run_requests], result.cursor
+
+    # The sensor watches the original slice; search_corpus holds the edited one: corpus first.
+    monkeypatch.setenv("ML_CORPUS_PATH", str(shards_env["corpus"]))
+    runs, cursor = tick(None)
+    assert [job for job, _ in runs] == ["reindex_corpus_job"]
+    assert tick(None)[0] == runs  # a restarted daemon asks for the same run key: Dagster skips it
+    # Watching the edited file (what search_corpus holds, every shard done): straight to the
+    # index run, and then nothing pending.
+    monkeypatch.setenv("ML_CORPUS_PATH", str(shards_env["base"] / "corpus_edited.jsonl"))
+    runs, cursor = tick(None)
+    assert [job for job, _ in runs] == ["reindex_job"] and runs[0][1].endswith("/index")
+    assert "pending" not in json.loads(cursor)
+    assert tick(cursor)[0] == []
 
 
 def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(shards_env):

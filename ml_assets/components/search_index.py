@@ -4,6 +4,9 @@
     search_corpus (the declared corpus, rows of undeclared tenants refused)
       -> embedding_index (pgvector HNSW + full text, incremental, switched atomically)
       -> search_quality_report (+ blocking `hybrid_not_worse`) ; reindex_job + reindex_sensor
+    with `shards: N`: search_corpus -> embedding_shards (N partitions, a run each)
+      -> embedding_index (assembled once every shard is done) ; reindex_corpus_job,
+         reindex_shards_job, reindex_job + a reindex_sensor that runs them in turn
 
 ml_assets/lineages/text/defs.yaml declares the platform's own index. The index lives in the
 vector store's `search` schema, so one code location holds one SearchIndex today: a second one
