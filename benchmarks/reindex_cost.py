@@ -5,9 +5,10 @@ One process (plus the worker subprocesses it times), on the embedded PostgreSQL 
 and the real int8 embedder (exported here, as embedding_model_onnx does):
 - one shard's documents/s: `embed_shard` on one of 4 shards of the shipped corpus, with 1 and
   with 2 ONNX threads (embedding and the staging write; the model already loaded);
-- per-run overhead: a fresh process that imports the code location (`ml_assets.definitions`,
-  what every Dagster run worker loads) and loads the embedder (sha256, ORT session), timed
-  from outside; Dagster's own run bookkeeping on top is not in this figure;
+- per-run overhead: a fresh Python process that imports the code location
+  (`ml_assets.definitions`, what every Dagster run worker loads) and loads the embedder
+  (sha256, ORT session), timed from outside; Dagster's own run bookkeeping (run storage,
+  event log writes, resource set-up) comes on top and is not in this figure;
 - two shard runs at once with one ONNX thread each against one such run (the same documents
   each), pairs interleaved: the ratio of documents/s against the ideal 2x, embedding alone
   and with the per-run overhead included;
@@ -38,10 +39,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-from benchmarks.search_latency import cpu, expand, fmt_load  # noqa: E402
-from ml_assets.core.corpus import default_corpus_path, load_corpus  # noqa: E402
-from ml_assets.core.search_index import embedding_text  # noqa: E402
+# Nothing of ml_assets at module level: the worker child times its own imports from scratch.
 
 TARGET_DOCS = 10_000_000
 TARGET_SHARDS = 256
@@ -110,9 +108,12 @@ def main() -> None:
         worker(args)
         return
 
+    from benchmarks.search_latency import cpu, expand, fmt_load
+    from ml_assets.core.corpus import default_corpus_path, load_corpus
     from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
     from ml_assets.core.hashing import sha256_bytes
     from ml_assets.core.search_assemble import assemble
+    from ml_assets.core.search_index import embedding_text
     from ml_assets.core.search_shards import embed_shard, shard_keys, split
     from ml_assets.core.search_tables import connect
     from ml_assets.core.text_embedder import OnnxTextEmbedder
@@ -124,7 +125,7 @@ def main() -> None:
     model_sha = sha256_bytes(int8)
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        (tmpdir / "run").mkdir()
+        (tmpdir / "run").mkdir(mode=0o700)
         os.environ.setdefault("XDG_RUNTIME_DIR", str(tmpdir / "run"))
         server = start_embedded_postgres(tmpdir / "pg", stop_on_exit=True)
         ensure_databases(server)

@@ -28,7 +28,7 @@ from ml_assets.resources.defaults import resource_defs
 from ml_assets.sensors.reindex_shards import sharded_jobs
 
 spec = replace(shipped(), corpus_path=Path({corpus!r}), queries_path=default_queries_path(),
-               shards={shards}, labelled_sets=())
+               shards={shards}, labelled_sets=(), variant={variant!r})
 index_job = dg.define_asset_job("index_job", selection=["embedding_index"])
 defs = dg.Definitions.merge(
     dg.Definitions(
@@ -50,7 +50,9 @@ def daemon_fixture(shards_env, pg_dsn, mlflow_resource):
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     (base / "location.py").write_text(
-        LOCATION.format(corpus=str(shards_env["corpus"]), shards=shards)
+        LOCATION.format(
+            corpus=str(shards_env["corpus"]), shards=shards, variant=shards_env["spec"].variant
+        )
     )
     (base / "workspace.yaml").write_text(
         f"load_from:\n  - python_file:\n      relative_path: {base / 'location.py'}\n"
