@@ -235,7 +235,7 @@ def report(rates, run_overhead, tokens_per_doc, builds, two_embed, one_embed) ->
     table_10m = table_big / n_big * TARGET_DOCS
     shard_docs = TARGET_DOCS / TARGET_SHARDS
     gpu_rate = GPU_FLOPS_ASSUMED / (FLOP_PER_TOKEN * tokens_per_doc)
-    share = (one_embed / two_embed) / 2  # each of two runs' speed vs running alone, here
+    share = one_embed / two_embed  # each of two runs' speed vs running alone, here
     print()
     print(
         f"## Reindexing {TARGET_DOCS:,} documents in {TARGET_SHARDS} shards "

@@ -49,7 +49,7 @@ COSINE_MIN = 0.9999
 def _spec(corpus: Path) -> SearchIndexSpec:
     return replace(
         shipped(), corpus_path=corpus, queries_path=default_queries_path(), shards=SHARDS,
-        labelled_sets=(),
+        labelled_sets=(), variant=VARIANT,
     )  # fmt: skip
 
 
