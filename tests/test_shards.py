@@ -17,7 +17,12 @@ from pgvector.psycopg import register_vector
 
 from ml_assets.assets.search import build_search_corpus, documents_from_bytes, load_embedder
 from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
-from ml_assets.core.corpus import content_hash, default_corpus_path, default_queries_path
+from ml_assets.core.corpus import (
+    content_hash,
+    default_corpus_path,
+    default_queries_path,
+    load_corpus,
+)
 from ml_assets.core.search_index import reindex
 from ml_assets.core.search_shards import (
     _lock_key,
@@ -203,13 +208,13 @@ def test_an_edit_in_two_shards_re_embeds_only_their_changed_documents(shards_env
     by_shard = split(docs, SHARDS)
     a, b, c = shard_keys(SHARDS)[:3]
     edits = {by_shard[a][0].id, by_shard[b][1].id}
-    edited = [replace(d, text=d.text + " Revised guidance.") if d.id in edits else d for d in docs]
     rows = [json.loads(line) for line in shards_env["corpus"].read_text().splitlines()]
     for row in rows:
         if row["id"] in edits:
             row["text"] += " Revised guidance."
     corpus = shards_env["base"] / "corpus_edited.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited = list(load_corpus(corpus).documents)
     before = _rows(shards_env["sharded"])
 
     assert _materialize(
