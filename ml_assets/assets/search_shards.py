@@ -7,6 +7,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     Config,
+    Failure,
     MetadataValue,
     Output,
     StaticPartitionsDefinition,
@@ -29,6 +30,7 @@ from ml_assets.core.search_assemble import assemble
 from ml_assets.core.search_shards import (
     DEFAULT_LOCK_WAIT_S,
     SHARD_STATE,
+    ShardBusyError,
     embed_shard,
     shard_keys,
     shard_of,
@@ -100,17 +102,20 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
                 config.model_sha256,
                 intra_op_threads=config.onnx_threads,
             )
-            stats = embed_shard(
-                postgres.dsn,
-                docs,
-                n,
-                shard,
-                embedder,
-                model_sha,
-                run_id=context.run_id,
-                lock_wait_s=config.lock_wait_s,
-                log=context.log.info,
-            )
+            try:
+                stats = embed_shard(
+                    postgres.dsn,
+                    docs,
+                    n,
+                    shard,
+                    embedder,
+                    model_sha,
+                    run_id=context.run_id,
+                    lock_wait_s=config.lock_wait_s,
+                    log=context.log.info,
+                )
+            except ShardBusyError as exc:
+                raise Failure(str(exc)) from exc
             mine = [d for d in docs if shard_of(d, n) == shard]
             state = {
                 "model_sha256": model_sha,
