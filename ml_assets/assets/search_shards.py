@@ -31,6 +31,7 @@ from ml_assets.core.search_shards import (
     DEFAULT_LOCK_WAIT_S,
     SHARD_STATE,
     ShardBusyError,
+    ShardsIncomplete,
     embed_shard,
     shard_keys,
     shard_of,
@@ -180,14 +181,17 @@ def build_sharded_index(spec: SearchIndexSpec) -> AssetsDefinition:
             model_sha = model_sha_of(
                 embedding_model_onnx, config.variant or spec.variant, config.model_sha256
             )
-            stats = assemble(
-                postgres.dsn,
-                docs,
-                n,
-                model_sha,
-                search_corpus.extra["corpus_sha256"],
-                log=context.log.info,
-            )
+            try:
+                stats = assemble(
+                    postgres.dsn,
+                    docs,
+                    n,
+                    model_sha,
+                    search_corpus.extra["corpus_sha256"],
+                    log=context.log.info,
+                )
+            except ShardsIncomplete as exc:
+                raise Failure(str(exc)) from exc
             with connect(postgres.dsn) as conn:
                 digests = dict(
                     conn.execute(
