@@ -113,22 +113,37 @@ class EmbeddingIndexConfig(Config):
     )
 
 
+def model_sha_of(model_ref: ArtifactRef, variant: str, model_sha256: str | None) -> str:
+    """The embedder file an index is built with: `model_sha256`, or the manifest's variant."""
+    if model_sha256 is not None:
+        return model_sha256
+    manifest = json.loads(model_ref.read_verified())
+    if variant not in manifest["variants"]:
+        raise ValueError(f"variant must be one of {sorted(manifest['variants'])}")
+    return manifest["variants"][variant]["sha256"]
+
+
 def load_embedder(
-    store: ArtifactStore, model_ref: ArtifactRef, variant: str, model_sha256: str | None
+    store: ArtifactStore,
+    model_ref: ArtifactRef,
+    variant: str,
+    model_sha256: str | None,
+    *,
+    intra_op_threads: int = 2,
 ) -> tuple[OnnxTextEmbedder, str]:
     """The embedder named by the manifest (or by sha256), verified before it is loaded."""
     manifest = json.loads(model_ref.read_verified())
-    if model_sha256 is None:
-        if variant not in manifest["variants"]:
-            raise ValueError(f"variant must be one of {sorted(manifest['variants'])}")
-        model_sha256 = manifest["variants"][variant]["sha256"]
+    model_sha256 = model_sha_of(model_ref, variant, model_sha256)
     onnx_ref = store.content().ref_for("embedding_model_onnx", model_sha256, ".onnx")
     tok_ref = store.content().ref_for(
         "embedding_model_onnx", manifest["tokenizer"]["sha256"], ".json"
     )
     tok_ref.read_verified()
     embedder = OnnxTextEmbedder(
-        onnx_ref.read_verified(), tok_ref.path, max_length=manifest["max_length"]
+        onnx_ref.read_verified(),
+        tok_ref.path,
+        max_length=manifest["max_length"],
+        intra_op_threads=intra_op_threads,
     )
     return embedder, model_sha256
 

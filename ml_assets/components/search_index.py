@@ -4,6 +4,9 @@
     search_corpus (the declared corpus, rows of undeclared tenants refused)
       -> embedding_index (pgvector HNSW + full text, incremental, switched atomically)
       -> search_quality_report (+ blocking `hybrid_not_worse`) ; reindex_job + reindex_sensor
+    with `shards: N`: search_corpus -> embedding_shards (N partitions, a run each)
+      -> embedding_index (assembled once every shard is done) ; reindex_corpus_job,
+         reindex_shards_job, reindex_job + a reindex_sensor that runs them in turn
 
 ml_assets/lineages/text/defs.yaml declares the platform's own index. The index lives in the
 vector store's `search` schema, so one code location holds one SearchIndex today: a second one
@@ -86,6 +89,21 @@ class SearchIndex(dg.Component, dg.Model, dg.Resolvable):
     reindex_sensor: Annotated[ReindexSensor, _about("The reindex sensor's settings.")] = Field(
         default_factory=ReindexSensor
     )
+    shards: Annotated[
+        int | None,
+        _about(
+            "Split the embedding into this many runs (2, 4, 8, 16, 32, 64, 128 or 256): "
+            "`embedding_shards`, partitioned by a document's key hash, then `embedding_index` "
+            "builds and switches once every shard is done. null: one run embeds everything."
+        ),
+    ] = None
+    shard_run_tags: Annotated[
+        dict[str, str],
+        _about(
+            "Tags on every shard run. `dagster-k8s/config` (a JSON string) sets what a shard "
+            "run's Kubernetes Job asks for: resources, a node selector for GPU nodes."
+        ),
+    ] = Field(default_factory=dict)
 
     def spec(self, *, base=None, declared_in: str = "(python)") -> SearchIndexSpec:
         """The declaration, validated, with paths resolved against `base` (the YAML's folder)."""

@@ -24,8 +24,12 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHIPPED_YAML = ("lineages", "text", "defs.yaml")
 ATTRIBUTES = {
     "name", "description", "tenants", "corpus", "queries", "labelled_sets",
-    "quality_tolerance", "variant", "reindex_sensor",
+    "quality_tolerance", "variant", "reindex_sensor", "shards",
+    "shard_run_tags",
 }  # fmt: skip
+# The shard counts a sharded index may declare (`shards:`): powers of two, so each shard owns
+# one range of hex prefixes of a document's key hash (ml_assets.core.search_shards).
+SHARD_COUNTS = (2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class SearchSpecError(ValueError):
@@ -50,6 +54,11 @@ class SearchIndexSpec:
     quality_tolerance: float = 0.02
     variant: str = "int8"
     reindex_interval_s: int = 60
+    # None: one run embeds the whole corpus (embedding_index). N: embedding_shards, N
+    # partitions each run on its own, then embedding_index assembles and switches.
+    shards: int | None = None
+    # Tags on every shard run (e.g. dagster-k8s/config: resources, a GPU node selector).
+    shard_run_tags: dict[str, str] = field(default_factory=dict)
     declared_in: str = "(python)"
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +95,11 @@ class SearchIndexSpec:
             raise SearchSpecError(f"{where}: quality_tolerance must be within [0, 1]")
         if self.reindex_interval_s < 30:
             raise SearchSpecError(f"{where}: reindex_sensor.interval_s must be >= 30")
+        if self.shards is not None and self.shards not in SHARD_COUNTS:
+            raise SearchSpecError(
+                f"{where}: shards must be one of {list(SHARD_COUNTS)} (or null: no shards), "
+                f"not {self.shards!r}"
+            )
 
     @property
     def tenant_ids(self) -> tuple[str, ...]:
@@ -131,6 +145,8 @@ def from_attributes(
         quality_tolerance=float(attrs.get("quality_tolerance", 0.02)),
         variant=attrs.get("variant", "int8"),
         reindex_interval_s=int(sensor.get("interval_s", 60)),
+        shards=None if attrs.get("shards") is None else int(attrs["shards"]),
+        shard_run_tags={str(k): str(v) for k, v in (attrs.get("shard_run_tags") or {}).items()},
         declared_in=declared_in,
     )
 
