@@ -24,11 +24,12 @@ from ml_assets.core import reindex_requests
 from ml_assets.core.corpus import load_corpus
 from ml_assets.core.reindex_requests import Request
 from ml_assets.core.search_spec import SearchIndexSpec, shipped
+from ml_assets.core.serving_bundle import EMBEDDER, PRODUCTION_ALIAS, REGISTERED
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 
-REGISTERED_EMBEDDER = "text-embedder"
-PRODUCTION_ALIAS = "production"
+REGISTERED_EMBEDDER = REGISTERED[EMBEDDER]
+
 # A request row can commit after a later one (a long transaction, another host's clock): each
 # tick reads this far back from the newest request seen, and the cursor keeps the ids it
 # handled in that window, so such a row is honoured once, not skipped.
