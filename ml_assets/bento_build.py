@@ -49,6 +49,10 @@ SERVING_MODULES = (
     "cache",
     "batcher",
     "embed_path",
+    "bundled",
+    "schemas",
+    "search_path",
+    "reload_path",
 )
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (

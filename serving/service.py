@@ -10,158 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import hmac
-import json
 import logging
 import os
 import threading
 import time
 from http import HTTPStatus
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
-from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC, SCHEMA
-from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import (
-    BUNDLE_MANIFEST,
     EMBEDDER,
     BundleIntegrityError,
     ModelEntry,
-    entries_of,
-    lineage_of_entry,
-    score_role,
 )
-from serving import edge, errors, fastpath, openapi, runtime, tabular
+from serving import bundled, edge, errors, fastpath, openapi, reload_path, runtime, tabular
+from serving.bundled import BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
 from serving.cache import EmbeddingCache
 from serving.embed_path import EmbedPath, Overloaded, too_many
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
+from serving.schemas import (
+    BatchResult,
+    EmbedResult,
+    ScoreResult,
+    SearchResult,
+    Transaction,
+)
+from serving.search_path import SearchPath
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
-
-
-def _bundle() -> dict[str, Any]:
-    """bundle.json: ML_SERVING_BUNDLE, else the Bento's copy (cwd is the Bento's src when
-    served), else next to this file."""
-    candidates = [
-        Path.cwd() / "serving" / BUNDLE_MANIFEST,
-        Path(__file__).with_name(BUNDLE_MANIFEST),
-    ]
-    if env := os.environ.get("ML_SERVING_BUNDLE"):
-        candidates = [Path(env)]
-    for path in candidates:
-        if path.exists():
-            return json.loads(path.read_text())
-    raise RuntimeError(
-        f"no {BUNDLE_MANIFEST} at {', '.join(map(str, candidates))}: the service serves a "
-        "bundle built by the serving_bundle asset (materialize it in Dagster, then "
-        "`bentoml serve ml-assets:<tag>`)"
-    )
-
-
-BUNDLE = _bundle()
-ENTRIES = entries_of(BUNDLE)
-# The role whose model answers /v1/score(/batch): the lineage that declares `score_routes`.
-SCORER = score_role(ENTRIES)
-# What search_quality_report judged for the bundled embedder (fusion weights and parameters),
-# or why search is not served: the service searches with exactly this.
-BUNDLE_SEARCH: dict[str, Any] = dict(BUNDLE.get("search") or {})
-
-
-# ---- request and response schemas (the API's schema is these pydantic models) -------------
-
-_BOUNDS = {c.name: c for c in SCHEMA}
-
-
-def _numeric_field(name: str) -> Any:
-    col = _BOUNDS[name]
-    kind = int if col.kind == "int" else float
-    return (kind, Field(ge=col.min, le=col.max, allow_inf_nan=False))
-
-
-Transaction = create_model(
-    "Transaction",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    **{c: (Annotated[str, Field(min_length=1, max_length=64)], ...) for c in CATEGORICAL},
-    **{c: _numeric_field(c) for c in NUMERIC},
-)
-Transaction.__doc__ = "One card transaction: the model's features, within the dataset's ranges."
-
-
-class ScoreResult(BaseModel):
-    probability: float
-    is_fraud: bool
-    threshold: float
-    model_version: str
-
-
-class BatchResult(BaseModel):
-    results: list[ScoreResult]
-    model_version: str
-    count: int
-
-
-class EmbedResult(BaseModel):
-    vectors: list[list[float]]
-    dim: int
-    truncated: int
-    model_version: str
-
-
-class Hit(BaseModel):
-    doc_id: str
-    type: str
-    title: str
-    tags: list[str]
-    score: float
-    vector_rank: int | None
-    lexical_rank: int | None
-
-
-class SearchResult(BaseModel):
-    hits: list[Hit]
-    tenant_id: str
-    mode: str
-    model_version: str
-
-
-def _threshold() -> float:
-    value = os.environ.get("ML_FRAUD_THRESHOLD")
-    return float(value) if value else float(BUNDLE.get("threshold", runtime.DEFAULT_THRESHOLD))
-
-
-def _find_model_dir(tag: str) -> Path | None:
-    """A model's directory: the Bento's own store first, then the local BentoML store."""
-    try:
-        return Path(bentoml.models.get(tag).path)
-    except (bentoml.exceptions.NotFound, ValueError):
-        pass
-    name, version = tag.split(":", 1)
-    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
-    candidate = home / "models" / name / version
-    return candidate if candidate.is_dir() else None
-
-
-def _locate(entry: ModelEntry) -> Path:
-    path = _find_model_dir(entry.bento_tag)
-    if path is None:
-        raise BundleIntegrityError(f"{entry.bento_tag} is not in this Bento or the model store")
-    return path
-
-
-# Every declared lineage's model the bundle serves, by role (the lineage's name).
-LINEAGES = {
-    role: LineageSpec.from_dict(lineage)
-    for role, entry in ENTRIES.items()
-    if (lineage := lineage_of_entry(entry)) is not None
-}
 
 
 # Routes whose requests record no OpenTelemetry span: BentoML's sampler records ~5 spans a
@@ -192,15 +75,15 @@ class MLService:
     text_embedder = bentoml.models.BentoModel(ENTRIES[EMBEDDER].bento_tag)
 
     def __init__(self) -> None:
-        self.threshold = _threshold()
+        self.threshold = bundled.threshold()
         self.metrics: Metrics = create_metrics()
         self.cache = EmbeddingCache.from_env()
         self.embed_path = EmbedPath.from_env(self.metrics, self.cache)
         self._models: runtime.LoadedModels | None = None
         self._load_error: str | None = None
+        self.search_path = SearchPath(self.embed_path, self._error)
         self._reload_lock = threading.Lock()
         self._release = runtime.release_path()
-        self._local = threading.local()
         self._start_release()
         self._watcher = runtime.ReleaseWatcher(self._release, self._follow_release)
         self._watcher.start()
@@ -262,7 +145,7 @@ class MLService:
         self._install(
             runtime.load_models(
                 release.entries,
-                _locate,
+                bundled.locate,
                 release.generation,
                 search=release.search,
                 previous=self._models,
@@ -377,25 +260,6 @@ class MLService:
             model_version=models.entries[EMBEDDER].label,
         )
 
-    def _conn(self, fresh: bool = False):
-        """This worker thread's connection (autocommit: no read leaves a transaction open),
-        reopened when closed, or when `fresh` (the last one was found dead)."""
-        from ml_assets.core.search_index import connect
-
-        conn = getattr(self._local, "conn", None)
-        if fresh and conn is not None:
-            log.info("search connection lost, reconnecting")
-            self._local.conn = None
-            conn.close()
-            conn = None
-        if conn is None or conn.closed:
-            dsn = os.environ.get("ML_VECTOR_PG_DSN")
-            if not dsn:
-                raise ServiceUnavailable("search is not configured: set ML_VECTOR_PG_DSN")
-            conn = connect(dsn, autocommit=True)
-            self._local.conn = conn
-        return conn
-
     @bentoml.api(route="/search")
     def search(
         self,
@@ -407,78 +271,15 @@ class MLService:
         mode: Literal["hybrid", "vector", "lexical"] = "hybrid",
     ) -> SearchResult:
         """Hybrid (vector + full-text) search within one tenant's documents."""
-        import psycopg
-
-        from ml_assets.core import search as search_lib
-        from ml_assets.core.search_index import live_index
-
-        models = self._ready_models("search")
-        emb = models.entries[EMBEDDER]
-        fusion = self._fusion(models)
-
-        def run(conn: psycopg.Connection) -> list[search_lib.SearchHit]:
-            live = live_index(conn)
-            if live is None:
-                raise ServiceUnavailable("no search index yet: materialize embedding_index")
-            if live["model_version"] != emb.files["model.onnx"]:
-                self._error("index_mismatch", "search", RuntimeError(live["model_version"]))
-                raise ServiceUnavailable(
-                    f"the live index was built with text-embedder sha256 "
-                    f"{live['model_version'][:12]}, this server embeds with {emb.label} "
-                    f"({emb.files['model.onnx'][:12]}); reindex with the served model"
-                )
-            return search_lib.search(
-                conn,
-                self.embed_path.cached(models, "search"),
-                query,
-                tenant_id,
-                types=types,
-                tags=tags,
-                limit=limit,
-                mode=mode,
-                fusion=fusion,
-            )
-
-        try:
-            # A dead connection (say the database restarted) is retried once on a new one.
-            hits = search_lib.retry_on_dead_connection(self._conn, run)
-        except search_lib.UnknownTenantError as exc:
-            self._error("unknown_tenant", "search", exc)
-            raise NotFound(str(exc)) from exc
-        except ValueError as exc:
-            self._error("bad_input", "search", exc)
-            raise InvalidArgument(str(exc)) from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self._local.conn = None
-            self._error("database", "search", exc)
-            raise ServiceUnavailable(f"the search database is unavailable: {exc}") from exc
-        return SearchResult(
-            hits=[
-                Hit(
-                    doc_id=h.doc_id,
-                    type=h.type,
-                    title=h.title,
-                    tags=list(h.tags),
-                    score=h.score,
-                    vector_rank=h.vector_rank,
-                    lexical_rank=h.lexical_rank,
-                )
-                for h in hits
-            ],
-            tenant_id=tenant_id,
+        return self.search_path.search(
+            self._ready_models("search"),
+            query,
+            tenant_id,
+            types=types,
+            tags=tags,
+            limit=limit,
             mode=mode,
-            model_version=emb.label,
         )
-
-    def _fusion(self, models: runtime.LoadedModels) -> Any:
-        """The validated fusion weights; search is refused (503) when none were validated."""
-        from ml_assets.core.search import FusionWeights
-
-        search = models.search
-        if not search.get("enabled"):
-            self._error("search_not_validated", "search", RuntimeError(search.get("reason")))
-            raise ServiceUnavailable(f"search is not served: {search.get('reason')}")
-        return FusionWeights(**search["config"]["fusion"])
 
     # ---- operations ---------------------------------------------------------------------
 
@@ -515,27 +316,14 @@ class MLService:
         `bundle`: the serving_bundle manifest of those versions (serving_deployment sends it);
         its validated search configuration is served with them. Without it, search keeps its
         configuration only while the embedder is unchanged."""
-        expected = os.environ.get("ML_SERVING_API_KEY")
-        given = ctx.request.headers.get("x-api-key") or ctx.request.headers.get(
-            "authorization", ""
-        ).removeprefix("Bearer ")
-        if not expected:
-            raise BentoMLException(
-                "reload is disabled: start the server with ML_SERVING_API_KEY set",
-                error_code=HTTPStatus.FORBIDDEN,
-            )
-        if not given:
-            raise BentoMLException(
-                "reload needs the API key in the X-API-Key header",
-                error_code=HTTPStatus.UNAUTHORIZED,
-            )
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise BentoMLException("wrong API key", error_code=HTTPStatus.FORBIDDEN)
+        reload_path.require_admin_key(ctx)
         start = time.perf_counter()
         tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
         try:
             entries = runtime.resolve_production(
-                tracking, _find_model_dir, {r: e.registered_model for r, e in ENTRIES.items()}
+                tracking,
+                bundled.find_model_dir,
+                {r: e.registered_model for r, e in ENTRIES.items()},
             )
         except runtime.NotBundledError as exc:
             self._error("not_bundled", "reload", exc)
@@ -543,7 +331,7 @@ class MLService:
         except (runtime.RegistryError, BundleIntegrityError) as exc:
             self._error("registry", "reload", exc)
             raise ServiceUnavailable(str(exc)) from exc
-        search = self._reload_search(entries, bundle)
+        search = reload_path.search_for_reload(self._models, entries, bundle)
         with self._reload_lock:
             current = self._models
             if current is not None and current.entries == entries and current.search == search:
@@ -554,7 +342,7 @@ class MLService:
             )
             try:
                 models = runtime.load_models(
-                    entries, _locate, generation + 1, search=search, previous=current
+                    entries, bundled.locate, generation + 1, search=search, previous=current
                 )
             except BundleIntegrityError as exc:
                 self._error("refused", "reload", exc)
@@ -563,33 +351,6 @@ class MLService:
             runtime.write_release(self._release, models)
         self.metrics.reloads.inc()
         return {"changed": True, **self.describe(), "seconds": time.perf_counter() - start}
-
-    def _reload_search(
-        self, entries: dict[str, ModelEntry], bundle: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        if bundle is not None:
-            try:
-                pinned = entries_of(bundle)
-            except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
-                raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
-            if {r: (e.label, e.files) for r, e in pinned.items()} != {
-                r: (e.label, e.files) for r, e in entries.items()
-            }:
-                raise BentoMLException(
-                    f"the bundle pins {sorted(e.label for e in pinned.values())}, production "
-                    f"is {sorted(e.label for e in entries.values())}; a newer promotion is in "
-                    "flight (its serving run reloads with its own bundle)",
-                    error_code=HTTPStatus.CONFLICT,
-                )
-            return dict(bundle.get("search") or {})
-        current = self._models
-        if current is not None and current.entries.get(EMBEDDER) == entries[EMBEDDER]:
-            return current.search
-        return {
-            "enabled": False,
-            "reason": "reloaded to a new embedder without its bundle: the search configuration "
-            "validated for it is unknown here (POST /reload with the serving_bundle manifest)",
-        }
 
 
 # GET routes (BentoML APIs are POST): /models describes what this worker serves, /metrics

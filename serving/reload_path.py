@@ -1,0 +1,71 @@
+"""`POST /reload` behind the API: the admin key, and which search configuration goes with the
+production versions (the bundle's judged one, or the current one while the embedder is the
+same; otherwise search is switched off with the reason)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException, InvalidArgument
+
+from ml_assets.core.serving_bundle import (
+    EMBEDDER,
+    BundleIntegrityError,
+    ModelEntry,
+    entries_of,
+)
+from serving import runtime
+
+
+def require_admin_key(ctx: bentoml.Context) -> None:
+    """401 without a key, 403 with a wrong one (or when reload is disabled: no key is set)."""
+    expected = os.environ.get("ML_SERVING_API_KEY")
+    given = ctx.request.headers.get("x-api-key") or ctx.request.headers.get(
+        "authorization", ""
+    ).removeprefix("Bearer ")
+    if not expected:
+        raise BentoMLException(
+            "reload is disabled: start the server with ML_SERVING_API_KEY set",
+            error_code=HTTPStatus.FORBIDDEN,
+        )
+    if not given:
+        raise BentoMLException(
+            "reload needs the API key in the X-API-Key header",
+            error_code=HTTPStatus.UNAUTHORIZED,
+        )
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise BentoMLException("wrong API key", error_code=HTTPStatus.FORBIDDEN)
+
+
+def search_for_reload(
+    current: runtime.LoadedModels | None,
+    entries: dict[str, ModelEntry],
+    bundle: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The search configuration to serve with `entries` (409 if `bundle` pins other versions)."""
+    if bundle is not None:
+        try:
+            pinned = entries_of(bundle)
+        except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
+        if {r: (e.label, e.files) for r, e in pinned.items()} != {
+            r: (e.label, e.files) for r, e in entries.items()
+        }:
+            raise BentoMLException(
+                f"the bundle pins {sorted(e.label for e in pinned.values())}, production "
+                f"is {sorted(e.label for e in entries.values())}; a newer promotion is in "
+                "flight (its serving run reloads with its own bundle)",
+                error_code=HTTPStatus.CONFLICT,
+            )
+        return dict(bundle.get("search") or {})
+    if current is not None and current.entries.get(EMBEDDER) == entries[EMBEDDER]:
+        return current.search
+    return {
+        "enabled": False,
+        "reason": "reloaded to a new embedder without its bundle: the search configuration "
+        "validated for it is unknown here (POST /reload with the serving_bundle manifest)",
+    }
