@@ -4,6 +4,7 @@ import json
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -176,43 +177,77 @@ def build_embedding_index(spec: SearchIndexSpec) -> AssetsDefinition:
                 search_corpus.extra["corpus_sha256"],
                 log=context.log.info,
             )
-            # Hashed content: what the index holds (model + every document's content hash), not
-            # how long it took; the same corpus and model give the same data version.
-            state = {
-                "model_sha256": model_sha,
-                "table": stats.table,
-                "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
-            }
-            ref = store.content().put(
-                "embedding_index",
-                canonical_json(state),
-                ".json",
-                code_version=INDEX_CODE_VERSION,
-                lineage=lineage_of(search_corpus, embedding_model_onnx),
-                extra={"table": stats.table, "model_sha256": model_sha},
-            )
-        context.log.info(
-            f"{stats.mode}: embedded {stats.embedded}, deleted {stats.deleted}, unchanged "
-            f"{stats.unchanged} in {stats.seconds:.1f} s; live table search.{stats.table}"
-        )
-        return hashed_output(
-            ref,
-            upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
-            wall_time_s=t["seconds"],
+        return index_output(
+            store,
+            stats,
+            docs,
+            model_sha,
+            INDEX_CODE_VERSION,
+            search_corpus,
+            embedding_model_onnx,
+            t,
+            log=context.log.info,
+            summary=f"embedded {stats.embedded}",
             metadata={
-                "table": MetadataValue.text(f"search.{stats.table}"),
-                "model_sha256": MetadataValue.text(model_sha),
-                "mode": MetadataValue.text(stats.mode),
                 "embedded": MetadataValue.int(stats.embedded),
-                "deleted": MetadataValue.int(stats.deleted),
-                "unchanged": MetadataValue.int(stats.unchanged),
                 "truncated_texts": MetadataValue.int(stats.truncated),
-                "dagster/row_count": MetadataValue.int(stats.total),
-                "switched_live_index": MetadataValue.bool(stats.switched),
             },
         )
 
     return embedding_index
+
+
+def index_output(
+    store: ArtifactStore,
+    stats: Any,
+    docs: list,
+    model_sha: str,
+    code_version: str,
+    search_corpus: ArtifactRef,
+    embedding_model_onnx: ArtifactRef,
+    timer: dict,
+    *,
+    log: Any,
+    summary: str,
+    metadata: dict[str, Any],
+) -> Output[ArtifactRef]:
+    """embedding_index's output, monolithic or assembled from shards: the stored state and its
+    metadata. `timer`: the `timed()` dict the index was built in (its wall time is read here).
+
+    Hashed content: what the index holds (model + every document's content hash), not how long
+    it took; the same corpus and model give the same data version."""
+    state = {
+        "model_sha256": model_sha,
+        "table": stats.table,
+        "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
+    }
+    ref = store.content().put(
+        "embedding_index",
+        canonical_json(state),
+        ".json",
+        code_version=code_version,
+        lineage=lineage_of(search_corpus, embedding_model_onnx),
+        extra={"table": stats.table, "model_sha256": model_sha},
+    )
+    log(
+        f"{stats.mode}: {summary}, deleted {stats.deleted}, unchanged {stats.unchanged} in "
+        f"{stats.seconds:.1f} s; live table search.{stats.table}"
+    )
+    return hashed_output(
+        ref,
+        upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
+        wall_time_s=timer["seconds"],
+        metadata={
+            "table": MetadataValue.text(f"search.{stats.table}"),
+            "model_sha256": MetadataValue.text(model_sha),
+            "mode": MetadataValue.text(stats.mode),
+            **metadata,
+            "deleted": MetadataValue.int(stats.deleted),
+            "unchanged": MetadataValue.int(stats.unchanged),
+            "dagster/row_count": MetadataValue.int(stats.total),
+            "switched_live_index": MetadataValue.bool(stats.switched),
+        },
+    )
 
 
 # The shipped index's corpus asset, for code that uses the assets without the defs folder

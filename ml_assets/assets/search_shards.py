@@ -20,6 +20,7 @@ from ml_assets.assets.search import (
     GROUP,
     EmbeddingIndexConfig,
     documents_from_bytes,
+    index_output,
     load_embedder,
     model_sha_of,
 )
@@ -202,38 +203,21 @@ def build_sharded_index(spec: SearchIndexSpec) -> AssetsDefinition:
                         (staging_table(model_sha, n),),
                     ).fetchall()
                 )
-            state = {
-                "model_sha256": model_sha,
-                "table": stats.table,
-                "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
-            }
-            ref = store.content().put(
-                "embedding_index",
-                canonical_json(state),
-                ".json",
-                code_version=SHARDED_INDEX_CODE_VERSION,
-                lineage=lineage_of(search_corpus, embedding_model_onnx),
-                extra={"table": stats.table, "model_sha256": model_sha},
-            )
-        context.log.info(
-            f"{stats.mode} from {n} shards: deleted {stats.deleted}, unchanged "
-            f"{stats.unchanged} in {stats.seconds:.1f} s; live table search.{stats.table}"
-        )
-        return hashed_output(
-            ref,
-            upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
-            wall_time_s=t["seconds"],
+        return index_output(
+            store,
+            stats,
+            docs,
+            model_sha,
+            SHARDED_INDEX_CODE_VERSION,
+            search_corpus,
+            embedding_model_onnx,
+            t,
+            log=context.log.info,
+            summary=f"from {n} shards",
             metadata={
-                "table": MetadataValue.text(f"search.{stats.table}"),
-                "model_sha256": MetadataValue.text(model_sha),
-                "mode": MetadataValue.text(stats.mode),
                 "shards": MetadataValue.json(digests),
                 "added": MetadataValue.int(stats.added),
                 "updated": MetadataValue.int(stats.updated),
-                "deleted": MetadataValue.int(stats.deleted),
-                "unchanged": MetadataValue.int(stats.unchanged),
-                "dagster/row_count": MetadataValue.int(stats.total),
-                "switched_live_index": MetadataValue.bool(stats.switched),
             },
         )
 

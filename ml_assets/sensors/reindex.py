@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetSelection,
@@ -160,6 +161,33 @@ def production_embedder_sha(mlflow: MlflowResource) -> str | None:
     return version.tags.get("sha256")
 
 
+def due_runs(
+    context: SensorEvaluationContext,
+    spec: SearchIndexSpec,
+    mlflow: MlflowResource,
+    postgres: PostgresResource,
+) -> tuple[Any, IndexInputs, list[RunRequest], str]:
+    """(the corpus as loaded, what the index should be built from now, the reindex runs due,
+    the new cursor):
+    operators' requests first (each honoured or logged as refused), else a changed corpus or
+    production embedder."""
+    path = corpus_source(spec)
+    load = load_corpus(path)
+    current = IndexInputs(
+        corpus_sha256=load.corpus_sha256,
+        model_sha256=production_embedder_sha(mlflow),
+        corpus_path=str(path),
+    )
+    requests = reindex_requests.read_requests(postgres.dsn, after=requests_after(context.cursor))
+    runs, rejected, cursor = honour_requests(context.cursor, current, requests)
+    for r in rejected:
+        context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
+    if not runs:
+        request, cursor = decide(cursor, current)
+        runs = [request] if request else []
+    return load, current, runs, cursor
+
+
 def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
     """The reindex sensor of a declared index: its corpus, its interval."""
 
@@ -173,21 +201,7 @@ def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
         context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
     ) -> SensorResult:
         """Watches the corpus content hash, text-embedder@production and reindex requests."""
-        path = corpus_source(spec)
-        current = IndexInputs(
-            corpus_sha256=load_corpus(path).corpus_sha256,
-            model_sha256=production_embedder_sha(mlflow),
-            corpus_path=str(path),
-        )
-        requests = reindex_requests.read_requests(
-            postgres.dsn, after=requests_after(context.cursor)
-        )
-        runs, rejected, cursor = honour_requests(context.cursor, current, requests)
-        for r in rejected:
-            context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
-        if not runs:
-            request, cursor = decide(cursor, current)
-            runs = [request] if request else []
+        _, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
         if not runs:
             return SensorResult(
                 skip_reason=SkipReason(

@@ -31,8 +31,6 @@ from dagster import (
 )
 
 from ml_assets.assets.search import model_sha_of
-from ml_assets.core import reindex_requests
-from ml_assets.core.corpus import load_corpus
 from ml_assets.core.search_shards import incomplete, shard_keys, shard_status
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.core.search_tables import connect
@@ -40,12 +38,7 @@ from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore, latest_ref
 from ml_assets.sensors.reindex import (
-    IndexInputs,
-    corpus_source,
-    decide,
-    honour_requests,
-    production_embedder_sha,
-    requests_after,
+    due_runs,
 )
 
 # What one shard run asks Kubernetes for (K8sRunLauncher reads this tag and merges it over
@@ -169,25 +162,10 @@ def build_sharded_reindex_sensor(
         store: ArtifactStore,
     ) -> SensorResult:
         """Watches the corpus, text-embedder@production and requests; runs a sharded reindex."""
-        path = corpus_source(spec)
-        load = load_corpus(path)
-        current = IndexInputs(
-            corpus_sha256=load.corpus_sha256,
-            model_sha256=production_embedder_sha(mlflow),
-            corpus_path=str(path),
-        )
-        requests = reindex_requests.read_requests(
-            postgres.dsn, after=requests_after(context.cursor)
-        )
-        runs, rejected, cursor = honour_requests(context.cursor, current, requests)
-        for r in rejected:
-            context.log.warning(f"reindex request {r.event_id} not honoured: {r.error}")
-        if not runs:
-            request, cursor = decide(cursor, current)
-            runs = [request] if request else []
+        load, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
         cursor = start(cursor, runs)
         corpus = latest_ref(store.base_dir, "search_corpus")
-        ready = corpus is not None and corpus.extra.get("corpus_sha256") == load.corpus_sha256
+        ready = corpus is not None and corpus.extra.get("corpus_sha256") == current.corpus_sha256
         model = latest_ref(store.base_dir, "embedding_model_onnx")
         # No embedder export yet: every shard is to do (their runs say what is missing).
         status = {k: "missing" for k in shard_keys(n)}
