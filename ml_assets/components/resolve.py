@@ -59,15 +59,15 @@ class LineagePlan:
             "seed": seed,
             "task": self.spec.task,
         }
-        params = inspect.signature(self.trainer_fn).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        unknown = sorted(k for k in merged if k not in params and k not in available)
+        accepted = inspect.signature(self.trainer_fn).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        unknown = sorted(k for k in merged if k not in accepted and k not in available)
         if unknown and not takes_any:
             raise TypeError(
                 f"{self.trainer_ref} takes no parameter {unknown}; its parameters: "
-                f"{sorted(k for k in params if k not in available)}"
+                f"{sorted(k for k in accepted if k not in available)}"
             )
-        kwargs = {k: v for k, v in available.items() if takes_any or k in params}
+        kwargs = {k: v for k, v in available.items() if takes_any or k in accepted}
         estimator = self.trainer_fn(**kwargs, **merged)
         checked = check_estimator(estimator, self.spec.task, self.trainer_ref)
         return select_features(checked, self.spec.features)
