@@ -22,11 +22,16 @@ import numpy as np
 def baseline(rows: int) -> dict[str, float]:
     from sklearn.model_selection import train_test_split
 
-    from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC
-    from ml_assets.core.fraud_scorer import OnnxFraudScorer
     from ml_assets.core.lineage_spec import FeatureSpec
     from ml_assets.core.tabular_model import native_threads, quality, to_onnx_bytes
-    from ml_assets.lineages.fraud.generator import FEATURES, LABEL, generate_transactions
+    from ml_assets.core.tabular_scorer import OnnxTabularScorer
+    from ml_assets.lineages.fraud.generator import (
+        CATEGORICAL,
+        FEATURES,
+        LABEL,
+        NUMERIC,
+        generate_transactions,
+    )
     from ml_assets.lineages.fraud.train import make_model
 
     times: dict[str, float] = {}
@@ -46,12 +51,14 @@ def baseline(rows: int) -> dict[str, float]:
     specs = [FeatureSpec(c, "category") for c in CATEGORICAL] + [
         FeatureSpec(c, "float") for c in NUMERIC
     ]
-    scorer = OnnxFraudScorer(to_onnx_bytes(model, specs, "classification", "fraud-detector"))
+    scorer = OnnxTabularScorer(
+        to_onnx_bytes(model, specs, "classification", "fraud-detector"), specs, "classification"
+    )
     times["export"] = time.perf_counter() - t
     t = time.perf_counter()
     y = test_df[LABEL].to_numpy()
     quality(y, model.predict_proba(test_df[list(FEATURES)])[:, 1])
-    quality(y, scorer.predict_proba(test_df))
+    quality(y, scorer.predict_columns({c: test_df[c].to_numpy() for c in FEATURES}))
     times["validate (no latency timing)"] = time.perf_counter() - t
     return times
 

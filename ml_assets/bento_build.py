@@ -21,8 +21,6 @@ BENTO_NAME = "ml-assets"
 # What the service imports from the platform: no Dagster, no torch, no scikit-learn.
 CORE_MODULES = (
     "__init__",
-    "fraud_schema",
-    "fraud_scorer",
     "text_embedder",
     "search",
     "search_config",
@@ -162,7 +160,7 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
             build_ctx=str(ctx),
             include=["serving/*.py", "serving/bundle.json", "ml_assets/**/*.py"],
             labels={"bundle_sha256": spec["bundle_sha256"][:63]},
-            description="ml-assets serving: fraud scoring, embeddings and search",
+            description="ml-assets serving: every promoted model, embeddings and search",
             python={"packages": pinned_packages(), "lock_packages": False},
             docker={"python_version": "3.11"},
             models=tags,

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument(
             "model",
-            help="registered model: text-embedder or a declared lineage's (fraud-detector, ...)",
+            help="registered model: a declared lineage's or the SearchIndex's embedder "
+            "(the `registered_model` of its YAML)",
         )
         p.add_argument("version")
         p.add_argument("--reason", required=True, help="why (recorded with the event)")

@@ -12,14 +12,13 @@ import psycopg
 from dagster import AssetExecutionContext, Failure, MetadataValue
 from mlflow.exceptions import MlflowException
 
-from ml_assets.core import events, lineage_spec, promotion
+from ml_assets.core import events, lineage_spec, promotion, search_spec
 from ml_assets.core.alerts import send_alert
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
     MODEL_MANIFEST,
     PRODUCTION_ALIAS,
-    REGISTERED,
     ModelEntry,
 )
 from ml_assets.dagster_records import DagsterRecords
@@ -40,9 +39,9 @@ def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
     """(role, registered model) of everything the bundle serves: the text embedder and each
     declared lineage's model once it has a production version. The lineage behind /v1/score
     (`score_routes`) must have one: the service cannot start without it."""
-    roles = [(EMBEDDER, REGISTERED[EMBEDDER])]
+    roles = [(EMBEDDER, search_spec.embedder_model())]
     for spec in lineage_spec.declared():
-        if spec.name in REGISTERED:
+        if spec.name == EMBEDDER:
             raise Failure(f"lineage name {spec.name!r} is reserved; rename the lineage")
         if spec.score_routes:
             production_version(client, spec.registered_model)  # a Failure that says what to do

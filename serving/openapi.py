@@ -126,7 +126,7 @@ ROUTE_ERRORS: dict[str, dict[str, str]] = {
         "problems), or the search rejects its filters (`error` says why).",
         "404": "No such tenant_id.",
         "503": "The models are not loaded, there is no live index yet, the live index was built "
-        "with another text-embedder than this server's, or the search database is unreachable "
+        "with another embedder than this server's, or the search database is unreachable "
         f"(ML_VECTOR_PG_DSN). {MASKED}",
     },
     "/reload": {

@@ -19,13 +19,10 @@ from typing import Any
 
 import httpx
 
-from ml_assets.core.fraud_schema import FEATURES
-from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
     MODEL_MANIFEST,
     PRODUCTION_ALIAS,
-    REGISTERED,
     BundleIntegrityError,
     ModelEntry,
     bento_tag,
@@ -58,7 +55,6 @@ class LoadedModels:
     """One generation of loaded models; requests keep the object they started with."""
 
     entries: dict[str, ModelEntry]
-    fraud: OnnxFraudScorer
     embedder: OnnxTextEmbedder
     generation: int
     # The search configuration the quality report judged for this embedder (or why search is
@@ -86,11 +82,11 @@ def load_models(
     if EMBEDDER not in entries:
         raise BundleIntegrityError(f"the bundle has no {EMBEDDER} model")
     scoring = score_role(entries)
-    declared = {f["name"] for f in (lineage_of_entry(entries[scoring]) or {}).get("features", [])}
-    if declared != set(FEATURES):
+    task = (lineage_of_entry(entries[scoring]) or {}).get("task")
+    if task != "classification":
         raise BundleIntegrityError(
-            f"{entries[scoring].label} declares score_routes, but /v1/score takes the transaction "
-            f"schema {sorted(FEATURES)} and the model's features are {sorted(declared)}"
+            f"{entries[scoring].label} declares score_routes, but /v1/score answers a "
+            f"probability and a verdict: its lineage must be a classification one, not {task!r}"
         )
     for entry in entries.values():
         require_verdicts(entry)
@@ -98,11 +94,6 @@ def load_models(
     def kept(role: str) -> bool:
         return previous is not None and previous.entries.get(role) == entries[role]
 
-    if kept(scoring):
-        fraud = previous.fraud
-    else:
-        fraud_files = verify_model_dir(locate(entries[scoring]), entries[scoring])
-        fraud = OnnxFraudScorer(fraud_files["model.onnx"], intra_op_threads=1)
     if kept(EMBEDDER):
         embedder = previous.embedder
     else:
@@ -123,7 +114,6 @@ def load_models(
     }
     return LoadedModels(
         dict(entries),
-        fraud,
         embedder,
         generation,
         search_for(entries[EMBEDDER], search),
@@ -152,7 +142,7 @@ def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str,
     if search.get("enabled") and search.get("embedder_sha256") != embedder.files["model.onnx"]:
         return {
             "enabled": False,
-            "reason": f"the bundled search configuration was judged for text-embedder "
+            "reason": f"the bundled search configuration was judged for embedder "
             f"{str(search.get('embedder_sha256'))[:12]}, not {embedder.label}; rebuild the "
             "bundle (serving_job) after search_quality_report ran with this embedder",
         }
@@ -169,10 +159,10 @@ def model_entry_from_dir(model_dir: Path) -> ModelEntry:
 
 
 def production_versions(
-    tracking_uri: str, roles: dict[str, str] | None = None, timeout_s: float = 5.0
+    tracking_uri: str, roles: dict[str, str], timeout_s: float = 5.0
 ) -> dict[str, dict[str, Any]]:
     """{role: {"version": v, "tags": {...}}} for each served model's `production` alias
-    (`roles`: role -> registered model; the embedder alone by default)."""
+    (`roles`: role -> registered model, as the bundle names them)."""
     if not tracking_uri.startswith(("http://", "https://")):
         raise RegistryError(
             f"MLFLOW_TRACKING_URI must be the MLflow server's http(s) address for /reload, "
@@ -180,7 +170,7 @@ def production_versions(
         )
     out: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as client:
-        for role, name in (roles or REGISTERED).items():
+        for role, name in roles.items():
             try:
                 resp = client.get(
                     "/api/2.0/mlflow/registered-models/alias",
@@ -200,7 +190,7 @@ def production_versions(
     return out
 
 
-def expected_files(role: str, tags: dict[str, str]) -> dict[str, str]:
+def expected_files(role: str, name: str, tags: dict[str, str]) -> dict[str, str]:
     """The sha256 the registry recorded for each file of a version (what was validated)."""
     try:
         if role == EMBEDDER:
@@ -208,7 +198,7 @@ def expected_files(role: str, tags: dict[str, str]) -> dict[str, str]:
         return {"model.onnx": tags["onnx_sha256"]}
     except KeyError as exc:
         raise RegistryError(
-            f"{REGISTERED.get(role, role)}: the production version has no {exc.args[0]} tag; "
+            f"{name}: the production version has no {exc.args[0]} tag; "
             "it was not exported by this platform"
         ) from exc
 
@@ -216,15 +206,14 @@ def expected_files(role: str, tags: dict[str, str]) -> dict[str, str]:
 def resolve_production(
     tracking_uri: str,
     find_model_dir: Callable[[str], Path | None],
-    roles: dict[str, str] | None = None,
+    roles: dict[str, str],
 ) -> dict[str, ModelEntry]:
     """The production versions as bundled entries, cross-checked against the registry's hashes
     (`roles`: role -> registered model of what this server serves)."""
-    roles = roles or dict(REGISTERED)
     entries: dict[str, ModelEntry] = {}
     for role, prod in production_versions(tracking_uri, roles).items():
         name = roles[role]
-        want = expected_files(role, prod["tags"])
+        want = expected_files(role, name, prod["tags"])
         tag = bento_tag(name, prod["version"], want["model.onnx"])
         model_dir = find_model_dir(tag)
         if model_dir is None:

@@ -1,33 +1,25 @@
 """The API's request and response models (the OpenAPI document is these pydantic models).
 
-The transaction model is the fraud routes' (`/v1/score`): strict types, the dataset's ranges,
-unknown fields refused. A declared lineage's request model is generated in serving/tabular.py.
+/v1/score's `Transaction` is generated from the feature schema of the lineage that declares
+`score_routes` (the fraud detector's YAML in this project), like every lineage's row model in
+serving/tabular.py: strict types, the declared ranges and categories, unknown fields refused.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pydantic import BaseModel
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
-
-from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC, SCHEMA
-
-_BOUNDS = {c.name: c for c in SCHEMA}
+from ml_assets.core.lineage_spec import LineageSpec
+from serving.tabular import row_model
 
 
-def _numeric_field(name: str) -> Any:
-    col = _BOUNDS[name]
-    kind = int if col.kind == "int" else float
-    return (kind, Field(ge=col.min, le=col.max, allow_inf_nan=False))
-
-
-Transaction = create_model(
-    "Transaction",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    **{c: (Annotated[str, Field(min_length=1, max_length=64)], ...) for c in CATEGORICAL},
-    **{c: _numeric_field(c) for c in NUMERIC},
-)
-Transaction.__doc__ = "One card transaction: the model's features, within the dataset's ranges."
+def transaction_model(spec: LineageSpec) -> type[BaseModel]:
+    """The request model of /v1/score(/batch): one row of `spec`'s model, named Transaction."""
+    model = row_model(spec, name="Transaction")
+    model.__doc__ = (
+        f"One transaction: the features of {spec.registered_model}, within its declared schema."
+    )
+    return model
 
 
 class ScoreResult(BaseModel):

@@ -76,7 +76,7 @@ class SearchPath:
             if live["model_version"] != emb.files["model.onnx"]:
                 self._error("index_mismatch", "search", RuntimeError(live["model_version"]))
                 raise ServiceUnavailable(
-                    f"the live index was built with text-embedder sha256 "
+                    f"the live index was built with embedder sha256 "
                     f"{live['model_version'][:12]}, this server embeds with {emb.label} "
                     f"({emb.files['model.onnx'][:12]}); reindex with the served model"
                 )

@@ -1,5 +1,6 @@
-"""The ml-assets BentoML service: fraud scoring, text embedding and hybrid search over the
-promoted, validated models — the same bytes the platform validated, checked by sha256.
+"""The ml-assets BentoML service: every declared lineage's model, the /v1/score routes, text
+embedding and hybrid search over the promoted, validated models — the same bytes the platform
+validated, checked by sha256.
 
 Serve a built bundle:  BENTOML_HOME=... bentoml serve ml-assets:<tag> --port 3100
 The models are the ones pinned in bundle.json (written by the serving_bundle asset); a
@@ -40,11 +41,13 @@ from serving.schemas import (
     EmbedResult,
     ScoreResult,
     SearchResult,
-    Transaction,
+    transaction_model,
 )
 from serving.search_path import SearchPath
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
+# /v1/score's request model: the features of the lineage that declares `score_routes`.
+Transaction = transaction_model(LINEAGES[SCORER])
 
 
 # Routes whose requests record no OpenTelemetry span: BentoML's sampler records ~5 spans a
@@ -71,7 +74,6 @@ HOT_ROUTES = ["/v1/score", "/embed", "/search", "/v1/models/", "/metrics", "/liv
 class MLService:
     """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
 
-    fraud_model = bentoml.models.BentoModel(ENTRIES[SCORER].bento_tag)
     text_embedder = bentoml.models.BentoModel(ENTRIES[EMBEDDER].bento_tag)
 
     def __init__(self) -> None:
@@ -181,7 +183,7 @@ class MLService:
     def _score(self, records: list[dict[str, Any]], endpoint: str) -> tuple[list[ScoreResult], str]:
         models = self._ready_models(endpoint)
         start = time.perf_counter()
-        proba = models.fraud.predict_records(records)
+        proba = models.tabular[SCORER].predict_records(records)
         self.metrics.inference_seconds.labels(endpoint=endpoint).observe(
             time.perf_counter() - start
         )

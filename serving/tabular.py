@@ -46,10 +46,10 @@ def _class_name(name: str) -> str:
     return "".join(p.capitalize() for p in re.split(r"[^0-9A-Za-z]+", name) if p) or "Model"
 
 
-def row_model(spec: LineageSpec) -> type[BaseModel]:
-    """The pydantic model of one input row of `spec`'s model."""
+def row_model(spec: LineageSpec, name: str | None = None) -> type[BaseModel]:
+    """The pydantic model of one input row of `spec`'s model (`name`: its schema's name)."""
     model = create_model(
-        f"{_class_name(spec.name)}Row",
+        name or f"{_class_name(spec.name)}Row",
         __config__=ConfigDict(extra="forbid", strict=True),
         **{f.name: _field(f) for f in spec.features},
     )

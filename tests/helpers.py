@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from ml_assets.core import lineage_spec
+from ml_assets.core import lineage_spec, search_spec
 from ml_assets.definitions import defs as DEFS
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
@@ -15,6 +17,8 @@ STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
 LINEAGE = tuple(f"{FRAUD}/{s}" for s in STAGES)
 RAW, SPLITS, MODEL, ONNX, REPORT = LINEAGE
 FRAUD_MODEL = lineage_spec.by_name(FRAUD).registered_model
+# The text embedder's registered model, from the SearchIndex YAML.
+EMBEDDER_MODEL = search_spec.declared().registered_model
 
 
 def op(stage: str, lineage: str = FRAUD) -> str:
@@ -92,3 +96,14 @@ FRAUD_DATA = [
     ),
     fraud_asset("splits"),
 ]
+
+
+@contextmanager
+def declared_index_restored() -> Iterator[None]:
+    """Around a test that builds its own SearchIndex: the shipped declaration is the process's
+    declared index again afterwards (one code location holds one index; the last built wins)."""
+    before = search_spec.declared()
+    try:
+        yield
+    finally:
+        search_spec.register(before)

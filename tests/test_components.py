@@ -56,7 +56,12 @@ from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import ref_path
 from tests.conftest import REPO
-from tests.helpers import assets_of_lineage
+from tests.helpers import (
+    EMBEDDER_MODEL,
+    FRAUD_MODEL,
+    assets_of_lineage,
+    declared_index_restored,
+)
 
 CURVES_ROWS = 5_000
 STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
@@ -403,6 +408,8 @@ def test_the_component_is_a_plain_python_object_too():
         build_defs_for_component(relative)
     with pytest.raises(ValidationError, match="bogus"):
         ModelLineage(**lineage.model_dump(), bogus=1)
+    with pytest.raises(ValidationError, match="score_routes is for classification"):
+        ModelLineage(**{**lineage.model_dump(), "score_routes": True})
     with pytest.raises(ValidationError, match="not a regression metric"):
         ModelLineage(**{**lineage.model_dump(), "metrics": {"primary": "roc_auc"}})
 
@@ -411,10 +418,16 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
     shipped = search_spec.shipped()
     assert shipped.tenant_ids == ("boreal-commodities", "helios-trading", "northwind-energy")
     assert shipped.corpus() == default_corpus_path() and shipped.labelled_sets == ("docs",)
-    index = SearchIndex(tenants=[Tenant(id="acme")], corpus="c.jsonl", queries="q.jsonl")
+    index = SearchIndex(
+        registered_model=EMBEDDER_MODEL,
+        tenants=[Tenant(id="acme")],
+        corpus="c.jsonl",
+        queries="q.jsonl",
+    )
     spec = index.spec(base=tmp_path, declared_in="x/defs.yaml")
     assert spec.corpus_path == (tmp_path / "c.jsonl").resolve()
-    defs = index.definitions()  # a plain Python object too
+    with declared_index_restored():
+        defs = index.definitions()  # a plain Python object too
     assert {a.key.to_user_string() for a in defs.assets if hasattr(a, "key")} == {
         "embedding_model_onnx",
         "search_corpus",
@@ -422,8 +435,15 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
         "search_quality_report",
     }
     with pytest.raises(ValidationError, match="bogus"):
-        SearchIndex(tenants=[Tenant(id="acme")], bogus=1)
+        SearchIndex(registered_model="e", tenants=[Tenant(id="acme")], bogus=1)
+    with pytest.raises(ValidationError, match="registered_model"):
+        SearchIndex(tenants=[Tenant(id="acme")])  # the embedder's name is the YAML's to give
+    # The embedder's name cannot be a lineage's model: the gate would not know which it is.
+    clash = SearchIndex(registered_model=FRAUD_MODEL, tenants=[Tenant(id="acme")])
+    with declared_index_restored(), pytest.raises(SearchSpecError, match="lineage 'fraud'"):
+        clash.definitions()
     bad = {
+        "registered_model 'no spaces'": dict(registered_model="no spaces"),
         "set `corpus` and `queries` together": dict(corpus="c.jsonl"),
         "declare at least one tenant": dict(tenants=[]),
         "tenants declared twice": dict(tenants=[Tenant(id="a"), Tenant(id="a")]),
@@ -432,9 +452,22 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
         "interval_s must be >= 30": dict(reindex_sensor=ReindexSensor(interval_s=1)),
     }
     for message, fields in bad.items():
-        index = SearchIndex(**{"tenants": [Tenant(id="acme")], **fields})
+        index = SearchIndex(**{"registered_model": "e", "tenants": [Tenant(id="acme")], **fields})
         with pytest.raises(SearchSpecError, match=re.escape(message)):
             index.spec(declared_in="x/defs.yaml")
+
+
+def test_the_readme_search_index_yaml_is_a_valid_declaration(tmp_path: Path):
+    """README, "Your own corpus and tenants": the YAML shown is what the component accepts."""
+    import yaml
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    (doc,) = [yaml.safe_load(b) for b in blocks if "ml_assets.components.SearchIndex" in b]
+    spec = SearchIndex(**doc["attributes"]).spec(base=tmp_path, declared_in="README.md")
+    assert spec.registered_model == "text-embedder"
+    assert spec.tenant_ids == ("acme-grid", "globex-labs")
+    assert spec.corpus_path == (tmp_path / "my_corpus.jsonl").resolve()
 
 
 def test_dg_scaffold_defs_output_materializes(

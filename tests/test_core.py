@@ -17,8 +17,6 @@ from sklearn.preprocessing import FunctionTransformer
 from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactIntegrityError, ArtifactRef, ContentStore, lineage_of
 from ml_assets.core.environment import environment_snapshot, package_versions
-from ml_assets.core.fraud_schema import CATEGORICAL, NUMERIC
-from ml_assets.core.fraud_scorer import OnnxFraudScorer
 from ml_assets.core.hashing import (
     canonical_json,
     canonical_skops,
@@ -32,12 +30,14 @@ from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import from_skops_bytes, native_threads
 from ml_assets.core.tabular_model import to_onnx_bytes as tabular_onnx_bytes
 from ml_assets.core.tabular_model import to_skops_bytes as tabular_skops_bytes
+from ml_assets.core.tabular_scorer import OnnxTabularScorer
 from ml_assets.lineages.fraud.generator import (
+    CATEGORICAL,
     COLUMNS,
     FEATURES,
     LABEL,
     MERCHANT_NAMES,
-    SCHEMA,
+    NUMERIC,
     generate_transactions,
 )
 from ml_assets.lineages.fraud.train import make_model
@@ -373,18 +373,21 @@ def test_generate_transactions_respects_schema() -> None:
     assert not df.isna().any().any()
     assert df["transaction_id"].is_unique
     assert df["transaction_id"].tolist() == list(range(1, 25_001))
-    for col in SCHEMA:
-        s = df[col.name]
-        if col.kind == "int":
-            assert pd.api.types.is_integer_dtype(s), col.name
-        elif col.kind == "float":
-            assert pd.api.types.is_float_dtype(s), col.name
+    # Every column within what the lineage's YAML declares for it.
+    declared = fraud_spec().features
+    assert [f.name for f in declared] == list(FEATURES)
+    for f in declared:
+        s = df[f.name]
+        if f.kind == "int":
+            assert pd.api.types.is_integer_dtype(s), f.name
+        elif f.kind == "float":
+            assert pd.api.types.is_float_dtype(s), f.name
         else:
-            assert s.map(type).eq(str).all(), col.name
-        if col.min is not None:
-            assert s.min() >= col.min, col.name
-        if col.max is not None:
-            assert s.max() <= col.max, col.name
+            assert s.map(type).eq(str).all() and set(s) <= set(f.categories), f.name
+        if f.min is not None:
+            assert s.min() >= f.min, f.name
+        if f.max is not None:
+            assert s.max() <= f.max, f.name
     assert set(df["merchant_category"]) <= set(MERCHANT_NAMES)
     assert set(df[LABEL].unique()) == {0, 1}
 
@@ -468,15 +471,16 @@ def test_validate_transactions_flags_bad_frames(
     assert all(not o.success for o in outcomes[: len(failed)])
 
 
-# --------------------------------------------------------------------------- fraud_scorer
+# --------------------------------------------------------------------------- tabular_scorer
 
 
 def test_onnx_scorer_matches_native_model(
     splits: tuple[pd.DataFrame, pd.DataFrame], trained_model: Pipeline
 ) -> None:
     _, valid_df = splits
-    scorer = OnnxFraudScorer(to_onnx_bytes(trained_model))
-    from_frame = scorer.predict_proba(valid_df)
+    features = fraud_spec().features
+    scorer = OnnxTabularScorer(to_onnx_bytes(trained_model), features, "classification")
+    from_frame = scorer.predict_columns({c: valid_df[c].to_numpy() for c in FEATURES})
     from_records = scorer.predict_records(valid_df[list(FEATURES)].to_dict("records"))
     native = trained_model.predict_proba(valid_df[list(FEATURES)])[:, 1]
 

@@ -30,7 +30,6 @@ from ml_assets.assets.search_validation import search_quality_report
 from ml_assets.assets.serving import serving_bundle
 from ml_assets.core import nightly, promotion
 from ml_assets.core.artifacts import ArtifactRef
-from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -39,6 +38,7 @@ from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_sched
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
+    EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
     MODEL,
@@ -285,7 +285,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     for name, version in (
         (FRAUD_MODEL, _ref(root, MODEL).extra["model_version"]),
         (
-            REGISTERED[EMBEDDER],
+            EMBEDDER_MODEL,
             _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"],
         ),
     ):

@@ -22,7 +22,6 @@ from ml_assets.resources import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.sensors.reindex import (
     PRODUCTION_ALIAS,
-    REGISTERED_EMBEDDER,
     REQUEST_LOOKBACK,
     IndexInputs,
     decide,
@@ -30,6 +29,7 @@ from ml_assets.sensors.reindex import (
     reindex_sensor,
 )
 from ml_assets.stack import with_database
+from tests.helpers import EMBEDDER_MODEL
 
 
 def test_decide_is_pure_and_deliberate():
@@ -67,7 +67,7 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
     monkeypatch.setenv("ML_CORPUS_PATH", str(corpus))
     client = mlflow_resource.client
     try:
-        client.delete_registered_model_alias(REGISTERED_EMBEDDER, PRODUCTION_ALIAS)
+        client.delete_registered_model_alias(EMBEDDER_MODEL, PRODUCTION_ALIAS)
     except Exception:  # noqa: BLE001 - no model or alias yet
         pass
 
@@ -87,17 +87,17 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
     assert not _tick(mlflow_resource, cursor_c, no_requests)[0].run_requests
 
-    # Promote a text-embedder version: one request that pins its sha256.
+    # Promote an embedder version: one request that pins its sha256.
     with mlflow_resource.start_run("sensor-test") as run_id:
         mlflow_resource.log_json(run_id, {"x": 1}, "model/info.json")
         version = mlflow_resource.register_version(
-            REGISTERED_EMBEDDER,
+            EMBEDDER_MODEL,
             run_id,
             "model",
             tags={"sha256": "c" * 64, "variant": "int8"},
             description="sensor test",
         )
-    client.set_registered_model_alias(REGISTERED_EMBEDDER, PRODUCTION_ALIAS, version)
+    client.set_registered_model_alias(EMBEDDER_MODEL, PRODUCTION_ALIAS, version)
     try:
         fourth, cursor_d = _tick(mlflow_resource, cursor_c, no_requests)
         (request,) = fourth.run_requests
@@ -105,7 +105,7 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
         assert request.run_config["ops"]["embedding_index"]["config"]["model_sha256"] == "c" * 64
         assert not _tick(mlflow_resource, cursor_d, no_requests)[0].run_requests
     finally:
-        client.delete_registered_model_alias(REGISTERED_EMBEDDER, PRODUCTION_ALIAS)
+        client.delete_registered_model_alias(EMBEDDER_MODEL, PRODUCTION_ALIAS)
 
 
 def test_sensor_reports_a_broken_corpus(mlflow_resource, tmp_path, monkeypatch, vector_dsn):

@@ -22,6 +22,7 @@ from ml_assets.assets.search import (
     load_embedder,
     search_corpus,
 )
+from ml_assets.core import gate_subjects
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.search import (
@@ -46,9 +47,10 @@ from ml_assets.core.search_tuning import FEEDBACK_CHOOSABLE, fetch_candidates, r
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref, ref_path
+from ml_assets.sensors import promotion as promotion_sensor
 from ml_assets.stack import with_database
 from tests.conftest import fresh_vector_database
-from tests.helpers import failure_text, latest_metadata
+from tests.helpers import EMBEDDER_MODEL, declared_index_restored, failure_text, latest_metadata
 
 
 @pytest.fixture(scope="module")
@@ -533,6 +535,7 @@ USER_INDEX_YAML = """
 type: ml_assets.components.SearchIndex
 attributes:
   name: lab_and_grid
+  registered_model: lab-embedder
   tenants:
     - {id: acme-grid, description: a utility's field notes}
     - {id: globex-labs, description: a lab's bench notes}
@@ -564,9 +567,14 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
         (folder / "defs.yaml").write_text(USER_INDEX_YAML)
         for file in ("corpus.jsonl", "queries.jsonl"):
             shutil.copy(tmp_path / file, folder / file)
-        with sandbox.build_all_defs() as defs:
+        with sandbox.build_all_defs() as defs, declared_index_restored():
             assets = {a.key.to_user_string(): a for a in defs.assets or [] if hasattr(a, "key")}
             (sensor,) = [s for s in defs.sensors or [] if s.name == "reindex_sensor"]
+            # The embedder's registered name is the YAML's: the gate and the promotion sensor
+            # know it by that name, and by no other.
+            names = gate_subjects.names()
+            assert "lab-embedder" in names and EMBEDDER_MODEL not in names
+            assert "lab-embedder" in promotion_sensor.watched_models()
             result = materialize(
                 [
                     embedding_model_onnx.to_source_asset(),

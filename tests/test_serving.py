@@ -30,8 +30,7 @@ from ml_assets.core import events, promotion
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS, REGISTERED
-from ml_assets.core.serving_bundle import EMBEDDER as ROLE_EMBEDDER
+from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -40,6 +39,7 @@ from ml_assets.sensors.promotion import model_promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
+    EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
     MODEL,
@@ -55,7 +55,7 @@ from tests.helpers import (
 RETRAIN = [fraud_asset("model"), fraud_asset("onnx"), fraud_asset("export_validation_report")]
 
 API_KEY = "test-reload-key"
-FRAUD, EMBEDDER = FRAUD_MODEL, REGISTERED[ROLE_EMBEDDER]
+FRAUD, EMBEDDER = FRAUD_MODEL, EMBEDDER_MODEL
 
 
 def _ref(root: Path, asset: str) -> ArtifactRef:

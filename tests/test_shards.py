@@ -125,8 +125,12 @@ def test_the_yaml_field_alone_makes_the_shipped_index_sharded():
 
     from ml_assets.components import SearchIndex, Tenant
     from ml_assets.resources.defaults import resource_defs
+    from tests.helpers import EMBEDDER_MODEL, declared_index_restored
 
-    index = SearchIndex(tenants=[Tenant(id="acme")], shards=16).definitions()
+    with declared_index_restored():
+        index = SearchIndex(
+            registered_model=EMBEDDER_MODEL, tenants=[Tenant(id="acme")], shards=16
+        ).definitions()
     defs = Definitions.merge(index, resource_defs())
     graph = defs.resolve_asset_graph()
     node = graph.get(AssetKey("embedding_shards"))
@@ -137,7 +141,7 @@ def test_the_yaml_field_alone_makes_the_shipped_index_sharded():
         j.name for j in defs.resolve_all_job_defs()
     }
     with pytest.raises(ValueError, match="shards must be one of"):
-        SearchIndex(tenants=[Tenant(id="acme")], shards=12).spec()
+        SearchIndex(registered_model="e", tenants=[Tenant(id="acme")], shards=12).spec()
 
 
 def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(shards_env, daemon):

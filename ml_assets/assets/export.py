@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetsDefinition,
     Config,
     MetadataValue,
     Output,
@@ -21,7 +22,7 @@ from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer
 from ml_assets.core.embedder_quality import MAX_LENGTH, embedder_parity
 from ml_assets.core.environment import package_versions
 from ml_assets.core.hashing import canonical_json
-from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
+from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.storage import ArtifactStore
@@ -43,7 +44,6 @@ def provenance_document(onnx_ref: ArtifactRef, registered_model: str, version: s
 
 EMBEDDER_CODE_VERSION = "embedding_model_onnx@2"
 EMBEDDER_ASSET = "embedding_model_onnx"
-REGISTERED_EMBEDDER = REGISTERED[EMBEDDER]
 
 
 class EmbeddingExportConfig(Config):
@@ -54,37 +54,59 @@ class EmbeddingExportConfig(Config):
     )
 
 
-@asset(
-    group_name=GROUP,
-    code_version=EMBEDDER_CODE_VERSION,
-    check_specs=[
-        AssetCheckSpec(
-            "fp32_parity",
-            asset=EMBEDDER_ASSET,
-            blocking=True,
-            description="fp32 ONNX vs PyTorch: every cosine >= 0.9999.",
-        ),
-        AssetCheckSpec(
-            "int8_parity",
-            asset=EMBEDDER_ASSET,
-            blocking=True,
-            description="int8 vs fp32: mean cosine >= 0.98.",
-        ),
-        AssetCheckSpec(
-            "int8_retrieval",
-            asset=EMBEDDER_ASSET,
-            blocking=True,
-            description="int8 nDCG@10 on the labelled queries within 0.01 of fp32.",
-        ),
-    ],
-)
-def embedding_model_onnx(
+EMBEDDER_CHECKS = [
+    AssetCheckSpec(
+        "fp32_parity",
+        asset=EMBEDDER_ASSET,
+        blocking=True,
+        description="fp32 ONNX vs PyTorch: every cosine >= 0.9999.",
+    ),
+    AssetCheckSpec(
+        "int8_parity",
+        asset=EMBEDDER_ASSET,
+        blocking=True,
+        description="int8 vs fp32: mean cosine >= 0.98.",
+    ),
+    AssetCheckSpec(
+        "int8_retrieval",
+        asset=EMBEDDER_ASSET,
+        blocking=True,
+        description="int8 nDCG@10 on the labelled queries within 0.01 of fp32.",
+    ),
+]
+
+
+def build_embedding_model_onnx(spec: SearchIndexSpec) -> AssetsDefinition:
+    """The text embedder's export for a declared search index: its versions are registered
+    under the index's `registered_model` (its YAML), the one name the platform knows it by."""
+
+    @asset(
+        name=EMBEDDER_ASSET,
+        group_name=GROUP,
+        code_version=EMBEDDER_CODE_VERSION,
+        check_specs=EMBEDDER_CHECKS,
+    )
+    def embedding_model_onnx(
+        context: AssetExecutionContext,
+        config: EmbeddingExportConfig,
+        store: ArtifactStore,
+        mlflow: MlflowResource,
+    ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+        """all-MiniLM-L6-v2 from its package as ONNX (pooling + L2 norm in the graph), fp32 and
+        int8, both registered in MLflow with their sha256."""
+        yield from export_embedder(context, config, store, mlflow, spec.registered_model)
+
+    return embedding_model_onnx
+
+
+def export_embedder(
     context: AssetExecutionContext,
     config: EmbeddingExportConfig,
     store: ArtifactStore,
     mlflow: MlflowResource,
+    registered_model: str,
 ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
-    """all-MiniLM-L6-v2 from its package as ONNX (pooling + L2 norm in the graph), fp32 and int8."""
+    """Export, quantize, check parity and register; the asset's output and its three checks."""
     with timed() as t:
         context.log.info("exporting all-MiniLM-L6-v2 to ONNX fp32")
         fp32 = export_fp32()
@@ -113,7 +135,9 @@ def embedding_model_onnx(
             },
             "tokenizer": {"sha256": tok_ref.sha256},
         }
-        versions = register_embedder(mlflow, refs, tok_ref, parity, context.run.run_id)
+        versions = register_embedder(
+            mlflow, registered_model, refs, tok_ref, parity, context.run.run_id
+        )
         ref = content.put(
             EMBEDDER_ASSET,
             canonical_json(manifest),
@@ -130,7 +154,7 @@ def embedding_model_onnx(
             "variant": k,
             "sha256": v["sha256"][:16],
             "MB": round(v["size_bytes"] / 1e6, 1),
-            "registered": f"{REGISTERED_EMBEDDER} v{versions[k]}",
+            "registered": f"{registered_model} v{versions[k]}",
         }
         for k, v in manifest["variants"].items()
     ]
@@ -175,12 +199,13 @@ def embedding_model_onnx(
 
 def register_embedder(
     mlflow: MlflowResource,
+    registered_model: str,
     refs: dict[str, ArtifactRef],
     tok_ref: ArtifactRef,
     parity: dict[str, float],
     dagster_run_id: str,
 ) -> dict[str, str]:
-    """Log both exports to one MLflow run and register each as a text-embedder version."""
+    """Log both exports to one MLflow run and register each as a `registered_model` version."""
     with mlflow.start_run(
         "embedding_model_onnx", tags={"code_version": EMBEDDER_CODE_VERSION}
     ) as run_id:
@@ -191,7 +216,7 @@ def register_embedder(
         for variant, r in refs.items():
             mlflow.log_bytes(run_id, Path(r.path).read_bytes(), f"{variant}/model.onnx")
             versions[variant] = mlflow.register_version(
-                REGISTERED_EMBEDDER,
+                registered_model,
                 run_id,
                 variant,
                 tags={
@@ -208,3 +233,6 @@ def register_embedder(
 
 
 # embedding_model_onnx belongs to the declared search index (ml_assets/lineages/text).
+# The module-level asset is the shipped declaration's, for code that does not load the defs
+# folder (tests, notebooks); the defs folder builds its own from its YAML.
+embedding_model_onnx = build_embedding_model_onnx(shipped())

@@ -26,7 +26,7 @@ from ml_assets.resources.postgres import PostgresResource
 
 class PromoteConfig(Config):
     model: str = Field(
-        description="A registered model: fraud-detector, text-embedder or a declared lineage's."
+        description="A registered model: the search index's embedder or a declared lineage's."
     )
     version: str = Field(description="The registered version to promote.")
     reason: str = Field(description="Why: recorded as a version tag and in the event.")

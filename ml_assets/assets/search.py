@@ -109,7 +109,7 @@ class EmbeddingIndexConfig(Config):
     )
     model_sha256: str | None = Field(
         default=None,
-        description="Index with this exact model file (e.g. the production text-embedder) "
+        description="Index with this exact model file (e.g. the production embedder) "
         "instead of the upstream export's variant.",
     )
 

@@ -55,7 +55,7 @@ class EmbeddingShardConfig(Config):
     model_sha256: str | None = Field(
         default=None,
         description="Embed with this exact model file (the reindex sensor passes the "
-        "production text-embedder's); every shard of one index must use the same.",
+        "production embedder's); every shard of one index must use the same.",
     )
     onnx_threads: int = Field(
         default=1,

@@ -263,8 +263,8 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
         bool,
         _about(
             "Also serve this model at POST /v1/score and /v1/score/batch (the fraud routes: "
-            "features of the transaction schema in, a probability and a verdict out). At "
-            "most one lineage of a code location may set it."
+            "this lineage's features in, a probability and a verdict at the threshold out; "
+            "classification only). At most one lineage of a code location may set it."
         ),
     ] = False
 
@@ -273,6 +273,11 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
         _at_least(self, 0, "promotion_margin")
         if self.dataset.label_rate is not None and self.task != "classification":
             raise ValueError("dataset.label_rate is for classification lineages")
+        if self.score_routes and self.task != "classification":
+            raise ValueError(
+                "score_routes is for classification lineages: /v1/score answers a probability "
+                "and a verdict (a regression model is served at /v1/models/<name>/predict)"
+            )
         if not self.features:
             raise ValueError("features: declare at least one")
         if not _NAME.match(self.name):

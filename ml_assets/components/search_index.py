@@ -46,13 +46,23 @@ class SearchIndex(dg.Component, dg.Model, dg.Resolvable):
     In YAML (`type: ml_assets.components.SearchIndex`), or from Python::
 
         index = SearchIndex(
-            tenants=[Tenant(id="acme")], corpus="/data/acme.jsonl", queries="/data/q.jsonl"
+            registered_model="acme-embedder",
+            tenants=[Tenant(id="acme")],
+            corpus="/data/acme.jsonl",
+            queries="/data/q.jsonl",
         )
         defs = index.definitions()
     """
 
     name: Annotated[str, _about("The index's name (shown in the report).")] = "text"
     description: Annotated[str, _about("What the index holds, for people.")] = ""
+    registered_model: Annotated[
+        str,
+        _about(
+            "The MLflow registered model the text embedder's ONNX exports are versions of, "
+            "e.g. `text-embedder`: what `ml-assets promote` takes and /models lists."
+        ),
+    ]
     tenants: Annotated[
         list[Tenant],
         _about(

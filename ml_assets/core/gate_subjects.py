@@ -9,8 +9,8 @@ copies its served file's sha256. There are two kinds:
 - the **text embedder**: judged by `embedder_evidence` over its export's checks.
 
 `subject(name)` is the only place a registered name turns into gate behaviour; the gate itself
-(ml_assets/core/promotion.py) never names a model. The embedder's registered name comes from
-`serving_bundle.REGISTERED`, the one place it is written; a lineage's from its YAML.
+(ml_assets/core/promotion.py) never names a model. Every registered name comes from a YAML:
+the embedder's from the SearchIndex's `registered_model`, a lineage's from its own.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ml_assets.core import lineage_spec
+from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.serving_bundle import EMBEDDER, REGISTERED
 from ml_assets.core.validation_records import (
     Chain,
     Evidence,
@@ -119,9 +118,6 @@ def _embedder(name: str) -> Subject:
     )
 
 
-BUILT_IN: dict[str, Subject] = {REGISTERED[EMBEDDER]: _embedder(REGISTERED[EMBEDDER])}
-
-
 def _declared(spec: lineage_spec.LineageSpec) -> Subject:
     return tabular(
         spec.registered_model,
@@ -134,7 +130,9 @@ def _declared(spec: lineage_spec.LineageSpec) -> Subject:
 
 def names() -> list[str]:
     """Every registered model the gate knows: the embedder and each declared lineage's."""
-    return sorted({*BUILT_IN, *(s.registered_model for s in lineage_spec.declared())})
+    return sorted(
+        {search_spec.embedder_model(), *(s.registered_model for s in lineage_spec.declared())}
+    )
 
 
 def subject(name: str) -> Subject:
@@ -142,6 +140,6 @@ def subject(name: str) -> Subject:
     spec = lineage_spec.by_model(name)
     if spec is not None:
         return _declared(spec)
-    if name in BUILT_IN:
-        return BUILT_IN[name]
+    if name == search_spec.embedder_model():
+        return _embedder(name)
     raise ValueError(f"unknown model {name!r}; promotable models: {names()}")

@@ -81,6 +81,13 @@ _REGISTRY: dict[str, LineageSpec] = {}
 
 def register(spec: LineageSpec) -> LineageSpec:
     """Make a lineage known to the gate, the sensors and the bundle (idempotent per spec)."""
+    from ml_assets.core import search_spec
+
+    if spec.registered_model == search_spec.embedder_model():
+        raise ValueError(
+            f"lineage {spec.name!r}: registered model {spec.registered_model!r} is the search "
+            "index's embedder; give the lineage's model its own name"
+        )
     known = _REGISTRY.get(spec.registered_model)
     if known is not None and known.name != spec.name:
         raise ValueError(

@@ -21,9 +21,10 @@ from ml_assets.core.corpus import DATASETS, CorpusError, default_corpus_path, de
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SHIPPED_YAML = ("lineages", "text", "defs.yaml")
 ATTRIBUTES = {
-    "name", "description", "tenants", "corpus", "queries", "labelled_sets",
+    "name", "description", "registered_model", "tenants", "corpus", "queries", "labelled_sets",
     "quality_tolerance", "variant", "reindex_sensor", "shards",
     "shard_run_tags",
 }  # fmt: skip
@@ -48,6 +49,9 @@ class SearchIndexSpec:
 
     name: str
     tenants: tuple[TenantSpec, ...]
+    # The MLflow registered model the text embedder's exports are versions of: the name the
+    # gate, the sensors, the bundle and the service know the embedder by (from the YAML only).
+    registered_model: str
     corpus_path: Path | None = None
     queries_path: Path | None = None
     labelled_sets: tuple[str, ...] = ("docs",)
@@ -67,6 +71,11 @@ class SearchIndexSpec:
         where = f"search index {self.name!r} ({self.declared_in})"
         if not NAME.match(self.name):
             raise SearchSpecError(f"{where}: name: use letters, digits and underscores")
+        if not MODEL_NAME.match(self.registered_model or ""):
+            raise SearchSpecError(
+                f"{where}: registered_model {self.registered_model!r}: the MLflow registered "
+                "model of the embedder, e.g. `text-embedder` (letters, digits and ._-)"
+            )
         if not self.tenants:
             raise SearchSpecError(f"{where}: tenants: declare at least one tenant")
         ids = [t.id for t in self.tenants]
@@ -135,6 +144,7 @@ def from_attributes(
     return SearchIndexSpec(
         name=attrs.get("name", "text"),
         description=attrs.get("description", ""),
+        registered_model=attrs.get("registered_model") or "",
         tenants=tuple(
             TenantSpec(id=t["id"], description=t.get("description", ""))
             for t in attrs.get("tenants", ())
@@ -149,6 +159,37 @@ def from_attributes(
         shard_run_tags={str(k): str(v) for k, v in (attrs.get("shard_run_tags") or {}).items()},
         declared_in=declared_in,
     )
+
+
+_DECLARED: list[SearchIndexSpec] = []
+
+
+def register(spec: SearchIndexSpec) -> SearchIndexSpec:
+    """Make the declared index's embedder known to the gate, the sensors and the bundle.
+
+    One code location holds one SearchIndex (its tables are the vector store's `search`
+    schema): the index built last is the declared one."""
+    from ml_assets.core import lineage_spec
+
+    owner = lineage_spec.by_model(spec.registered_model)
+    if owner is not None:
+        raise SearchSpecError(
+            f"search index {spec.name!r} ({spec.declared_in}): registered_model "
+            f"{spec.registered_model!r} is lineage {owner.name!r}'s model; give the embedder "
+            "its own name"
+        )
+    _DECLARED[:] = [spec]
+    return spec
+
+
+def declared() -> SearchIndexSpec:
+    """The declared search index: the one the defs folder built, else the shipped YAML's."""
+    return _DECLARED[0] if _DECLARED else shipped()
+
+
+def embedder_model() -> str:
+    """The text embedder's registered model name, as the declared index's YAML gives it."""
+    return declared().registered_model
 
 
 @cache

@@ -21,8 +21,8 @@ BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
 MODEL_MANIFEST = "ml_model.json"
 BUNDLE_MANIFEST = "bundle.json"
 # A bundle's models by role: the text embedder's, and each declared lineage's under its name.
+# Each entry carries its registered model name, as the YAML that declared it gives it.
 EMBEDDER = "embedder"
-REGISTERED = {EMBEDDER: "text-embedder"}
 PRODUCTION_ALIAS = "production"
 # The files each role needs, in the model directory (a declared lineage's model: its ONNX).
 ROLE_FILES = {EMBEDDER: ("model.onnx", "tokenizer.json")}

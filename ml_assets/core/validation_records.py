@@ -254,7 +254,7 @@ def search_evidence(records: ValidationRecords, embedder_sha256: str) -> dict[st
     if report is None:
         return {
             "enabled": False,
-            "reason": f"no search_quality_report for text-embedder {embedder_sha256[:12]}: "
+            "reason": f"no search_quality_report for embedder {embedder_sha256[:12]}: "
             "materialize embedding_index and search_quality_report with the served embedder",
         }
     verdict = records.verdict(report, SEARCH_CHECK[1])

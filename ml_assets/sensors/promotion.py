@@ -18,9 +18,9 @@ from dagster import (
 )
 
 from ml_assets.assets.serving import serving_job
-from ml_assets.core import lineage_spec
+from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.promotion import champion_version
-from ml_assets.core.serving_bundle import PRODUCTION_ALIAS, REGISTERED
+from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.mlflow import MlflowResource
 
 
@@ -28,12 +28,14 @@ def bundle_needs() -> frozenset[str]:
     """The models a bundle cannot be built without: the embedder and the lineage behind
     /v1/score."""
     scorer = lineage_spec.score_lineage()
-    return frozenset({*REGISTERED.values(), *([scorer.registered_model] if scorer else [])})
+    embedder = search_spec.embedder_model()
+    return frozenset({embedder, *([scorer.registered_model] if scorer else [])})
 
 
 def watched_models() -> list[str]:
     """The embedder and every declared lineage's registered model."""
-    return sorted({*REGISTERED.values(), *(s.registered_model for s in lineage_spec.declared())})
+    declared = (s.registered_model for s in lineage_spec.declared())
+    return sorted({search_spec.embedder_model(), *declared})
 
 
 def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:

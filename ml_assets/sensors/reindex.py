@@ -1,5 +1,6 @@
-"""reindex_sensor: a corpus change, a new production text-embedder or an operator's reindex
-request (`ml.embedding.reindex.request.v1`) triggers one reindex."""
+"""reindex_sensor: a corpus change, a new production embedder (the SearchIndex's
+`registered_model`) or an operator's reindex request (`ml.embedding.reindex.request.v1`)
+triggers one reindex."""
 
 import json
 import os
@@ -25,11 +26,9 @@ from ml_assets.core import reindex_requests
 from ml_assets.core.corpus import load_corpus
 from ml_assets.core.reindex_requests import Request
 from ml_assets.core.search_spec import SearchIndexSpec, shipped
-from ml_assets.core.serving_bundle import EMBEDDER, PRODUCTION_ALIAS, REGISTERED
+from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
-
-REGISTERED_EMBEDDER = REGISTERED[EMBEDDER]
 
 # A request row can commit after a later one (a long transaction, another host's clock): each
 # tick reads this far back from the newest request seen, and the cursor keeps the ids it
@@ -46,7 +45,7 @@ reindex_job = define_asset_job(
 @dataclass(frozen=True)
 class IndexInputs:
     corpus_sha256: str
-    model_sha256: str | None  # the production text-embedder's file, if one is promoted
+    model_sha256: str | None  # the production embedder's file, if one is promoted
     # The corpus file those bytes were read from: the run reindexes exactly what was watched.
     corpus_path: str | None = None
 
@@ -151,11 +150,12 @@ def corpus_source(spec: SearchIndexSpec | None = None) -> Path:
     return Path(configured) if configured else (spec or shipped()).corpus()
 
 
-def production_embedder_sha(mlflow: MlflowResource) -> str | None:
+def production_embedder_sha(mlflow: MlflowResource, registered_model: str) -> str | None:
+    """The sha256 of the index's embedder at `production` (its YAML's `registered_model`)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = mlflow.client.get_model_version_by_alias(REGISTERED_EMBEDDER, PRODUCTION_ALIAS)
+        version = mlflow.client.get_model_version_by_alias(registered_model, PRODUCTION_ALIAS)
     except MlflowException:
         return None
     return version.tags.get("sha256")
@@ -175,7 +175,7 @@ def due_runs(
     load = load_corpus(path)
     current = IndexInputs(
         corpus_sha256=load.corpus_sha256,
-        model_sha256=production_embedder_sha(mlflow),
+        model_sha256=production_embedder_sha(mlflow, spec.registered_model),
         corpus_path=str(path),
     )
     requests = reindex_requests.read_requests(postgres.dsn, after=requests_after(context.cursor))
@@ -200,7 +200,7 @@ def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
     def reindex_sensor(
         context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
     ) -> SensorResult:
-        """Watches the corpus content hash, text-embedder@production and reindex requests."""
+        """Watches the corpus content hash, the embedder@production and reindex requests."""
         _, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
         if not runs:
             return SensorResult(

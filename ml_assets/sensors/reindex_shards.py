@@ -1,5 +1,5 @@
 """reindex_sensor of a sharded index: the same triggers as the monolithic one (corpus hash,
-text-embedder@production, operator requests), driven through three stages of runs:
+the embedder@production, operator requests), driven through three stages of runs:
 
 1. `reindex_corpus_job` (search_corpus), unless its latest materialization already holds
    the corpus the sensor hashed;
@@ -161,7 +161,7 @@ def build_sharded_reindex_sensor(
         postgres: PostgresResource,
         store: ArtifactStore,
     ) -> SensorResult:
-        """Watches the corpus, text-embedder@production and requests; runs a sharded reindex."""
+        """Watches the corpus, the embedder@production and requests; runs a sharded reindex."""
         load, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
         cursor = start(cursor, runs)
         corpus = latest_ref(store.base_dir, "search_corpus")

@@ -1,4 +1,4 @@
-"""The card-transaction dataset: a seeded, deterministic generator (schema: core/fraud_schema).
+"""The card-transaction dataset: its columns and a seeded, deterministic generator.
 
 The fraud lineage's YAML names `generate_transactions` as its dataset generator, called as
 `generate_transactions(rows, seed)`.
@@ -11,29 +11,25 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ml_assets.core.fraud_schema import (
-    CATEGORICAL,
-    COLUMNS,
-    FEATURES,
-    LABEL,
-    LABEL_RATE_BOUNDS,
-    NUMERIC,
-    SCHEMA,
-    Column,
+# The columns this generator writes. Their types and ranges are declared once, in the lineage's
+# defs.yaml (tests check the generated frame against it).
+LABEL = "is_fraud"
+CATEGORICAL = ("merchant_category",)
+NUMERIC = (
+    "amount",
+    "hour",
+    "card_present",
+    "device_mismatch",
+    "country_mismatch",
+    "txn_count_1h",
+    "txn_count_24h",
+    "account_age_days",
+    "distance_from_home_km",
 )
+FEATURES = CATEGORICAL + NUMERIC
 
-# The schema lives in fraud_schema (pandas-free, shared with serving); re-exported here.
-__all__ = [
-    "CATEGORICAL",
-    "COLUMNS",
-    "FEATURES",
-    "LABEL",
-    "LABEL_RATE_BOUNDS",
-    "NUMERIC",
-    "SCHEMA",
-    "Column",
-    "generate_transactions",
-]
+# The generated file: an id, the features, the label.
+COLUMNS = ("transaction_id", *FEATURES, LABEL)
 
 # (name, share of transactions, typical amount, fraud risk added to the logit)
 MERCHANTS: tuple[tuple[str, float, float, float], ...] = (
