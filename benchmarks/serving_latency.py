@@ -46,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ml_assets.assets.serving import SMOKE_TRANSACTION  # noqa: E402
+from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION  # noqa: E402
 from ml_assets.serving_process import ServerProcess, free_port, start_server  # noqa: E402
 
 BODY = json.dumps({"transaction": SMOKE_TRANSACTION})

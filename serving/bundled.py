@@ -11,14 +11,13 @@ from typing import Any
 
 import bentoml
 
-from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import (
     BUNDLE_MANIFEST,
     BundleIntegrityError,
     ModelEntry,
     entries_of,
-    lineage_of_entry,
     score_role,
+    served_lineages,
 )
 from serving import runtime
 
@@ -76,8 +75,4 @@ def locate(entry: ModelEntry) -> Path:
 
 
 # Every declared lineage's model the bundle serves, by role (the lineage's name).
-LINEAGES = {
-    role: LineageSpec.from_dict(lineage)
-    for role, entry in ENTRIES.items()
-    if (lineage := lineage_of_entry(entry)) is not None
-}
+LINEAGES = served_lineages(ENTRIES)

@@ -457,6 +457,23 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
             index.spec(declared_in="x/defs.yaml")
 
 
+def test_each_lineage_example_row_is_inside_its_request_schema(curves_defs: Definitions):
+    """The row the Bento's smoke check and the nightly load test send (LineageSpec.example_row)
+    passes the request model served for that lineage, and /v1/score's for the fraud lineage."""
+    from serving.schemas import transaction_model
+    from serving.tabular import row_model
+
+    for name in ("fraud", "curves"):
+        spec = lineage_spec.by_name(name)
+        row = spec.example_row()
+        assert set(row) == {f.name for f in spec.features}
+        row_model(spec).model_validate(row)
+    fraud = lineage_spec.by_name("fraud")
+    transaction_model(fraud).model_validate(fraud.example_row())
+    with pytest.raises(ValidationError, match="merchant_category"):
+        transaction_model(fraud).model_validate({**fraud.example_row(), "merchant_category": "x"})
+
+
 def test_the_readme_search_index_yaml_is_a_valid_declaration(tmp_path: Path):
     """README, "Your own corpus and tenants": the YAML shown is what the component accepts."""
     import yaml

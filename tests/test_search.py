@@ -567,7 +567,8 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
         (folder / "defs.yaml").write_text(USER_INDEX_YAML)
         for file in ("corpus.jsonl", "queries.jsonl"):
             shutil.copy(tmp_path / file, folder / file)
-        with sandbox.build_all_defs() as defs, declared_index_restored():
+        # (The index registers itself as the declared one when its defs build: restored after.)
+        with declared_index_restored(), sandbox.build_all_defs() as defs:
             assets = {a.key.to_user_string(): a for a in defs.assets or [] if hasattr(a, "key")}
             (sensor,) = [s for s in defs.sensors or [] if s.name == "reindex_sensor"]
             # The embedder's registered name is the YAML's: the gate and the promotion sensor
@@ -607,6 +608,7 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
                 },
                 raise_on_error=False,
             )
+    assert EMBEDDER_MODEL in gate_subjects.names()  # the shipped declaration again
     corpus_md = {
         k: v.value
         for e in result.get_asset_materialization_events()

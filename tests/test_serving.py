@@ -21,7 +21,6 @@ import pytest
 from dagster import build_sensor_context, materialize
 
 from ml_assets.assets.serving import (
-    SMOKE_TRANSACTION,
     serving_bundle,
     serving_bundle_smoke,
     serving_deployment,
@@ -32,6 +31,7 @@ from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
 from ml_assets.dagster_records import DagsterRecords
+from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref

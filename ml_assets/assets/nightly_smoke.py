@@ -38,11 +38,11 @@ from ml_assets.assets.nightly_common import (
     nightly_dir,
     recorded_night,
 )
-from ml_assets.assets.serving import SMOKE_TRANSACTION
 from ml_assets.core import nightly
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.plots import md_image
+from ml_assets.core.serving_bundle import entries_of, score_role, served_lineages
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.bento import BentoResource
@@ -164,12 +164,15 @@ def nightly_smoke(
         )
         bundle = newest_bundle(DagsterRecords(context.instance), store)
         manifest = bundle.manifest
+        entries = entries_of(manifest)
         tag = config.bento_tag or bundle.bento_tag
         spec = {
             "stages": nightly.stages_as_dicts(stages),
             "wait_min_s": config.wait_min_s,
             "wait_max_s": config.wait_max_s,
-            "transaction": SMOKE_TRANSACTION,
+            # /v1/score's model (the score_routes lineage) and a row inside its schema.
+            "score_role": score_role(entries),
+            "transaction": served_lineages(entries)[score_role(entries)].example_row(),
             "texts": EMBED_TEXTS,
             "expected_versions": {
                 role: f"{m['registered_model']}@{m['version']}"

@@ -202,17 +202,27 @@ def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str,
         "search hybrid nDCG@10": "search.tonight.eval_ndcg_at_10.hybrid",
         "search vector nDCG@10": "search.tonight.eval_ndcg_at_10.vector",
     }
-    for role, part in record["models"].items():
-        if "primary_metric" in part:
-            metric = part["primary_metric"]
-            series[f"{role} ONNX {metric}"] = f"models.{role}.tonight.onnx.{metric}"
+    # Each served lineage's primary metric (ONNX) and its largest native-vs-ONNX difference.
+    metrics = {
+        role: part["primary_metric"]
+        for role, part in sorted(record["models"].items())
+        if "primary_metric" in part
+    }
+    for role, metric in metrics.items():
+        series[f"{role} ONNX {metric}"] = f"models.{role}.tonight.onnx.{metric}"
     chart = nightly.trend_png(nights, series, "Nightly validation")
     table = [
         {
             "night": n["partition"],
             "status": n["status"],
-            "fraud PR-AUC": _get(n, "models", "fraud", "tonight", "onnx", "pr_auc"),
-            "fraud max |Δp|": _get(n, "models", "fraud", "tonight", "max_abs_diff"),
+            **{
+                column: value
+                for role, metric in metrics.items()
+                for column, value in (
+                    (f"{role} {metric}", _get(n, "models", role, "tonight", "onnx", metric)),
+                    (f"{role} max |Δ|", _get(n, "models", role, "tonight", "max_abs_diff")),
+                )
+            },
             "hybrid nDCG@10": _get(n, "search", "tonight", "eval_ndcg_at_10", "hybrid"),
             "regressions / reason": len(n["regressions"]) if "regressions" in n else n["reason"],
         }

@@ -30,7 +30,13 @@ from pydantic import Field
 from ml_assets.components.defs_folder import after_lineages
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
-from ml_assets.core.serving_bundle import EMBEDDER, bundle_manifest, entries_of, score_role
+from ml_assets.core.serving_bundle import (
+    EMBEDDER,
+    bundle_manifest,
+    entries_of,
+    score_role,
+    served_lineages,
+)
 from ml_assets.core.validation_records import search_evidence
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.provenance import hashed_output, md_table, timed
@@ -48,18 +54,6 @@ from ml_assets.serving_process import start_server
 
 GROUP = "serving"
 CODE_VERSION = "serving_bundle@1"
-SMOKE_TRANSACTION = {
-    "merchant_category": "online_retail",
-    "amount": 912.5,
-    "hour": 3,
-    "card_present": 0,
-    "device_mismatch": 1,
-    "country_mismatch": 1,
-    "txn_count_1h": 6,
-    "txn_count_24h": 14,
-    "account_age_days": 12,
-    "distance_from_home_km": 4_200.0,
-}
 
 
 class BundleConfig(Config):
@@ -172,7 +166,9 @@ def smoke(url: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Call every model endpoint once; each row: endpoint, ok, ms, detail."""
     rows: list[dict[str, Any]] = []
     want = {r: f"{m['registered_model']}@{m['version']}" for r, m in manifest["models"].items()}
-    scorer = score_role(entries_of(manifest))
+    entries = entries_of(manifest)
+    scorer = score_role(entries)
+    lineages = served_lineages(entries)
     with httpx.Client(base_url=url, timeout=30.0) as client:
 
         def call(name: str, method: str, path: str, check: Any, **kw: Any) -> None:
@@ -210,8 +206,20 @@ def smoke(url: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
             got = {k: f"{v['registered_model']}@{v['version']}" for k, v in served.items()}
             return r.status_code == 200 and got == want, f"serves {got}"
 
+        def predict_ok(role: str) -> Any:
+            def ok(r: httpx.Response) -> tuple[bool, str]:
+                body = r.json()
+                good = r.status_code == 200 and body["model_version"] == want[role]
+                return good, f"{r.status_code} {body.get('prediction')} {body.get('model_version')}"
+
+            return ok
+
         call("/readyz", "GET", "/readyz", lambda r: (r.status_code == 200, str(r.status_code)))
-        call("/v1/score", "POST", "/v1/score", score_ok, json={"transaction": SMOKE_TRANSACTION})
+        row = lineages[scorer].example_row()
+        call("/v1/score", "POST", "/v1/score", score_ok, json={"transaction": row})
+        for role, spec in sorted(lineages.items()):
+            path = f"/v1/models/{spec.name}/predict"
+            call(path, "POST", path, predict_ok(role), json={"features": spec.example_row()})
         call(
             "/embed",
             "POST",

@@ -56,6 +56,20 @@ class LineageSpec:
         `export_validation_report`)."""
         return f"{self.name}/{stage}"
 
+    def example_row(self) -> dict[str, Any]:
+        """One input row inside the declared schema (each range's midpoint, each first
+        category): what a smoke test or a load test sends to this model's routes."""
+        row: dict[str, Any] = {}
+        for f in self.features:
+            if f.kind == "category":
+                row[f.name] = f.categories[0] if f.categories else "example"
+                continue
+            lo = f.min if f.min is not None else (f.max if f.max is not None else 0.0)
+            hi = f.max if f.max is not None else lo
+            mid = (lo + hi) / 2
+            row[f.name] = int(min(max(round(mid), lo), hi)) if f.kind == "int" else float(mid)
+        return row
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

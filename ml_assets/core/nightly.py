@@ -246,7 +246,7 @@ def run_load(spec: Mapping[str, Any]) -> dict[str, Any]:
             with self.client.post(
                 "/v1/score", json={"transaction": transaction}, catch_response=True
             ) as resp:
-                check(resp, "fraud")
+                check(resp, spec["score_role"])
 
         @task(spec.get("embed_weight", 1))
         def embed(self) -> None:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml_assets.core.lineage_spec import LineageSpec
+
 BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
 MODEL_MANIFEST = "ml_model.json"
 BUNDLE_MANIFEST = "bundle.json"
@@ -151,6 +153,15 @@ def lineage_of_entry(entry: ModelEntry) -> dict[str, Any] | None:
     """The declared lineage (LineageSpec as a dict) a tabular model's entry carries, if any."""
     lineage = entry.info.get("lineage")
     return lineage if isinstance(lineage, dict) else None
+
+
+def served_lineages(entries: dict[str, ModelEntry]) -> dict[str, LineageSpec]:
+    """Every declared lineage's spec the bundle's entries carry, by role (the lineage's name)."""
+    return {
+        role: LineageSpec.from_dict(lineage)
+        for role, entry in entries.items()
+        if (lineage := lineage_of_entry(entry)) is not None
+    }
 
 
 def score_role(entries: dict[str, ModelEntry]) -> str:

@@ -31,6 +31,21 @@ FEATURES = CATEGORICAL + NUMERIC
 # The generated file: an id, the features, the label.
 COLUMNS = ("transaction_id", *FEATURES, LABEL)
 
+# A suspicious-looking transaction (online, at 3 am, far from home, a 12-day-old account): what
+# the serving tests and the serving benchmark send to /v1/score.
+SMOKE_TRANSACTION = {
+    "merchant_category": "online_retail",
+    "amount": 912.5,
+    "hour": 3,
+    "card_present": 0,
+    "device_mismatch": 1,
+    "country_mismatch": 1,
+    "txn_count_1h": 6,
+    "txn_count_24h": 14,
+    "account_age_days": 12,
+    "distance_from_home_km": 4_200.0,
+}
+
 # (name, share of transactions, typical amount, fraud risk added to the logit)
 MERCHANTS: tuple[tuple[str, float, float, float], ...] = (
     ("grocery", 0.22, 45.0, -0.9),
