@@ -30,6 +30,7 @@ CORE_MODULES = (
     "search_switch",
     "corpus",
     "serving_bundle",
+    "evidence",  # serving_bundle.missing_verdicts applies the one evidence rule
     "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
     "lineage_spec",
     "tabular_scorer",

@@ -36,8 +36,8 @@ def promote_cmd(args: argparse.Namespace) -> int:
     os.environ.update(env)
     from dagster import DagsterInstance
 
-    import ml_assets.definitions  # noqa: F401  (declares the lineages the gate knows)
-    from ml_assets.dagster_records import DagsterRecords
+    from ml_assets.dagster_records import DagsterRecords, rule_of
+    from ml_assets.definitions import defs  # also declares the lineages the gate knows
 
     try:
         with DagsterInstance.get() as instance:
@@ -46,7 +46,7 @@ def promote_cmd(args: argparse.Namespace) -> int:
                 env["ML_VECTOR_PG_DSN"],
                 args.model,
                 args.version,
-                records=DagsterRecords(instance),
+                records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
                 actor=args.actor or os.environ.get("USER", "cli"),
                 reason=args.reason,
                 margin=args.margin,
@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--margin",
             type=float,
-            default=0.01,
-            help="how much worse than the champion's primary metric is tolerated",
+            default=None,
+            help="override the lineage's declared promotion_margin (relative: 0.05 tolerates "
+            "5%% worse than the champion's primary metric); default: the YAML's value",
         )
         p.set_defaults(func=promote_cmd)
     args = parser.parse_args(argv)

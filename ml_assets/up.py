@@ -119,14 +119,14 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
     os.environ.update(env)
     from dagster import DagsterInstance
 
-    import ml_assets.definitions  # noqa: F401  (declares the lineages the gate knows)
-    from ml_assets.dagster_records import DagsterRecords
+    from ml_assets.dagster_records import DagsterRecords, rule_of
+    from ml_assets.definitions import defs  # also declares the lineages the gate knows
 
     with DagsterInstance.get() as instance:
         return promotion.bootstrap(
             client,
             env["ML_VECTOR_PG_DSN"],
-            records=DagsterRecords(instance),
+            records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
             actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
         )
 

@@ -162,7 +162,7 @@ def nightly_smoke(
             peak_s=config.peak_s,
             cooldown_s=config.cooldown_s,
         )
-        bundle = newest_bundle(DagsterRecords(context.instance), store)
+        bundle = newest_bundle(DagsterRecords.of(context), store)
         manifest = bundle.manifest
         entries = entries_of(manifest)
         tag = config.bento_tag or bundle.bento_tag

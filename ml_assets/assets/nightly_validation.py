@@ -129,7 +129,7 @@ def nightly_validation(
     """Expectations, export parity and search quality re-run on each production version's
     own lineage records, judged against its validated report and the last night."""
     key, out_dir = context.partition_key, nightly_dir(store, VALIDATION)
-    records = DagsterRecords(context.instance)
+    records = DagsterRecords.of(context)
     with timed() as t, recorded_night(context, store), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.client
         roles = served_roles(client, context.log)

@@ -31,8 +31,11 @@ class PromoteConfig(Config):
     version: str = Field(description="The registered version to promote.")
     reason: str = Field(description="Why: recorded as a version tag and in the event.")
     actor: str = Field(default_factory=lambda: os.environ.get("USER", "dagster"))
-    margin: float = Field(
-        default=0.01, ge=0.0, description="How much worse than the champion is tolerated."
+    margin: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Override the lineage's declared promotion_margin: how much worse than the "
+        "champion (relative) is tolerated. Empty: the YAML's value.",
     )
     rollback: bool = Field(
         default=False, description="Roll back to an earlier version (skips the champion test)."
@@ -57,7 +60,7 @@ def promote_model(
             reason=config.reason,
             margin=config.margin,
             rollback=config.rollback,
-            records=DagsterRecords(context.instance),
+            records=DagsterRecords.of(context),
             source="dagster",
         )
     except promotion.PromotionRejected as exc:

@@ -77,7 +77,7 @@ def serving_bundle(
     postgres: PostgresResource,
 ) -> Output[ArtifactRef]:
     """A Bento of the `production` models, each gated on the platform's records, by sha256."""
-    records = DagsterRecords(context.instance)
+    records = DagsterRecords.of(context)
     with timed() as t, tempfile.TemporaryDirectory(prefix="ml-bundle-") as tmp:
         stage = Path(tmp)
         client = mlflow.client

@@ -34,6 +34,7 @@ from ml_assets.core.validation_records import (
 LINEAGE_FILES = {"model.onnx": "onnx/model.onnx", "provenance.json": "provenance.json"}
 TOKENIZER_FILE = "tokenizer/tokenizer.json"
 DEFAULT_VARIANT = "int8"
+DEFAULT_MARGIN = 0.01
 
 Tags = dict[str, str]
 
@@ -51,6 +52,9 @@ class Subject:
     hash_tag: str  # the registry tag that copies the served model.onnx's sha256 (for people)
     # Whether a version may be a fresh platform's first production version (`bootstrap`).
     first_candidate: Callable[[Tags, str], bool] = lambda tags, variant: True
+    # How much worse than the champion (relative) a candidate may be, and where that is set.
+    margin: float = DEFAULT_MARGIN
+    margin_source: str = "the platform default"
 
 
 def _provenance(files: dict[str, bytes]) -> dict | None:
@@ -66,6 +70,8 @@ def tabular(
     metric: str,
     higher_is_better: bool,
     files: dict[str, str],
+    margin: float = DEFAULT_MARGIN,
+    margin_source: str = "the platform default",
 ) -> Subject:
     """A tabular model judged over `chain` (its export, report and raw data's checks)."""
 
@@ -85,6 +91,8 @@ def tabular(
         evidence=evidence,
         champion_metric=champion_metric,
         hash_tag="onnx_sha256",
+        margin=margin,
+        margin_source=margin_source,
     )
 
 
@@ -125,6 +133,8 @@ def _declared(spec: lineage_spec.LineageSpec) -> Subject:
         spec.primary_metric,
         spec.higher_is_better,
         LINEAGE_FILES,
+        margin=spec.promotion_margin,
+        margin_source=f"promotion_margin of lineage {spec.name!r}",
     )
 
 

@@ -66,8 +66,9 @@ class Decision:
     candidate_value: float | None
     champion_version: str | None
     champion_value: float | None
-    margin: float
+    margin: float  # relative to the champion's value
     gates: list[Gate] = field(default_factory=list)
+    margin_source: str = "the platform default"
     higher_is_better: bool = True
     evidence: Evidence = field(default_factory=Evidence)
     evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -90,7 +91,11 @@ class Decision:
             "gates": [asdict(g) for g in self.gates],
             "verdicts": [v.to_dict() for v in self.evidence.verdicts],
             "evidence": self.evidence.facts,
-            "source": "dagster asset check evaluations, by data version",
+            "records_used": self.evidence.used,
+            "records_ignored": self.evidence.ignored,
+            "margin": {"value": self.margin, "relative": True, "source": self.margin_source},
+            "source": "dagster asset check evaluations by data version, written by this code "
+            "location's own successful runs (ml_assets/core/evidence.py)",
         }
 
 
@@ -169,16 +174,21 @@ def evaluate(
     version: str,
     *,
     records: ValidationRecords,
-    margin: float = 0.01,
+    margin: float | None = None,
     rollback: bool = False,
     files: dict[str, bytes] | None = None,
 ) -> Decision:
     """Every gate's verdict for `name` v`version` (changes nothing).
 
+    `margin`: an explicit override of the model's declared `promotion_margin` (relative).
     `files`: the bytes that would be served (the bundle passes what it downloaded); fetched
     from the version's MLflow run when omitted.
     """
     subject = gate_subjects.subject(name)
+    if margin is None:
+        margin, margin_source = subject.margin, subject.margin_source
+    else:
+        margin_source = "an explicit override (--margin / the job's config)"
     version = str(version)
     try:
         mv = client.get_model_version(name, version)
@@ -210,6 +220,7 @@ def evaluate(
         gates=gates,
         evidence=evidence,
         higher_is_better=subject.higher_is_better,
+        margin_source=margin_source,
     )
     decision.gates.append(_champion_gate(decision, rollback))
     return decision
@@ -231,15 +242,17 @@ def _champion_gate(d: Decision, rollback: bool) -> Gate:
         )
     if d.champion_value is None:
         return Gate("champion", True, f"champion v{d.champion_version} has no {d.metric}")
+    # Relative, as the YAML field says: a margin of 0.05 tolerates 5% of the champion's value.
+    slack = d.margin * abs(d.champion_value)
     if d.higher_is_better:
-        ok = d.candidate_value >= d.champion_value - d.margin
+        ok = d.candidate_value >= d.champion_value - slack
     else:
-        ok = d.candidate_value <= d.champion_value + d.margin
+        ok = d.candidate_value <= d.champion_value + slack
     return Gate(
         "champion",
         ok,
         f"{d.metric} {d.candidate_value:.4f} vs champion v{d.champion_version} "
-        f"{d.champion_value:.4f} (margin {d.margin})",
+        f"{d.champion_value:.4f} (margin {d.margin:g} relative, from {d.margin_source})",
     )
 
 
@@ -252,7 +265,7 @@ def promote(
     records: ValidationRecords,
     actor: str,
     reason: str,
-    margin: float = 0.01,
+    margin: float | None = None,
     rollback: bool = False,
     source: str = "cli",
 ) -> dict[str, Any]:
@@ -277,7 +290,7 @@ def promote(
             "name": decision.metric,
             "candidate": decision.candidate_value,
             "champion": decision.champion_value,
-            "margin": margin,
+            "margin": decision.margin,
         },
         gates=[asdict(g) for g in decision.gates],
         artifacts={k: v for k, v in tags.items() if k.endswith("sha256")},

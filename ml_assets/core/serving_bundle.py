@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml_assets.core.evidence import verdict_problem
 from ml_assets.core.lineage_spec import LineageSpec
 
 BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
@@ -185,7 +186,11 @@ def required_verdicts(entry: ModelEntry) -> tuple[str, ...]:
 
 
 def missing_verdicts(entry: ModelEntry) -> list[str]:
-    """The required checks `entry`'s gate record lacks or does not show as passed."""
+    """The required checks `entry`'s gate record lacks a counting passed verdict for.
+
+    A verdict counts by the platform's one evidence rule (ml_assets/core/evidence.py), applied
+    to the run, job, step and status the gate recorded beside it: the gate and the service
+    answer the question the same way."""
     required = required_verdicts(entry)
     gate = entry.gate
     if not gate or gate.get("approved") is not True:
@@ -193,7 +198,7 @@ def missing_verdicts(entry: ModelEntry) -> list[str]:
     passed = {
         v.get("check")
         for v in gate.get("verdicts", [])
-        if v.get("passed") is True and v.get("run_id") and v.get("evaluation_id") is not None
+        if isinstance(v, dict) and verdict_problem(v) is None
     }
     return [c for c in required if c not in passed]
 

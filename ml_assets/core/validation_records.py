@@ -10,11 +10,12 @@ is Dagster-free, so the gate logic can be read and tested without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-EMBEDDER_CHECKS = {"embedding_model_onnx": ("fp32_parity", "int8_parity", "int8_retrieval")}
+EMBEDDER_ASSET = "embedding_model_onnx"
+EMBEDDER_CHECKS = {EMBEDDER_ASSET: ("fp32_parity", "int8_parity", "int8_retrieval")}
 SEARCH_CHECK = ("search_quality_report", "hybrid_not_worse")
 
 
@@ -28,6 +29,8 @@ class Materialization:
     timestamp: float
     data_version: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Who wrote it (run id, job, step, run status, code location): ml_assets/core/evidence.py.
+    origin: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class Verdict:
     evaluation_id: int | None = None
     evaluated_at: float | None = None
     target_storage_id: int | None = None
+    # The run, job, step, status and code location of the evaluation (the bundle keeps it and
+    # the service judges it again by the same rule).
+    origin: dict[str, Any] = field(default_factory=dict, compare=False)
     # The evaluation's own metadata (e.g. the tolerance a check applied); not carried into
     # bundles, which pin the verdict, not its figures.
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -62,7 +68,7 @@ class ValidationRecords(Protocol):
         ...
 
     def verdict(self, mat: Materialization, check: str) -> Verdict:
-        """The latest evaluation of `check` that targeted exactly `mat`."""
+        """The latest evaluation of `check` that targeted exactly `mat` and counts."""
         ...
 
 
@@ -74,13 +80,11 @@ class Evidence:
     verdicts: list[Verdict] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     metric: float | None = None
+    used: list[str] = field(default_factory=list)  # the records the verdicts came from
+    ignored: list[str] = field(default_factory=list)  # what the evidence rule left out, why
 
     def gate(self, name: str, passed: bool, detail: str) -> None:
         self.gates.append((name, passed, detail))
-
-
-def first(mats: Iterable[Materialization], where: Callable[[Materialization], bool]) -> Iterator:
-    return (m for m in mats if where(m))
 
 
 def _upstream(m: Materialization, asset: str) -> str | None:
@@ -127,6 +131,50 @@ def chain_of(spec: Any) -> Chain:
     )
 
 
+def _all_passed(verdicts: list[Verdict]) -> bool:
+    return bool(verdicts) and all(v.passed is True for v in verdicts)
+
+
+def choose(
+    records: ValidationRecords, mats: Iterable[Materialization], checks: Iterable[str]
+) -> tuple[Materialization | None, list[Verdict]]:
+    """The newest materialization whose verdicts all passed, with them; when none passed, the
+    newest one with its verdicts (to say why). A failing record beside a passing one over the
+    same bytes neither admits nor blocks: the passing one is chosen."""
+    names = tuple(checks)
+    newest: tuple[Materialization | None, list[Verdict]] = (None, [])
+    for mat in mats:
+        verdicts = _checks(records, mat, names)
+        if not names or _all_passed(verdicts):
+            return mat, verdicts
+        if newest[0] is None:
+            newest = (mat, verdicts)
+    return newest
+
+
+def _ignored(records: ValidationRecords, assets: Iterable[str]) -> list[str]:
+    """What the evidence rule ignored among these assets' records (the gate table says it)."""
+    ignored = getattr(records, "ignored", None)
+    return [] if ignored is None else ignored.lines(assets)
+
+
+def _used(mat: Materialization) -> str:
+    origin = mat.origin or {}
+    return (
+        f"{mat.asset} {str(mat.data_version)[:12]} (run {mat.run_id[:8]}, "
+        f"{origin.get('job')}, step {origin.get('step')})"
+    )
+
+
+def _records_gate(ev: Evidence, records: ValidationRecords, assets: Iterable[str]) -> None:
+    """An informational row: the records the gate used and the ones the rule ignored."""
+    ev.ignored = _ignored(records, assets)
+    detail = "; ".join(ev.used) or "no qualifying record"
+    if ev.ignored:
+        detail += "; " + "; ".join(ev.ignored)
+    ev.gate("evidence", True, detail)
+
+
 def model_evidence(
     records: ValidationRecords,
     chain: Chain,
@@ -136,10 +184,36 @@ def model_evidence(
 ) -> Evidence:
     """A tabular model's chain: its ONNX export, the report over it, the raw data's verdict."""
     ev = Evidence(facts={"onnx_sha256": onnx_sha256})
-    exports = [m for m in records.materializations(chain.export) if m.data_version == onnx_sha256]
-    own = [m for m in exports if m.metadata.get("registered_model") == label.replace("@", " v")]
-    if own:
+    _model_chain(ev, records, chain, label, onnx_sha256, provenance)
+    _records_gate(ev, records, (chain.export, chain.report, chain.raw))
+    return ev
+
+
+def _model_chain(
+    ev: Evidence,
+    records: ValidationRecords,
+    chain: Chain,
+    label: str,
+    onnx_sha256: str,
+    provenance: dict[str, Any] | None,
+) -> None:
+    registered = label.replace("@", " v")
+    everything = list(records.materializations(chain.export))
+    exports = [m for m in everything if m.data_version == onnx_sha256]
+    own = [m for m in exports if m.metadata.get("registered_model") == registered]
+    exported = [m for m in everything if m.metadata.get("registered_model") == registered]
+    if not own and exported:
+        ev.gate(
+            "onnx_export",
+            False,
+            f"{label}'s run holds a model.onnx with sha256 {onnx_sha256[:12]}, but this "
+            f"platform exported {str(exported[0].data_version)[:12]} for that version (run "
+            f"{exported[0].run_id[:8]}): the registered artifact model.onnx was changed after "
+            "registration; register the new bytes as a new version instead",
+        )
+    elif own:
         ev.facts["export_run_id"] = own[0].run_id
+        ev.used.append(_used(own[0]))
         ev.gate("onnx_export", True, f"{chain.export} {onnx_sha256[:12]} (run {own[0].run_id})")
     elif exports:
         other = exports[0].metadata.get("registered_model")
@@ -152,8 +226,8 @@ def model_evidence(
         ev.gate(
             "onnx_export",
             False,
-            f"no {chain.export} materialization has sha256 {onnx_sha256[:12]}: these bytes "
-            "were never exported (or were altered) by this platform",
+            f"no {chain.export} materialization by this platform's runs has sha256 "
+            f"{onnx_sha256[:12]}: these bytes were never exported (or were altered) here",
         )
     if provenance is not None:
         claimed = (provenance.get("artifact") or {}).get("sha256")
@@ -162,18 +236,20 @@ def model_evidence(
             claimed == onnx_sha256,
             f"provenance.json names ONNX {str(claimed)[:12]}",
         )
-    report = next(
-        first(
-            records.materializations(chain.report),
-            lambda m: _upstream(m, chain.export) == onnx_sha256,
+    report, verdicts = choose(
+        records,
+        (
+            m
+            for m in records.materializations(chain.report)
+            if _upstream(m, chain.export) == onnx_sha256
         ),
-        None,
+        chain.report_checks,
     )
     if report is None:
         ev.gate("export_validation", False, f"no {chain.report} over {onnx_sha256[:12]}")
         ev.gate(chain.expectations, False, "no report, so no raw data to check")
-        return ev
-    verdicts = _checks(records, report, chain.report_checks)
+        return
+    ev.used.append(_used(report))
     ev.verdicts.extend(verdicts)
     ev.facts.update(
         report_sha256=report.data_version,
@@ -183,22 +259,26 @@ def model_evidence(
     ev.metric = report.metadata.get(chain.metric)
     ev.gate(
         "export_validation",
-        all(v.passed for v in verdicts),
+        _all_passed(verdicts),
         f"report {str(report.data_version)[:12]} (run {report.run_id}): {_verdict_text(verdicts)}",
     )
     raw = _lineage_sha(report, chain.raw)
     ev.facts["raw_sha256"] = raw
-    raw_mat = next(
-        first(records.materializations(chain.raw), lambda m: m.data_version == raw),
-        None,
+    raw_mat, raw_verdicts = choose(
+        records,
+        (m for m in records.materializations(chain.raw) if m.data_version == raw),
+        (chain.expectations,),
     )
     if raw is None or raw_mat is None:
         ev.gate(chain.expectations, False, f"{chain.raw} {str(raw)[:12]} was never materialized")
-        return ev
-    verdict = records.verdict(raw_mat, chain.expectations)
-    ev.verdicts.append(verdict)
-    ev.gate(chain.expectations, verdict.passed is True, f"{chain.raw} {raw[:12]}: {verdict.word}")
-    return ev
+        return
+    ev.used.append(_used(raw_mat))
+    ev.verdicts.extend(raw_verdicts)
+    ev.gate(
+        chain.expectations,
+        _all_passed(raw_verdicts),
+        f"{chain.raw} {raw[:12]}: {_verdict_text(raw_verdicts)}",
+    )
 
 
 def embedder_evidence(
@@ -206,71 +286,88 @@ def embedder_evidence(
 ) -> Evidence:
     """The text embedder's chain: the export holding these bytes and its blocking checks."""
     ev = Evidence(facts={"onnx_sha256": onnx_sha256, "variant": variant})
-    export = next(
-        first(
-            records.materializations("embedding_model_onnx"),
-            lambda m: m.metadata.get(f"{variant}_sha256") == onnx_sha256,
+    _embedder_chain(ev, records, variant, onnx_sha256, tokenizer_sha256)
+    _records_gate(ev, records, (EMBEDDER_ASSET,))
+    return ev
+
+
+def _embedder_chain(
+    ev: Evidence, records: ValidationRecords, variant: str, onnx_sha256: str, tok_sha256: str
+) -> None:
+    export, verdicts = choose(
+        records,
+        (
+            m
+            for m in records.materializations(EMBEDDER_ASSET)
+            if m.metadata.get(f"{variant}_sha256") == onnx_sha256
+            and m.metadata.get("tokenizer_sha256") == tok_sha256
         ),
-        None,
+        EMBEDDER_CHECKS[EMBEDDER_ASSET],
     )
     if export is None:
         ev.gate(
             "onnx_export",
             False,
-            f"no embedding_model_onnx materialization has a {variant} export with sha256 "
-            f"{onnx_sha256[:12]}: these bytes were never exported by this platform",
+            f"no {EMBEDDER_ASSET} materialization by this platform's runs has a {variant} "
+            f"export with sha256 {onnx_sha256[:12]} and tokenizer {tok_sha256[:12]}: these "
+            "bytes were never exported here",
         )
-        return ev
-    tok = export.metadata.get("tokenizer_sha256")
+        return
+    ev.used.append(_used(export))
     ev.gate(
         "onnx_export",
-        tok == tokenizer_sha256,
-        f"embedding_model_onnx {str(export.data_version)[:12]} (run {export.run_id}), "
-        f"tokenizer {'matches' if tok == tokenizer_sha256 else 'differs: ' + str(tok)[:12]}",
+        True,
+        f"{EMBEDDER_ASSET} {str(export.data_version)[:12]} (run {export.run_id}), "
+        "tokenizer matches",
     )
-    verdicts = _checks(records, export, EMBEDDER_CHECKS["embedding_model_onnx"])
     ev.verdicts.extend(verdicts)
     for v in verdicts:
         ev.gate(v.check, v.passed is True, f"{v.word} (run {v.run_id})")
     parity = export.metadata.get("parity") or {}
     ev.metric = parity.get(f"ndcg_{variant}")
     ev.facts.update(export_sha256=export.data_version, export_run_id=export.run_id)
-    return ev
 
 
 def search_evidence(records: ValidationRecords, embedder_sha256: str) -> dict[str, Any]:
-    """The search configuration the latest quality report for this embedder chose and judged.
+    """The search configuration judged for this embedder by the newest quality report that
+    passed its blocking check in one of this platform's runs.
 
-    {"enabled": True, fusion, params, report...} when its blocking check passed, else
+    {"enabled": True, "config", "report_sha256", ...} when one passed, else
     {"enabled": False, "reason": ...}: search is then not served rather than served unjudged.
     """
-    report = next(
-        first(
-            records.materializations(SEARCH_CHECK[0]),
-            lambda m: m.metadata.get("embedder_sha256") == embedder_sha256,
+    report, verdicts = choose(
+        records,
+        (
+            m
+            for m in records.materializations(SEARCH_CHECK[0])
+            if m.metadata.get("embedder_sha256") == embedder_sha256
+            and isinstance(m.metadata.get("search_config"), dict)
         ),
-        None,
+        (SEARCH_CHECK[1],),
     )
+    ignored = _ignored(records, (SEARCH_CHECK[0],))
     if report is None:
         return {
             "enabled": False,
             "reason": f"no search_quality_report for embedder {embedder_sha256[:12]}: "
             "materialize embedding_index and search_quality_report with the served embedder",
+            "ignored": ignored,
         }
-    verdict = records.verdict(report, SEARCH_CHECK[1])
-    config = report.metadata.get("search_config")
-    if verdict.passed is not True or not isinstance(config, dict):
+    verdict = verdicts[0]
+    if verdict.passed is not True:
         return {
             "enabled": False,
             "reason": f"search_quality_report {str(report.data_version)[:12]}: "
             f"{SEARCH_CHECK[1]} {verdict.word}",
             "verdict": verdict.to_dict(),
+            "ignored": ignored,
         }
     return {
         "enabled": True,
         "embedder_sha256": embedder_sha256,
-        "config": config,
+        "config": report.metadata["search_config"],
         "report_sha256": report.data_version,
         "report_run_id": report.run_id,
         "verdict": verdict.to_dict(),
+        "ignored": ignored,
     }
