@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetKey,
+    AssetMaterialization,
     Definitions,
+    MetadataValue,
     RunRequest,
     SkipReason,
     build_schedule_context,
@@ -332,6 +334,34 @@ def _check(result):
 
 
 # ---- nightly validation ---------------------------------------------------------------------
+
+
+def test_reports_nobody_ran_neither_fail_the_night_nor_enter_it(platform, webhook):
+    """Runless reports over production's bytes (what the webserver's REST API writes) are the
+    newest records, yet the night validates production on its own runs' records."""
+    instance = platform["instance"]
+    fraud = _production(platform, FRAUD_MODEL)
+    onnx_sha = fraud.tags["onnx_sha256"]
+    embedder_sha = _production(platform, EMBEDDER_MODEL).tags["sha256"]
+    for asset, metadata in (
+        ("fraud/export_validation_report", {"upstream_data_versions": {"fraud/onnx": onnx_sha}}),
+        ("search_quality_report", {"embedder_sha256": embedder_sha, "search_config": {}}),
+    ):
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                asset_key=AssetKey.from_user_string(asset),
+                tags={"dagster/data_version": "0" * 64},
+                metadata={k: MetadataValue.json(v) for k, v in metadata.items()},
+            )
+        )
+    night_run = _run(platform, nightly_validation, "2026-11-19")
+    assert night_run.success, failure_text(night_run)
+    assert _check(night_run).passed
+    night = _record(platform, "nightly_validation", "2026-11-19")
+    assert night["status"] == "completed" and night["regressions"] == []
+    assert night["models"]["fraud"]["lineage"]["report_sha256"] != "0" * 64
+    assert night["search"]["lineage"]["report_sha256"] != "0" * 64
+    assert not webhook
 
 
 def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):

@@ -4,6 +4,7 @@ over HTTP: endpoints, bad input, tampered files, reload under load, rollback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,17 @@ import jsonschema
 import numpy as np
 import psycopg
 import pytest
-from dagster import build_sensor_context, materialize
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    AssetMaterialization,
+    MetadataValue,
+    build_sensor_context,
+    materialize,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from ml_assets.assets.serving import (
     serving_bundle,
@@ -30,7 +41,7 @@ from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.dagster_records import DATA_VERSION_TAG, DagsterRecords
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -45,6 +56,7 @@ from tests.helpers import (
     MODEL,
     ONNX,
     RAW,
+    REPORT,
     assets_of_lineage,
     failure_text,
     fraud_asset,
@@ -188,6 +200,10 @@ def test_gate_rejects_unvalidated_version_and_changes_nothing(platform):
     assert "promoted_by" not in client.get_model_version(FRAUD, rogue.version).tags
 
 
+def _gate_rows(decision) -> dict[str, promotion.Gate]:
+    return {g.name: g for g in decision.gates}
+
+
 def _records_metric(platform, version: str) -> float:
     decision = promotion.evaluate(
         platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
@@ -215,6 +231,76 @@ def test_gate_rejects_worse_than_champion(platform):
         _promote(platform, FRAUD, "9999")
     if better != a:  # the rest of the module starts from version A in production
         _promote(platform, FRAUD, a, reason="module baseline", rollback=True)
+
+
+def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(platform):
+    """A second report over the same bytes, from a run with a tightened threshold, fails its
+    blocking check: the version stays admissible on the report that passed."""
+    version = platform["fraud_b"]  # the newest export: what a report-only run reads
+    before = promotion.evaluate(
+        platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
+    ).evidence.facts
+    strict = materialize(
+        FRAUD_ASSETS,
+        selection=[fraud_asset("export_validation_report")],
+        resources=platform["resources"],
+        instance=platform["instance"],
+        run_config={"ops": {op("export_validation_report"): {"config": {"max_output_diff": 0.0}}}},
+        raise_on_error=False,
+    )
+    parity = [c for c in strict.get_asset_check_evaluations() if c.check_name == "output_parity"]
+    assert parity and not parity[0].passed and not strict.success
+    newest = (
+        platform["instance"]
+        .fetch_materializations(
+            AssetKey.from_user_string(REPORT), limit=1
+        )
+        .records[0]
+    )
+    assert newest.run_id == strict.run_id
+    upstream = newest.asset_materialization.metadata["upstream_data_versions"].value
+    assert upstream[ONNX] == before["onnx_sha256"], "the strict report covers the same bytes"
+    decision = promotion.evaluate(
+        platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
+    )
+    rows = _gate_rows(decision)
+    assert rows["export_validation"].passed, decision.table()
+    assert decision.evidence.facts["report_sha256"] == before["report_sha256"]
+    assert "did not succeed (FAILURE)" in rows["evidence"].detail, rows["evidence"].detail
+
+
+def test_promotion_margin_is_the_lineages_own_and_relative(platform):
+    """The YAML's promotion_margin (relative) decides the champion gate; --margin overrides."""
+    from dataclasses import replace
+
+    from ml_assets.core import lineage_spec
+
+    records = DagsterRecords(platform["instance"])
+    a, b = platform["fraud_a"], platform["fraud_b"]
+    value = {v: _records_metric(platform, v) for v in (a, b)}
+    assert value[a] != value[b], "two trainings with other seeds and params differ"
+    better, worse = sorted((a, b), key=lambda v: -value[v])
+    baseline = _alias(platform, FRAUD)
+    _promote(platform, FRAUD, better, reason="margin test champion", rollback=True)
+    needed = (value[better] - value[worse]) / abs(value[better])  # just admits the worse one
+    declared = lineage_spec.by_model(FRAUD)
+    try:
+        for margin, admitted in ((needed / 2, False), (needed * 2, True)):
+            lineage_spec.register(replace(declared, promotion_margin=margin))
+            decision = promotion.evaluate(platform["client"], FRAUD, worse, records=records)
+            gate = _gate_rows(decision)["champion"]
+            assert gate.passed is admitted, gate.detail
+            assert f"promotion_margin of lineage '{declared.name}'" in gate.detail
+            assert decision.margin == margin
+        # An explicit override (the CLI's --margin) wins over the declaration.
+        decision = promotion.evaluate(
+            platform["client"], FRAUD, worse, records=records, margin=needed / 2
+        )
+        gate = _gate_rows(decision)["champion"]
+        assert not gate.passed and "explicit override" in gate.detail
+    finally:
+        lineage_spec.register(declared)
+        _promote(platform, FRAUD, baseline, reason="module baseline", rollback=True)
 
 
 def test_promotion_records_event_and_tags(platform):
@@ -788,6 +874,38 @@ def _move_alias_and_refuse(
     return tick.cursor, event
 
 
+def _register_perturbed(platform, base_version: str) -> tuple[str, bytes]:
+    """A version registered by a plain MLflow client: `base_version`'s ONNX file with one bit
+    flipped, a provenance.json and tags that name the new bytes. Returns (version, bytes)."""
+    client = platform["client"]
+    good = client.get_model_version(FRAUD, base_version)
+    mlflow = platform["resources"]["mlflow"]
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx = Path(client.download_artifacts(good.run_id, "onnx/model.onnx", tmp)).read_bytes()
+        prov = json.loads(
+            Path(client.download_artifacts(good.run_id, "provenance.json", tmp)).read_bytes()
+        )
+    middle = len(onnx) // 2
+    perturbed = onnx[:middle] + bytes([onnx[middle] ^ 0x01]) + onnx[middle + 1 :]
+    prov["artifact"]["sha256"] = sha256_bytes(perturbed)
+    prov_bytes = canonical_json(prov)
+    run = client.create_run(client.get_run(good.run_id).info.experiment_id)
+    mlflow.log_bytes(run.info.run_id, perturbed, "onnx/model.onnx")
+    mlflow.log_bytes(run.info.run_id, prov_bytes, "provenance.json")
+    forged = client.create_model_version(
+        FRAUD,
+        f"runs:/{run.info.run_id}/onnx",
+        run_id=run.info.run_id,
+        tags={
+            **dict(good.tags),
+            "onnx_sha256": sha256_bytes(perturbed),
+            "provenance_sha256": sha256_bytes(prov_bytes),
+            "export_validation": "passed",
+        },
+    )
+    return str(forged.version), perturbed
+
+
 def test_alias_moved_by_any_client_is_gated_where_models_are_served(
     server, platform, monkeypatch, webhook
 ):
@@ -820,32 +938,8 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
 
     # (b) A version registered by a plain client: a perturbed ONNX file, its onnx_sha256 tag
     # rewritten to match, and export_validation=passed.
-    good = client.get_model_version(FRAUD, platform["fraud_b"])
-    mlflow = platform["resources"]["mlflow"]
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx = Path(client.download_artifacts(good.run_id, "onnx/model.onnx", tmp)).read_bytes()
-        prov = json.loads(
-            Path(client.download_artifacts(good.run_id, "provenance.json", tmp)).read_bytes()
-        )
-    middle = len(onnx) // 2
-    perturbed = onnx[:middle] + bytes([onnx[middle] ^ 0x01]) + onnx[middle + 1 :]
-    prov["artifact"]["sha256"] = sha256_bytes(perturbed)
-    prov_bytes = canonical_json(prov)
-    run = client.create_run(client.get_run(good.run_id).info.experiment_id)
-    mlflow.log_bytes(run.info.run_id, perturbed, "onnx/model.onnx")
-    mlflow.log_bytes(run.info.run_id, prov_bytes, "provenance.json")
-    forged = client.create_model_version(
-        FRAUD,
-        f"runs:/{run.info.run_id}/onnx",
-        run_id=run.info.run_id,
-        tags={
-            **dict(good.tags),
-            "onnx_sha256": sha256_bytes(perturbed),
-            "provenance_sha256": sha256_bytes(prov_bytes),
-            "export_validation": "passed",
-        },
-    )
-    cursor, event = _move_alias_and_refuse(platform, server, str(forged.version), cursor, webhook)
+    forged, perturbed = _register_perturbed(platform, platform["fraud_b"])
+    cursor, event = _move_alias_and_refuse(platform, server, forged, cursor, webhook)
     assert "onnx_export" in event["failed"]
     assert event["evidence"]["onnx_sha256"] == sha256_bytes(perturbed)
 
@@ -867,6 +961,165 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
         "latency",
     }
     assert all(v["passed"] and v["run_id"] and v["evaluation_id"] for v in gate["verdicts"])
+
+
+# ---- evidence nobody can forge or poison ------------------------------------------------------
+
+REPORT_CHECKS = ("quality_delta", "output_parity", "latency")
+
+
+def _bentos(platform) -> set[str]:
+    return {p.name for p in (platform["home"] / "bentos" / "ml-assets").iterdir()}
+
+
+def _newest(instance, asset: str):
+    return instance.fetch_materializations(AssetKey.from_user_string(asset), limit=1).records[0]
+
+
+def test_records_forged_with_the_instance_api_admit_nothing(server, platform, monkeypatch, webhook):
+    """The issue's finding 1: a perturbed version, runless records of its export, a report over
+    it and three passed check evaluations; then the alias moved to it."""
+    monkeypatch.setenv("ML_SERVING_URL", server.url)
+    monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
+    instance, client = platform["instance"], platform["client"]
+    served = _served(server.url)
+    validated = served["fraud"][0].split("@")[1]
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    version, perturbed = _register_perturbed(platform, validated)
+    sha = sha256_bytes(perturbed)
+    real = _newest(instance, REPORT).asset_materialization
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key=AssetKey.from_user_string(ONNX),
+            tags={DATA_VERSION_TAG: sha},
+            metadata={"registered_model": f"{FRAUD} v{version}"},
+        )
+    )
+    upstream = {**real.metadata["upstream_data_versions"].value, ONNX: sha}
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key=AssetKey.from_user_string(REPORT),
+            tags={DATA_VERSION_TAG: sha256_bytes(b"a forged report")},
+            metadata={**real.metadata, "upstream_data_versions": MetadataValue.json(upstream)},
+        )
+    )
+    forged = _newest(instance, REPORT)
+    assert forged.run_id == ""
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=forged.storage_id, run_id="", timestamp=forged.timestamp
+    )
+    for check in REPORT_CHECKS:
+        instance.report_runless_asset_event(
+            AssetCheckEvaluation(
+                asset_key=AssetKey.from_user_string(REPORT),
+                check_name=check,
+                passed=True,
+                target_materialization_data=target,
+            )
+        )
+
+    decision = promotion.evaluate(client, FRAUD, version, records=DagsterRecords(instance))
+    rows = _gate_rows(decision)
+    assert not decision.approved
+    assert not rows["onnx_export"].passed and not rows["export_validation"].passed
+    evidence = rows["evidence"].detail
+    assert f"ignored 1 record of {ONNX}: runless" in evidence, evidence
+    assert f"ignored 1 record of {REPORT}: runless" in evidence, evidence
+
+    bentos = _bentos(platform)
+    _, event = _move_alias_and_refuse(platform, server, version, cursor, webhook)
+    assert {"onnx_export", "export_validation"} <= set(event["failed"])
+    assert _bentos(platform) == bentos, "a refused version must not get a Bento"
+    client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, validated)
+
+
+@pytest.fixture
+def webserver(platform, tmp_path):
+    """A real dagster-webserver on the module's instance (its unauthenticated REST API)."""
+    port = free_port()
+    log = tmp_path / "webserver.log"
+    env = {**os.environ, "DAGSTER_HOME": platform["instance"].root_directory}
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            "-m",
+            "ml_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"dagster-webserver did not start:\n{log.read_text()[-3000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_a_report_posted_to_the_webservers_rest_api_blocks_nothing(
+    server, platform, webserver, monkeypatch, webhook
+):
+    """The issue's finding 2: one unauthenticated POST of a report over production's bytes
+    (and a failed check) must neither keep the validated version out nor admit anything."""
+    monkeypatch.setenv("ML_SERVING_URL", server.url)
+    monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
+    instance, client = platform["instance"], platform["client"]
+    served = _served(server.url)
+    validated, production_sha = served["fraud"][0].split("@")[1], served["fraud"][1]
+    posted = httpx.post(
+        f"{webserver}/report_asset_materialization/{REPORT}",
+        json={
+            "data_version": sha256_bytes(b"poison"),
+            "metadata": {"upstream_data_versions": {ONNX: production_sha}},
+        },
+        timeout=30,
+    )
+    assert posted.status_code == 200, posted.text
+    failed = httpx.post(
+        f"{webserver}/report_asset_check/{REPORT}",
+        json={"check_name": "quality_delta", "passed": False},
+        timeout=30,
+    )
+    assert failed.status_code == 200, failed.text
+    assert _newest(instance, REPORT).run_id == "", "the poison is the newest report"
+
+    decision = promotion.evaluate(client, FRAUD, validated, records=DagsterRecords(instance))
+    assert decision.approved, decision.table()
+    assert f"ignored 1 record of {REPORT}: runless" in _gate_rows(decision)["evidence"].detail
+
+    # A refusal, then the alias moved back to the validated version: it is bundled and served.
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    refused, _ = _register_perturbed(platform, validated)
+    cursor, _ = _move_alias_and_refuse(platform, server, refused, cursor, webhook)
+    client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, validated)
+    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{validated}"]
+    run = _serving_run(platform)
+    assert run.success, failure_text(run)
+    assert _served(server.url)["fraud"] == served["fraud"]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        gate = c.get("/models").json()["models"]["fraud"]["gate"]
+    # The bundle keeps, for each verdict, the run, job, step and evaluation it came from.
+    for verdict in gate["verdicts"]:
+        origin = verdict["origin"]
+        assert origin["run_id"] and origin["status"] == "SUCCESS", verdict
+        assert origin["job"] and origin["step"] and verdict["evaluation_id"] is not None
+    assert any("runless" in line for line in gate["records_ignored"]), gate["records_ignored"]
 
 
 def test_served_search_is_the_validated_search(server, platform):
