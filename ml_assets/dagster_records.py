@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster_shared.check import CheckError
 
 from ml_assets.core.evidence import (
     IN_PROCESS,
@@ -77,8 +78,15 @@ class DagsterRecords:
 
     @classmethod
     def of(cls, context: Any) -> DagsterRecords:
-        """The records as a run of this code location reads them (its own job list)."""
-        return cls(context.instance, rule_of(context.repository_def))
+        """The records as a run of this code location reads them (its own job list).
+
+        An in-process `materialize([...])` has no repository: the rule then judges every
+        record but its job's membership (ml_assets/core/evidence.py)."""
+        try:
+            repository = context.repository_def
+        except CheckError:
+            return cls(context.instance)
+        return cls(context.instance, rule_of(repository))
 
     def origin(self, run_id: str, step: str | None) -> Origin:
         if not run_id:
