@@ -11,6 +11,11 @@ Every run key derives from the reindex's own key (`<key>/corpus`, `<key>/shard:<
 `<key>/index`), so a daemon that restarts and evaluates again requests nothing twice: Dagster
 skips a run key it has seen. A failed shard run is not requested again; retry it from the
 partition view (re-execute keeps its config), and the next tick moves on to the index.
+
+A stage is requested only once what it reads exists: no shard run before the embedder export
+is materialized, nothing while a run or backfill that writes the corpus, the export, a shard
+or the index is in flight (say `ml-assets up`'s first pass); the tick's skip reason names
+what it waits for.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from __future__ import annotations
 import json
 
 from dagster import (
+    AssetKey,
     AssetSelection,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -56,6 +65,22 @@ K8S_TAG = "dagster-k8s/config"
 # Every shard run carries it: the run queue's tag limit (deploy/helm/dagster-values.yaml) caps
 # how many shard runs hold run slots at once, leaving room for the other runs.
 SHARD_RUN_TAG = ("ml-assets/run", "shard")
+# What a sharded reindex reads or writes: while a run or backfill of any of them is in flight,
+# the sensor requests nothing (its next stage would read half-written state or repeat work).
+REINDEX_ASSETS = ("search_corpus", "embedding_model_onnx", "embedding_shards", "embedding_index")
+# A run of a whole asset job may carry no asset selection: these jobs write those assets.
+REINDEX_JOBS = frozenset(
+    {"search_lineage_job", "reindex_corpus_job", "reindex_shards_job", "reindex_job"}
+)
+# A backfill in these states is still launching runs or waiting for the ones it launched.
+BACKFILL_BUSY = ("REQUESTED", "CANCELING", "FAILING")
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 def sharded_jobs(spec: SearchIndexSpec) -> tuple[JobDefinition, ...]:
@@ -100,14 +125,24 @@ def _ops(run_config: dict, *names: str) -> dict:
 
 
 def plan(
-    cursor: str | None, corpus_ready: bool, status: dict[str, str] | None
+    cursor: str | None,
+    corpus_ready: bool,
+    status: dict[str, str] | None,
+    *,
+    export_ready: bool = True,
+    busy: list[str] | None = None,
 ) -> tuple[list[RunRequest], str | None, str]:
     """Pure decision: the next stage's run requests for the pending reindex, the new cursor,
-    and what the tick did (for the skip reason or the log)."""
+    and what the tick did (for the skip reason or the log).
+
+    `export_ready`: embedding_model_onnx is materialized (the shard runs load it); `busy`:
+    the runs and backfills in flight that write what the reindex reads."""
     state = json.loads(cursor) if cursor else {}
     pending = state.get("pending")
     if not pending:
         return [], cursor, "no reindex pending"
+    if busy:
+        return [], cursor, f"{pending['key']}: waiting for {', '.join(busy)} to finish"
     key, config, tags = pending["key"], pending["run_config"] or {}, pending["tags"] or {}
     # The shards embed with the model the index is built with (the production embedder's).
     model = config.get("ops", {}).get("embedding_index", {}).get("config", {})
@@ -120,6 +155,13 @@ def plan(
             tags=tags,
         )
         return [run], cursor, f"{key}: corpus"
+    if not export_ready:
+        return (
+            [],
+            cursor,
+            f"{key}: waiting for embedding_model_onnx (the shard runs embed with it): "
+            "materialize it (search_lineage_job, or `ml-assets up`)",
+        )
     todo = incomplete(status or {})
     if todo:
         runs = [
@@ -141,6 +183,20 @@ def plan(
     )
     state.pop("pending")
     return [run], json.dumps(state, sort_keys=True), f"{key}: every shard done, index"
+
+
+def in_flight(instance: DagsterInstance) -> list[str]:
+    """The runs and asset backfills not finished yet that materialize what a reindex reads."""
+    keys = {AssetKey(a) for a in REINDEX_ASSETS}
+    busy = [
+        f"run {r.run_id[:8]} ({r.job_name})"
+        for r in instance.get_runs(RunsFilter(statuses=IN_FLIGHT), limit=200)
+        if r.job_name in REINDEX_JOBS or keys & set(r.asset_selection or ())
+    ]
+    for b in instance.get_backfills(limit=50):
+        if b.status.value in BACKFILL_BUSY and keys & set(b.asset_selection or ()):
+            busy.append(f"backfill {b.backfill_id}")
+    return busy
 
 
 def build_sharded_reindex_sensor(
@@ -167,13 +223,18 @@ def build_sharded_reindex_sensor(
         corpus = latest_ref(store.base_dir, "search_corpus")
         ready = corpus is not None and corpus.extra.get("corpus_sha256") == current.corpus_sha256
         model = latest_ref(store.base_dir, "embedding_model_onnx")
-        # No embedder export yet: every shard is to do (their runs say what is missing).
         status = {k: "missing" for k in shard_keys(n)}
         if ready and model is not None:
             model_sha = model_sha_of(model, spec.variant, current.model_sha256)
             with connect(postgres.dsn) as conn:
                 status = shard_status(conn, load.documents, n, model_sha)
-        planned, cursor, what = plan(cursor, ready, status)
+        planned, cursor, what = plan(
+            cursor,
+            ready,
+            status,
+            export_ready=model is not None,
+            busy=in_flight(context.instance),
+        )
         if not planned:
             return SensorResult(skip_reason=SkipReason(what), cursor=cursor)
         context.log.info(what)
