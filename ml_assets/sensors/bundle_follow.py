@@ -23,6 +23,7 @@ from typing import Any
 from dagster import RunRequest
 
 from ml_assets.core import lineage_spec
+from ml_assets.core.serving_bundle import EMBEDDER
 from ml_assets.core.validation_records import (
     Evidence,
     ValidationRecords,
@@ -60,7 +61,7 @@ def bundled(base_dir: str) -> Bundled | None:
         return None
     manifest = json.loads(ref.read_verified())
     models = manifest.get("models", {})
-    embedder = models.get("embedder", {})
+    embedder = models.get(EMBEDDER, {})
     return Bundled(
         versions={m["registered_model"]: str(m["version"]) for m in models.values()},
         embedder=embedder.get("registered_model"),
