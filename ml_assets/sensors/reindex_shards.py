@@ -23,14 +23,10 @@ from __future__ import annotations
 import json
 
 from dagster import (
-    AssetKey,
     AssetSelection,
-    DagsterInstance,
-    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunRequest,
-    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -46,9 +42,7 @@ from ml_assets.core.search_tables import connect
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore, latest_ref
-from ml_assets.sensors.reindex import (
-    due_runs,
-)
+from ml_assets.sensors.reindex import due_runs, in_flight
 
 # What one shard run asks Kubernetes for (K8sRunLauncher reads this tag and merges it over
 # runK8sConfig in deploy/helm/dagster-values.yaml): one ONNX thread per run by default, so one
@@ -65,22 +59,6 @@ K8S_TAG = "dagster-k8s/config"
 # Every shard run carries it: the run queue's tag limit (deploy/helm/dagster-values.yaml) caps
 # how many shard runs hold run slots at once, leaving room for the other runs.
 SHARD_RUN_TAG = ("ml-assets/run", "shard")
-# What a sharded reindex reads or writes: while a run or backfill of any of them is in flight,
-# the sensor requests nothing (its next stage would read half-written state or repeat work).
-REINDEX_ASSETS = ("search_corpus", "embedding_model_onnx", "embedding_shards", "embedding_index")
-# A run of a whole asset job may carry no asset selection: these jobs write those assets.
-REINDEX_JOBS = frozenset(
-    {"search_lineage_job", "reindex_corpus_job", "reindex_shards_job", "reindex_job"}
-)
-# A backfill in these states is still launching runs or waiting for the ones it launched.
-BACKFILL_BUSY = ("REQUESTED", "CANCELING", "FAILING")
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 
 
 def sharded_jobs(spec: SearchIndexSpec) -> tuple[JobDefinition, ...]:
@@ -183,20 +161,6 @@ def plan(
     )
     state.pop("pending")
     return [run], json.dumps(state, sort_keys=True), f"{key}: every shard done, index"
-
-
-def in_flight(instance: DagsterInstance) -> list[str]:
-    """The runs and asset backfills not finished yet that materialize what a reindex reads."""
-    keys = {AssetKey(a) for a in REINDEX_ASSETS}
-    busy = [
-        f"run {r.run_id[:8]} ({r.job_name})"
-        for r in instance.get_runs(RunsFilter(statuses=IN_FLIGHT), limit=200)
-        if r.job_name in REINDEX_JOBS or keys & set(r.asset_selection or ())
-    ]
-    for b in instance.get_backfills(limit=50):
-        if b.status.value in BACKFILL_BUSY and keys & set(b.asset_selection or ()):
-            busy.append(f"backfill {b.backfill_id}")
-    return busy
 
 
 def build_sharded_reindex_sensor(
