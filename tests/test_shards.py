@@ -394,3 +394,15 @@ def test_nothing_is_requested_while_a_run_writing_the_index_inputs_is_in_flight(
     assert runs == [] and cursor == pending and "waiting for backfill abc" in what
     runs, _, _ = plan(pending, True, {"0-7": "missing"})
     assert [r.run_key for r in runs] == ["k/shard:0-7"]
+
+
+def test_an_index_already_built_and_judged_from_these_inputs_is_not_built_again():
+    """After `ml-assets up`'s first backfill, the sensor's own reindex of the same corpus and
+    model ends without an index run; an operator's request still runs it."""
+    done = {"0-7": "complete", "8-f": "complete"}
+    pending = start(None, [RunRequest(run_key="k", run_config={}, tags={})])
+    runs, cursor, what = plan(pending, True, done, judged=True)
+    assert runs == [] and "pending" not in json.loads(cursor) and "already hold" in what
+    asked = start(None, [RunRequest(run_key="r", tags={"ml-assets/reindex_request": "e1"})])
+    runs, _, _ = plan(asked, True, done, judged=True)
+    assert [r.run_key for r in runs] == ["r/index"]

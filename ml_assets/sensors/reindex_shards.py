@@ -36,6 +36,7 @@ from dagster import (
 )
 
 from ml_assets.assets.search import model_sha_of
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.search_shards import incomplete, shard_keys, shard_status
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.core.search_tables import connect
@@ -109,12 +110,15 @@ def plan(
     *,
     export_ready: bool = True,
     busy: list[str] | None = None,
+    judged: bool = False,
 ) -> tuple[list[RunRequest], str | None, str]:
     """Pure decision: the next stage's run requests for the pending reindex, the new cursor,
     and what the tick did (for the skip reason or the log).
 
     `export_ready`: embedding_model_onnx is materialized (the shard runs load it); `busy`:
-    the runs and backfills in flight that write what the reindex reads."""
+    the runs and backfills in flight that write what the reindex reads; `judged`: the latest
+    index holds this corpus and model and the latest quality report is over it (say `ml-assets
+    up`'s first backfill built both), so only an operator's request runs the index again."""
     state = json.loads(cursor) if cursor else {}
     pending = state.get("pending")
     if not pending:
@@ -153,6 +157,16 @@ def plan(
             for k in todo
         ]
         return runs, cursor, f"{key}: shards {', '.join(todo)} not done"
+    if judged and "ml-assets/reindex_request" not in tags:
+        state.pop("pending")
+        return (
+            [],
+            json.dumps(state, sort_keys=True),
+            (
+                f"{key}: every shard done; the index and its quality report already hold this "
+                "corpus and model"
+            ),
+        )
     run = RunRequest(
         job_name="reindex_job",
         run_key=f"{key}/index",
@@ -161,6 +175,22 @@ def plan(
     )
     state.pop("pending")
     return [run], json.dumps(state, sort_keys=True), f"{key}: every shard done, index"
+
+
+def judged(base_dir: str, corpus: ArtifactRef, model_sha: str) -> bool:
+    """Whether the latest index was built from `corpus` with `model_sha` and the latest
+    search_quality_report judged exactly that index."""
+    index = latest_ref(base_dir, "embedding_index")
+    report = latest_ref(base_dir, "search_quality_report")
+    if index is None or report is None or index.extra.get("model_sha256") != model_sha:
+        return False
+    return _over(index, "search_corpus", corpus.sha256) and _over(
+        report, "embedding_index", index.sha256
+    )
+
+
+def _over(ref: ArtifactRef, asset: str, sha256: str) -> bool:
+    return any(link.get("asset") == asset and link.get("sha256") == sha256 for link in ref.lineage)
 
 
 def build_sharded_reindex_sensor(
@@ -188,16 +218,19 @@ def build_sharded_reindex_sensor(
         ready = corpus is not None and corpus.extra.get("corpus_sha256") == current.corpus_sha256
         model = latest_ref(store.base_dir, "embedding_model_onnx")
         status = {k: "missing" for k in shard_keys(n)}
+        done = False
         if ready and model is not None:
             model_sha = model_sha_of(model, spec.variant, current.model_sha256)
             with connect(postgres.dsn) as conn:
                 status = shard_status(conn, load.documents, n, model_sha)
+            done = judged(store.base_dir, corpus, model_sha)
         planned, cursor, what = plan(
             cursor,
             ready,
             status,
             export_ready=model is not None,
             busy=in_flight(context.instance),
+            judged=done,
         )
         if not planned:
             return SensorResult(skip_reason=SkipReason(what), cursor=cursor)
