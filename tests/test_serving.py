@@ -303,6 +303,21 @@ def test_a_search_report_that_passes_after_the_bundle_was_built_rebuilds_it_once
     assert evaluation.check_name == "hybrid_not_worse"
 
 
+def test_the_validation_of_a_version_is_found_by_the_sensor_in_the_records(platform):
+    """What model_promotion_sensor follows for a production version the bundle lacks: the
+    passing evaluations of its chain, looked up by the sha256 its registry tags name."""
+    from ml_assets.sensors.bundle_follow import validation_key
+
+    records, client = DagsterRecords(platform["instance"]), platform["client"]
+    for name, version in ((FRAUD, platform["fraud_b"]), (EMBEDDER, platform["embedder"])):
+        tags = dict(client.get_model_version(name, version).tags)
+        key = validation_key(records, name, version, tags)
+        assert key and all(part.isdigit() for part in key.split(",")), (name, key)
+    tags = dict(client.get_model_version(FRAUD, platform["fraud_b"]).tags)
+    never = {**tags, "onnx_sha256": "0" * 64}  # bytes this platform never exported
+    assert validation_key(records, FRAUD, platform["fraud_b"], never) is None
+
+
 @pytest.fixture(scope="module")
 def server(platform, vector_dsn):
     if "bento_tag" not in platform:

@@ -77,14 +77,17 @@ def _key(ev: Evidence) -> str | None:
     return ",".join(str(v.evaluation_id) for v in ev.verdicts)
 
 
-def validation_key(records: ValidationRecords, name: str, tags: dict[str, str]) -> str | None:
-    """The passing evaluations that validate the version with these registry tags, or None."""
+def validation_key(
+    records: ValidationRecords, name: str, version: str, tags: dict[str, str]
+) -> str | None:
+    """The passing evaluations that validate `name` v`version` (its registry tags say which
+    bytes to look the records up by), or None."""
     spec = lineage_spec.by_model(name)
     if spec is not None:
         sha = tags.get("onnx_sha256")
         if not sha:
             return None
-        return _key(model_evidence(records, chain_of(spec), name, sha, None))
+        return _key(model_evidence(records, chain_of(spec), f"{name}@{version}", sha, None))
     sha = tags.get("sha256")
     if not sha:
         return None

@@ -125,7 +125,7 @@ def observe(
     for name, version in current.items():
         if version and (bundle is None or bundle.versions.get(name) != version):
             tags[name] = dict(mlflow.client.get_model_version(name, version).tags)
-            validated[name] = bundle_follow.validation_key(records, name, tags[name])
+            validated[name] = bundle_follow.validation_key(records, name, version, tags[name])
     embedder = search_spec.embedder_model()
     if bundle is not None and bundle.versions.get(embedder) == current.get(embedder):
         sha = bundle.embedder_sha256
