@@ -30,7 +30,7 @@ class _Step:
     checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (asset, check, passed)
 
 
-def step_line(key: str, step: _Step, ended: float, ok: bool) -> str:
+def step_line(key: str, step: _Step, ended: float, ok: bool, partition: str | None = None) -> str:
     seconds = f"{ended - step.started:6.1f} s" if step.started is not None else "     ? s"
     # A step of its own for a check (an @asset_check) is named after what it checks.
     names = (
@@ -38,6 +38,8 @@ def step_line(key: str, step: _Step, ended: float, ok: bool) -> str:
         or ", ".join(f"{a}:{c}" for a, c, _ in step.checks)
         or key
     )
+    if partition:
+        names = f"{names}[{partition}]"
     hashes = " ".join(f"sha256 {v[:12]}" for _, v in step.assets if v)
     verdicts = ", ".join(f"{c} {'passed' if p else 'FAILED'}" for _, c, p in step.checks)
     parts = [f"{'ok  ' if ok else 'FAIL'} {names:<34} {seconds}", hashes, verdicts]
@@ -47,9 +49,18 @@ def step_line(key: str, step: _Step, ended: float, ok: bool) -> str:
 class RunFollower:
     """Reads a run's events from the instance and reports each step as it ends."""
 
-    def __init__(self, instance: DagsterInstance, job: str, after: datetime, say: Callable) -> None:
+    def __init__(
+        self,
+        instance: DagsterInstance,
+        job: str,
+        after: datetime | None,
+        say: Callable,
+        run_id: str | None = None,
+        partition: str | None = None,
+    ) -> None:
+        """Follows the first run of `job` created after `after`, or the run `run_id`."""
         self.instance, self.job, self.after, self.say = instance, job, after, say
-        self.run_id: str | None = None
+        self.run_id, self.partition = run_id, partition
         self.cursor: str | None = None
         self.steps: dict[str, _Step] = {}
         self.reported = 0
@@ -93,7 +104,7 @@ class RunFollower:
             )
         else:
             ok = kind == DagsterEventType.STEP_SUCCESS
-            self.say(step_line(key, step, entry.timestamp, ok))
+            self.say(step_line(key, step, entry.timestamp, ok, self.partition))
             self.reported += 1
 
 

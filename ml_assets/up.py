@@ -26,6 +26,8 @@ from ml_assets.stack import Settings, stop_embedded_postgres
 # The whole asset graph: each declared lineage's job (fraud, curves, ...), then the search
 # lineage's. `--config` is the run config of the first lineage's job (the fraud lineage).
 SEARCH_JOB = "search_lineage_job"
+# A sharded index's first build (the export, every shard, the index, the report) on 2 cores.
+BACKFILL_TIMEOUT_S = 3600
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -107,6 +109,37 @@ def _execute_job(job: str, env: dict[str, str], config: list[str], log_path: Pat
             env=env,
         )
     return code == 0
+
+
+def sharded_search(env: dict[str, str]) -> bool:
+    """Whether the declared SearchIndex spreads its embedding over shard runs (`shards:`)."""
+    os.environ.update(env)
+    import ml_assets.definitions  # noqa: F401  (declares the search index)
+    from ml_assets.core import search_spec
+
+    return bool(search_spec.declared().shards)
+
+
+def _backfill_search(dagster_url: str, env: dict[str, str]) -> bool:
+    """A sharded index's first build: one asset backfill (the roots, every shard, the index and
+    report) through the daemon's run queue; one line per step, each shard's named."""
+    from dagster import DagsterInstance
+
+    from ml_assets import backfill
+
+    os.environ.update(env)
+    try:
+        backfill_id = backfill.launch(
+            dagster_url, backfill.SEARCH_ASSETS, "ml-assets up: first build of the sharded index"
+        )
+        say(f"  backfill {backfill_id} (UI: {dagster_url}/runs/b/{backfill_id})")
+        with DagsterInstance.get() as instance:
+            return backfill.follow(
+                instance, backfill_id, lambda line: say(f"  {line}"), timeout_s=BACKFILL_TIMEOUT_S
+            )
+    except (RuntimeError, TimeoutError, urllib.error.URLError) as exc:
+        say(f"  {exc}")
+        return False
 
 
 def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
@@ -231,7 +264,11 @@ def up(args: argparse.Namespace) -> int:
             for job in jobs:
                 say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
                 config = ["-c", args.config] if args.config and job == jobs[0] else []
-                if not _execute_job(job, child_env, config, logs / "runs.log"):
+                if job == SEARCH_JOB and sharded_search(env):
+                    ok = _backfill_search(dagster_url, child_env)
+                else:
+                    ok = _execute_job(job, child_env, config, logs / "runs.log")
+                if not ok:
                     failed.append(job)
             if failed:
                 say(f"{', '.join(failed)} failed; the UI shows which step and why")

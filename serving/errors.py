@@ -161,3 +161,23 @@ class _UnwrapErrors:
             await self.send({"type": "http.response.body", "body": body})
             return
         await self.send(message)
+
+
+class Unavailable(Exception):
+    """A refusal the client can wait out: 503 with `Retry-After` and the reason in the body.
+
+    Raising BentoML's ServiceUnavailable would hide the reason (any 5xx becomes "An unexpected
+    error has occurred") and log a traceback for what is a state, not a fault."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after_s = reason, retry_after_s
+
+    def response(self) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(
+            {"error": self.reason},
+            status_code=503,
+            headers={"Retry-After": str(self.retry_after_s)},
+        )

@@ -125,9 +125,11 @@ ROUTE_ERRORS: dict[str, dict[str, str]] = {
         "400": "The body is not JSON or does not match the request schema (`detail` lists the "
         "problems), or the search rejects its filters (`error` says why).",
         "404": "No such tenant_id.",
-        "503": "The models are not loaded, there is no live index yet, the live index was built "
-        "with another embedder than this server's, or the search database is unreachable "
-        f"(ML_VECTOR_PG_DSN). {MASKED}",
+        "503": "Search is not served (no search_quality_report passed for the served embedder: "
+        "`error` holds the reason GET /models shows), there is no live index yet, the live index "
+        "was built with another embedder than this server's, or the search database is "
+        "unreachable (ML_VECTOR_PG_DSN): retry after the seconds in the Retry-After header. Or "
+        f"the models are not loaded (GET /models says why; {MASKED})",
     },
     "/reload": {
         "400": "The body is not JSON or does not match the request schema (`detail` lists the "

@@ -1,6 +1,10 @@
 """`POST /search` behind the API: this worker thread's database connection, the check that the
 live index was built with the served embedder, the validated fusion, and the errors mapped to
-the status a client can act on (404 unknown tenant, 400 bad input, 503 database or no index)."""
+the status a client can act on (404 unknown tenant, 400 bad input, 503 database or no index).
+
+Every 503 is answered here, with `Retry-After` and the reason (for search that is not
+validated: the reason GET /models shows), in the API's error body; none is an exception for
+BentoML, which would mask the reason and log a traceback."""
 
 from __future__ import annotations
 
@@ -10,17 +14,23 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from bentoml.exceptions import InvalidArgument, NotFound
+from starlette.responses import JSONResponse
 
 from ml_assets.core.serving_bundle import EMBEDDER
 from serving import runtime
 from serving.embed_path import EmbedPath
+from serving.errors import Unavailable
 from serving.schemas import Hit, SearchResult
 
 log = logging.getLogger("bentoml.ml_assets")
 
 # (kind, endpoint, exception): the service's error counter and log line.
 ErrorSink = Callable[[str, str, Exception], None]
+# Search waits on the platform (a reindex, a quality report, a bundle rebuild: minutes); a
+# database restart takes seconds.
+WAIT_FOR_PLATFORM_S = 60
+WAIT_FOR_DATABASE_S = 5
 
 
 class SearchPath:
@@ -42,7 +52,9 @@ class SearchPath:
         if conn is None or conn.closed:
             dsn = os.environ.get("ML_VECTOR_PG_DSN")
             if not dsn:
-                raise ServiceUnavailable("search is not configured: set ML_VECTOR_PG_DSN")
+                raise Unavailable(
+                    "search is not configured: set ML_VECTOR_PG_DSN", WAIT_FOR_PLATFORM_S
+                )
             conn = connect(dsn, autocommit=True)
             self._local.conn = conn
         return conn
@@ -54,13 +66,22 @@ class SearchPath:
         search = models.search
         if not search.get("enabled"):
             self._error("search_not_validated", "search", RuntimeError(search.get("reason")))
-            raise ServiceUnavailable(f"search is not served: {search.get('reason')}")
+            raise Unavailable(f"search is not served: {search.get('reason')}", WAIT_FOR_PLATFORM_S)
         return FusionWeights(**search["config"]["fusion"])
 
     def search(
         self, models: runtime.LoadedModels, query: str, tenant_id: str, **options: Any
+    ) -> SearchResult | JSONResponse:
+        """`options`: types, tags, limit, mode (validated by the API's signature); a refusal
+        to wait out is a 503 response (BentoML sends a Response as is)."""
+        try:
+            return self._search(models, query, tenant_id, **options)
+        except Unavailable as exc:
+            return exc.response()
+
+    def _search(
+        self, models: runtime.LoadedModels, query: str, tenant_id: str, **options: Any
     ) -> SearchResult:
-        """`options`: types, tags, limit, mode (validated by the API's signature)."""
         import psycopg
 
         from ml_assets.core import search as search_lib
@@ -72,13 +93,16 @@ class SearchPath:
         def run(conn: psycopg.Connection) -> list[search_lib.SearchHit]:
             live = live_index(conn)
             if live is None:
-                raise ServiceUnavailable("no search index yet: materialize embedding_index")
+                raise Unavailable(
+                    "no search index yet: materialize embedding_index", WAIT_FOR_PLATFORM_S
+                )
             if live["model_version"] != emb.files["model.onnx"]:
                 self._error("index_mismatch", "search", RuntimeError(live["model_version"]))
-                raise ServiceUnavailable(
+                raise Unavailable(
                     f"the live index was built with embedder sha256 "
                     f"{live['model_version'][:12]}, this server embeds with {emb.label} "
-                    f"({emb.files['model.onnx'][:12]}); reindex with the served model"
+                    f"({emb.files['model.onnx'][:12]}); reindex with the served model",
+                    WAIT_FOR_PLATFORM_S,
                 )
             return search_lib.search(
                 conn,
@@ -101,7 +125,9 @@ class SearchPath:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._local.conn = None
             self._error("database", "search", exc)
-            raise ServiceUnavailable(f"the search database is unavailable: {exc}") from exc
+            raise Unavailable(
+                f"the search database is unavailable: {exc}", WAIT_FOR_DATABASE_S
+            ) from exc
         return SearchResult(
             hits=[
                 Hit(

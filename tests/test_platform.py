@@ -32,6 +32,27 @@ def _graphql(url: str, query: str) -> dict:
         return json.loads(resp.read())["data"]
 
 
+def stop_up(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Ctrl-C to `ml-assets up`'s process group (as a terminal sends it), then SIGKILL."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def search_hits(serving: str) -> list:
+    """The served /search's hits for a query the shipped corpus answers."""
+    req = urllib.request.Request(
+        f"{serving}/search",
+        data=json.dumps({"query": "henry hub balmo", "tenant_id": "northwind-energy"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["hits"]
+
+
 def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
@@ -81,12 +102,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
             "proc": proc,
         }
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_up(proc)
         log.close()
 
 
@@ -148,13 +164,7 @@ def test_first_versions_are_promoted_and_served(platform):
         "?name=fraud-detector&alias=production"
     )["model_version"]
     assert served["models"]["fraud"]["version"] == alias["version"]
-    req = urllib.request.Request(
-        f"{platform['serving']}/search",
-        data=json.dumps({"query": "henry hub balmo", "tenant_id": "northwind-energy"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        assert json.loads(resp.read())["hits"]
+    assert search_hits(platform["serving"])
     assert "promoted the first production versions" in (platform["home"] / "up.log").read_text()
 
 

@@ -52,3 +52,62 @@ def test_waits_for_the_model_behind_v1_score_too():
     assert requests == [] and F in skip
     requests, _, _ = decide(cursor, {F: "1", E: "2"})
     assert [r.run_key for r in requests] == [f"{F}@1"]
+
+
+# ---- the bundle follows validation (sensors/bundle_follow.py) ---------------------------------
+
+from ml_assets.sensors.bundle_follow import Bundled  # noqa: E402
+from ml_assets.sensors.promotion import decide_all  # noqa: E402
+
+
+def _bundle(fraud: str = "3", embedder: str = "2", search: str | None = None) -> Bundled:
+    return Bundled(versions={F: fraud, E: embedder}, embedder=E, embedder_sha256="e" * 64,
+                   search=search)  # fmt: skip
+
+
+def test_a_search_report_that_passes_after_the_bundle_was_built_rebuilds_it_once():
+    production = {F: "3", E: "2"}
+    # The first build was requested before any report passed: it carries none.
+    _, cursor, _ = decide_all(None, production, None, {F: "k1", E: "k2"}, None)
+    requests, cursor2, _ = decide_all(cursor, production, _bundle(), {}, "r1@7")
+    assert [r.run_key for r in requests] == ["search:r1@7"]
+    assert decide_all(cursor2, production, _bundle(), {}, "r1@7")[0] == []
+    # Once rebuilt it carries r1; a newer passing report (r2) is followed again, once.
+    assert decide_all(cursor2, production, _bundle(search="r1@7"), {}, "r1@7")[0] == []
+    requests, _, _ = decide_all(cursor2, production, _bundle(search="r1@7"), {}, "r2@9")
+    assert [r.run_key for r in requests] == ["search:r2@9"]
+
+
+def test_a_move_whose_build_sees_the_report_is_not_followed_twice():
+    production = {F: "3", E: "2"}
+    moves, cursor, _ = decide_all(None, production, None, {F: "k1", E: "k2"}, "r1@7")
+    assert sorted(r.run_key for r in moves) == [f"{F}@3", f"{E}@2"]
+    # That build is still running (the bundle lags): nothing more to request.
+    assert decide_all(cursor, production, _bundle("1", "1"), {F: "k1", E: "k2"}, "r1@7")[0] == []
+
+
+def test_no_search_rebuild_while_the_bundle_lags_the_production_embedder():
+    _, cursor, _ = decide_all(None, {F: "3", E: "2"}, None, {}, None)
+    # The embedder moved to v3: the move's build brings the report; no second build for it.
+    requests, _, _ = decide_all(cursor, {F: "3", E: "3"}, _bundle(), {E: "k3"}, "r3@11")
+    assert [r.run_key for r in requests] == [f"{E}@3"]
+
+
+def test_a_version_validated_after_its_alias_moved_is_bundled_once():
+    _, cursor, _ = decide_all(None, {F: "3", E: "2"}, None, {}, "r1@7")
+    # fraud v4 became production before its export validation passed: the build was refused.
+    moved, cursor, _ = decide_all(
+        cursor, {F: "4", E: "2"}, _bundle(search="r1@7"), {F: None}, "r1@7"
+    )
+    assert [r.run_key for r in moved] == [f"{F}@4"]
+    still, cursor, skip = decide_all(
+        cursor, {F: "4", E: "2"}, _bundle(search="r1@7"), {F: None}, "r1@7"
+    )
+    assert still == [] and "carries every passed check" in skip
+    # Its checks pass now (evaluations 41, 42): one serving run, keyed by that evidence.
+    passed, cursor, _ = decide_all(
+        cursor, {F: "4", E: "2"}, _bundle(search="r1@7"), {F: "41,42"}, "r1@7"
+    )
+    assert [r.run_key for r in passed] == [f"validated:{F}@4:41,42"]
+    again, _, _ = decide_all(cursor, {F: "4", E: "2"}, _bundle(search="r1@7"), {F: "41,42"}, "r1@7")
+    assert again == []

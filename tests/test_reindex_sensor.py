@@ -13,18 +13,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import build_sensor_context
+from dagster import DagsterInstance, RunRequest, build_sensor_context
 
 from ml_assets.core import events, reindex_requests
 from ml_assets.core.corpus import default_corpus_path
 from ml_assets.core.reindex_requests import Request
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources.storage import ArtifactStore
 from ml_assets.sensors.reindex import (
     PRODUCTION_ALIAS,
     REQUEST_LOOKBACK,
     IndexInputs,
     decide,
+    hold,
     honour_requests,
     reindex_sensor,
 )
@@ -54,14 +56,24 @@ def no_requests(vector_dsn: str) -> str:
     return vector_dsn
 
 
-def _tick(mlflow: MlflowResource, cursor: str | None, dsn: str):
-    resources = {"mlflow": mlflow, "postgres": PostgresResource(dsn=dsn)}
-    context = build_sensor_context(cursor=cursor, resources=resources)
-    result = reindex_sensor(context)
+@pytest.fixture(scope="module")
+def store(search_golden) -> ArtifactStore:
+    """The session's artifact root: embedding_model_onnx is materialized there, so a due
+    reindex is requested rather than held until the export exists."""
+    return ArtifactStore(base_dir=str(search_golden["base"] / "artifacts"))
+
+
+def _tick(mlflow: MlflowResource, cursor: str | None, dsn: str, store: ArtifactStore):
+    resources = {"mlflow": mlflow, "postgres": PostgresResource(dsn=dsn), "store": store}
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(cursor=cursor, resources=resources, instance=instance)
+        result = reindex_sensor(context)
     return result, context.cursor if result.cursor is None else result.cursor
 
 
-def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeypatch, no_requests):
+def test_sensor_ticks_on_corpus_and_promotion(
+    mlflow_resource, tmp_path, monkeypatch, no_requests, store
+):
     corpus = tmp_path / "corpus.jsonl"
     shutil.copy(default_corpus_path(), corpus)
     monkeypatch.setenv("ML_CORPUS_PATH", str(corpus))
@@ -71,10 +83,10 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
     except Exception:  # noqa: BLE001 - no model or alias yet
         pass
 
-    first, cursor = _tick(mlflow_resource, None, no_requests)
+    first, cursor = _tick(mlflow_resource, None, no_requests, store)
     assert len(first.run_requests) == 1
     # A restart hands the same cursor back: nothing changed, nothing requested.
-    second, cursor_b = _tick(mlflow_resource, cursor, no_requests)
+    second, cursor_b = _tick(mlflow_resource, cursor, no_requests, store)
     assert not second.run_requests and second.skip_reason and cursor_b == cursor
 
     # Edit one document: exactly one new request, with a new run key.
@@ -82,10 +94,10 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
     row = json.loads(lines[0])
     row["text"] += " Updated."
     corpus.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
-    third, cursor_c = _tick(mlflow_resource, cursor, no_requests)
+    third, cursor_c = _tick(mlflow_resource, cursor, no_requests, store)
     assert len(third.run_requests) == 1
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
-    assert not _tick(mlflow_resource, cursor_c, no_requests)[0].run_requests
+    assert not _tick(mlflow_resource, cursor_c, no_requests, store)[0].run_requests
 
     # Promote an embedder version: one request that pins its sha256.
     with mlflow_resource.start_run("sensor-test") as run_id:
@@ -99,21 +111,38 @@ def test_sensor_ticks_on_corpus_and_promotion(mlflow_resource, tmp_path, monkeyp
         )
     client.set_registered_model_alias(EMBEDDER_MODEL, PRODUCTION_ALIAS, version)
     try:
-        fourth, cursor_d = _tick(mlflow_resource, cursor_c, no_requests)
+        fourth, cursor_d = _tick(mlflow_resource, cursor_c, no_requests, store)
         (request,) = fourth.run_requests
         assert request.run_key.endswith("@model:" + "c" * 12)
         assert request.run_config["ops"]["embedding_index"]["config"]["model_sha256"] == "c" * 64
-        assert not _tick(mlflow_resource, cursor_d, no_requests)[0].run_requests
+        assert not _tick(mlflow_resource, cursor_d, no_requests, store)[0].run_requests
     finally:
         client.delete_registered_model_alias(EMBEDDER_MODEL, PRODUCTION_ALIAS)
 
 
-def test_sensor_reports_a_broken_corpus(mlflow_resource, tmp_path, monkeypatch, vector_dsn):
+def test_a_due_reindex_waits_for_the_embedder_export_and_says_why(
+    mlflow_resource, tmp_path, monkeypatch, no_requests
+):
+    """A first start: the daemon ticks before the export exists. The reindex_job run would
+    fail loading embedding_model_onnx, so none is requested, and the cursor stays."""
+    monkeypatch.setenv("ML_CORPUS_PATH", str(default_corpus_path()))
+    empty = ArtifactStore(base_dir=str(tmp_path / "artifacts"))
+    result, cursor = _tick(mlflow_resource, None, no_requests, empty)
+    assert not result.run_requests and cursor is None
+    assert "waiting for embedding_model_onnx" in result.skip_reason.skip_message
+    due = [RunRequest(run_key="k")]
+    assert "waiting for run 1234 (search_lineage_job)" in hold(
+        due, True, ["run 1234 (search_lineage_job)"]
+    )
+    assert hold(due, True, []) is None and hold([], False, []) is None
+
+
+def test_sensor_reports_a_broken_corpus(mlflow_resource, tmp_path, monkeypatch, vector_dsn, store):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     monkeypatch.setenv("ML_CORPUS_PATH", str(bad))
     with pytest.raises(Exception, match="bad.jsonl"):
-        _tick(mlflow_resource, None, vector_dsn)
+        _tick(mlflow_resource, None, vector_dsn, store)
 
 
 # ---- operator requests (ml.embedding.reindex.request.v1) ------------------------------------
@@ -183,33 +212,33 @@ def _sql_request(dsn: str, actor: str, reason: str | None) -> str:
         return conn.execute(query, params).fetchone()[0]
 
 
-def test_sensor_honours_each_request_exactly_once(mlflow_resource, no_requests, monkeypatch):
+def test_sensor_honours_each_request_exactly_once(mlflow_resource, no_requests, monkeypatch, store):
     monkeypatch.delenv("ML_CORPUS_PATH", raising=False)
-    first, cursor = _tick(mlflow_resource, None, no_requests)
+    first, cursor = _tick(mlflow_resource, None, no_requests, store)
     assert len(first.run_requests) == 1  # the first look at the corpus
-    assert not _tick(mlflow_resource, cursor, no_requests)[0].run_requests
+    assert not _tick(mlflow_resource, cursor, no_requests, store)[0].run_requests
 
     event = reindex_requests.append_request(no_requests, "alice", "index rows drifted")
-    result, cursor1 = _tick(mlflow_resource, cursor, no_requests)
+    result, cursor1 = _tick(mlflow_resource, cursor, no_requests, store)
     (run,) = result.run_requests
     assert run.run_key == f"reindex-request:{event['event_id']}"
     assert run.tags["ml-assets/reason"] == "index rows drifted"
     # Evaluated again, and after a restart (a new context with the stored cursor): nothing.
-    again, cursor_again = _tick(mlflow_resource, cursor1, no_requests)
+    again, cursor_again = _tick(mlflow_resource, cursor1, no_requests, store)
     assert not again.run_requests and again.skip_reason and cursor_again == cursor1
-    assert not _tick(mlflow_resource, cursor_again, no_requests)[0].run_requests
+    assert not _tick(mlflow_resource, cursor_again, no_requests, store)[0].run_requests
 
     # A plain SQL row (the README's recipe) is a request too: one more run.
     row_id = _sql_request(no_requests, "bob", "after a manual repair")
-    result, cursor2 = _tick(mlflow_resource, cursor1, no_requests)
+    result, cursor2 = _tick(mlflow_resource, cursor1, no_requests, store)
     assert [r.run_key for r in result.run_requests] == [f"reindex-request:{row_id}"]
-    assert not _tick(mlflow_resource, cursor2, no_requests)[0].run_requests
+    assert not _tick(mlflow_resource, cursor2, no_requests, store)[0].run_requests
 
     # A row that does not match the schema is not a request: no run, now or later.
     _sql_request(no_requests, "carol", None)
-    result, cursor3 = _tick(mlflow_resource, cursor2, no_requests)
+    result, cursor3 = _tick(mlflow_resource, cursor2, no_requests, store)
     assert not result.run_requests and cursor3 != cursor2
-    assert not _tick(mlflow_resource, cursor3, no_requests)[0].run_requests
+    assert not _tick(mlflow_resource, cursor3, no_requests, store)[0].run_requests
 
 
 def test_cli_appends_a_valid_request(tmp_path):

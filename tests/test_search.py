@@ -589,7 +589,8 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
             assert result.success, failure_text(result)
             # The declared sensor watches the declared corpus and reindexes exactly that file.
             context = build_sensor_context(
-                resources={"mlflow": resources["mlflow"], "postgres": resources["postgres"]}
+                resources={k: resources[k] for k in ("mlflow", "postgres", "store")},
+                instance=dagster_instance,
             )
             tick = sensor(context)
             (request,) = tick.run_requests

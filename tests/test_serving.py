@@ -318,14 +318,21 @@ def test_promotion_records_event_and_tags(platform):
 # ---- sensor → bundle ------------------------------------------------------------------------
 
 
+def _sensor_tick(platform, cursor: str | None):
+    """model_promotion_sensor on the module's instance, registry and artifact store."""
+    resources = {k: platform["resources"][k] for k in ("mlflow", "store")}
+    context = build_sensor_context(
+        cursor=cursor, resources=resources, instance=platform["instance"]
+    )
+    return model_promotion_sensor(context)
+
+
 def test_sensor_requests_one_run_per_move_and_keeps_its_cursor(platform):
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    ctx = build_sensor_context(cursor=None, resources=resources)
-    result = model_promotion_sensor(ctx)
+    result = _sensor_tick(platform, None)
     keys = sorted(r.run_key for r in result.run_requests)
     assert keys == [f"{FRAUD}@{platform['fraud_a']}", f"{EMBEDDER}@{platform['embedder']}"]
     # The next tick (or a restarted daemon, which reads the stored cursor) sees no move.
-    again = model_promotion_sensor(build_sensor_context(cursor=result.cursor, resources=resources))
+    again = _sensor_tick(platform, result.cursor)
     assert not again.run_requests and again.cursor == result.cursor
     platform["sensor_cursor"] = result.cursor
 
@@ -351,6 +358,51 @@ def test_serving_bundle_builds_a_verified_bento(platform):
     assert "onnxruntime==" in requirements
     assert "torch" not in requirements and "scikit-learn" not in requirements
     platform["bento_tag"] = tag
+
+
+def test_a_search_report_that_passes_after_the_bundle_was_built_rebuilds_it_once(platform):
+    """The bundle follows validation (issue 27): a newer passing search_quality_report for the
+    served embedder makes model_promotion_sensor request serving_job, exactly once."""
+    from ml_assets.assets.export import embedding_model_onnx
+    from ml_assets.assets.search import embedding_index, search_corpus
+    from ml_assets.assets.search_validation import search_quality_report
+
+    first = _sensor_tick(platform, None)  # the bundle's own builds, and the evidence they saw
+    quiet = _sensor_tick(platform, first.cursor)
+    assert not quiet.run_requests and "carries every passed check" in quiet.skip_reason.skip_message
+    upstream = [a.to_source_asset() for a in (embedding_model_onnx, search_corpus, embedding_index)]
+    report = materialize(
+        [*upstream, search_quality_report],
+        resources=platform["resources"],
+        instance=platform["instance"],
+    )
+    assert report.success
+    (evaluation,) = [e for e in report.get_asset_check_evaluations() if e.passed]
+    tick = _sensor_tick(platform, first.cursor)
+    (request,) = tick.run_requests
+    assert request.run_key.startswith("search:") and request.job_name in (None, "serving_job")
+    # A restarted daemon (the old cursor) asks for the same run key, which Dagster skips; the
+    # stored cursor asks for nothing more.
+    assert [r.run_key for r in _sensor_tick(platform, first.cursor).run_requests] == [
+        request.run_key
+    ]
+    assert not _sensor_tick(platform, tick.cursor).run_requests
+    assert evaluation.check_name == "hybrid_not_worse"
+
+
+def test_the_validation_of_a_version_is_found_by_the_sensor_in_the_records(platform):
+    """What model_promotion_sensor follows for a production version the bundle lacks: the
+    passing evaluations of its chain, looked up by the sha256 its registry tags name."""
+    from ml_assets.sensors.bundle_follow import validation_key
+
+    records, client = DagsterRecords(platform["instance"]), platform["client"]
+    for name, version in ((FRAUD, platform["fraud_b"]), (EMBEDDER, platform["embedder"])):
+        tags = dict(client.get_model_version(name, version).tags)
+        key = validation_key(records, name, version, tags)
+        assert key and all(part.isdigit() for part in key.split(",")), (name, key)
+    tags = dict(client.get_model_version(FRAUD, platform["fraud_b"]).tags)
+    never = {**tags, "onnx_sha256": "0" * 64}  # bytes this platform never exported
+    assert validation_key(records, FRAUD, platform["fraud_b"], never) is None
 
 
 @pytest.fixture(scope="module")
@@ -669,10 +721,7 @@ def test_promote_sensor_bundle_reload_under_load_then_rollback(server, platform)
     a, b = f"{FRAUD}@{platform['fraud_a']}", f"{FRAUD}@{platform['fraud_b']}"
     # Seed differences move PR-AUC by more than the default margin on 20k rows.
     _promote(platform, FRAUD, platform["fraud_b"], reason="retrained", margin=0.5)
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    tick = model_promotion_sensor(
-        build_sensor_context(cursor=platform["sensor_cursor"], resources=resources)
-    )
+    tick = _sensor_tick(platform, platform["sensor_cursor"])
     assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{platform['fraud_b']}"]
     headers = {"X-API-Key": API_KEY}
     with httpx.Client(base_url=server.url, timeout=60) as c:
@@ -772,9 +821,7 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
         instance=platform["instance"],
     )
     assert job.success
-    cursor = platform["sensor_cursor"]
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    tick = _sensor_tick(platform, platform["sensor_cursor"])
     assert [r.run_key for r in tick.run_requests] == [b]
     monkeypatch.setenv("ML_SERVING_URL", server.url)
     monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
@@ -855,8 +902,7 @@ def _move_alias_and_refuse(
     client = platform["client"]
     before = _served(server.url)
     client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, version)
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    tick = _sensor_tick(platform, cursor)
     assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{version}"]
     run = _serving_run(platform)
     assert not run.success
@@ -870,7 +916,7 @@ def _move_alias_and_refuse(
     jsonschema.validate(event, events.schema(events.PROMOTION_REJECTED))
     assert any(a["model"] == FRAUD and a["version"] == version for a in webhook)
     # One run per move: the next tick does not ask again for the refused version.
-    again = model_promotion_sensor(build_sensor_context(cursor=tick.cursor, resources=resources))
+    again = _sensor_tick(platform, tick.cursor)
     assert not again.run_requests
     return tick.cursor, event
 
@@ -912,8 +958,7 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
 ):
     monkeypatch.setenv("ML_SERVING_URL", server.url)
     monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    cursor = _sensor_tick(platform, None).cursor
     client = platform["client"]
     assert _served(server.url)["fraud"][0] == f"{FRAUD}@{platform['fraud_b']}"
 
@@ -946,7 +991,7 @@ def test_alias_moved_by_any_client_is_gated_where_models_are_served(
 
     # A valid move (a plain client again) is served, with the verdicts it was let in by.
     client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, platform["fraud_a"])
-    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    tick = _sensor_tick(platform, cursor)
     assert [r.tags["ml-assets/promoted_version"] for r in tick.run_requests] == [
         platform["fraud_a"]
     ]
@@ -1176,6 +1221,31 @@ def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
             assert c.get("/readyz").status_code == 503
             assert "no passed verdict for latency" in c.get("/models").json()["error"]
         assert "no passed verdict for latency" in proc.log_tail(200)
+
+
+def test_search_off_is_a_503_with_the_reason_models_shows(platform, vector_dsn, tmp_path):
+    """A bundle built before any search report passed (issue 27): /search says why, in the
+    declared error body, with Retry-After, and logs no traceback."""
+    home = tmp_path / "bentoml"
+    shutil.copytree(platform["home"], home, symlinks=True)
+    bento = next((home / "bentos" / "ml-assets").glob("*/src/serving/bundle.json"))
+    bundle = json.loads(bento.read_text())
+    reason = "no search_quality_report for embedder e1fccb834c39: materialize embedding_index"
+    bundle["search"] = {"enabled": False, "reason": reason}
+    bento.write_text(json.dumps(bundle))
+    env = {"ML_VECTOR_PG_DSN": vector_dsn}
+    with start_server(f"ml-assets:{bento.parents[2].name}", bentoml_home=home, env=env) as proc:
+        proc.wait_ready(timeout_s=120)
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            shown = c.get("/models").json()["search"]
+            r = c.post("/search", json={"query": "power", "tenant_id": "helios-trading"})
+            doc = c.get("/docs.json").json()
+        log = proc.log_tail(400)
+    assert shown == {"enabled": False, "reason": reason}
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+    assert r.json() == {"error": f"search is not served: {reason}"}
+    jsonschema.validate(r.json(), _declared_schema(doc, "/search", 503))
+    assert "Traceback" not in log and "unexpected error" not in r.text
 
 
 # ---- every declared lineage is served ---------------------------------------------------------

@@ -87,7 +87,7 @@ def shards_env(search_state, tmp_path_factory, pg_dsn, mlflow_resource):
     return {
         "base": base, "corpus": corpus, "spec": spec, "root": root, "docs": docs,
         "sharded": sharded, "reference": reference, "model_sha": model_sha,
-        "instance": search_state["instance"], "mlflow": mlflow_resource,
+        "instance": search_state["instance"], "mlflow": mlflow_resource, "pg": pg_dsn,
     }  # fmt: skip
 
 
@@ -282,7 +282,10 @@ def test_the_sensor_walks_the_stages_with_run_keys_a_restart_repeats(
     }
 
     def tick(cursor):
-        result = sensor(build_sensor_context(cursor=cursor, resources=resources))
+        context = build_sensor_context(
+            cursor=cursor, resources=resources, instance=shards_env["instance"]
+        )
+        result = sensor(context)
         return [(r.job_name, r.run_key) for r in result.run_requests], result.cursor
 
     # The sensor watches the original slice; search_corpus holds the edited one: corpus first.
@@ -344,3 +347,62 @@ def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(s
     table, model, _ = _live(shards_env["sharded"])
     assert model == other_sha and table != live_before[0]
     assert len(_rows(shards_env["sharded"])) == DOCS
+
+
+def test_no_shard_run_before_the_embedder_export_exists_and_the_tick_says_why(
+    shards_env, tmp_path, monkeypatch
+):
+    """A first start (issue 27): the corpus is materialized, the export is not yet. The shard
+    runs would fail loading embedding_model_onnx, so the sensor waits and names it."""
+    from dagster import build_sensor_context
+
+    from ml_assets.resources import MlflowResource
+    from ml_assets.resources.postgres import PostgresResource
+    from ml_assets.resources.storage import ArtifactStore
+    from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor
+
+    spec, root = shards_env["spec"], tmp_path / "artifacts"
+    fresh = fresh_vector_database(shards_env["pg"], "vec_shards_first_start")
+    result = materialize(
+        [build_search_corpus(spec)],
+        resources=local_resources(root, shards_env["mlflow"], fresh),
+        instance=shards_env["instance"],
+    )
+    assert result.success and latest_ref(root, "embedding_model_onnx") is None
+    monkeypatch.setenv("ML_CORPUS_PATH", str(shards_env["corpus"]))
+    sensor = build_sharded_reindex_sensor(spec, sharded_jobs(spec))
+    resources = {
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        "postgres": PostgresResource(dsn=fresh),
+        "store": ArtifactStore(base_dir=str(root)),
+    }
+    cursor = None
+    for _ in range(2):  # the first tick starts the reindex, the second finds it still waiting
+        context = build_sensor_context(
+            cursor=cursor, resources=resources, instance=shards_env["instance"]
+        )
+        tick = sensor(context)
+        assert tick.run_requests == [], [r.run_key for r in tick.run_requests]
+        assert "waiting for embedding_model_onnx" in tick.skip_reason.skip_message
+        cursor = tick.cursor
+    assert json.loads(cursor)["pending"]  # the reindex waits; it is not dropped
+
+
+def test_nothing_is_requested_while_a_run_writing_the_index_inputs_is_in_flight():
+    pending = start(None, [RunRequest(run_key="k", run_config={}, tags={})])
+    runs, cursor, what = plan(pending, True, {"0-7": "missing"}, busy=["backfill abc"])
+    assert runs == [] and cursor == pending and "waiting for backfill abc" in what
+    runs, _, _ = plan(pending, True, {"0-7": "missing"})
+    assert [r.run_key for r in runs] == ["k/shard:0-7"]
+
+
+def test_an_index_already_built_and_judged_from_these_inputs_is_not_built_again():
+    """After `ml-assets up`'s first backfill, the sensor's own reindex of the same corpus and
+    model ends without an index run; an operator's request still runs it."""
+    done = {"0-7": "complete", "8-f": "complete"}
+    pending = start(None, [RunRequest(run_key="k", run_config={}, tags={})])
+    runs, cursor, what = plan(pending, True, done, judged=True)
+    assert runs == [] and "pending" not in json.loads(cursor) and "already hold" in what
+    asked = start(None, [RunRequest(run_key="r", tags={"ml-assets/reindex_request": "e1"})])
+    runs, _, _ = plan(asked, True, done, judged=True)
+    assert [r.run_key for r in runs] == ["r/index"]

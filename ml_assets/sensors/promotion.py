@@ -1,7 +1,10 @@
-"""model_promotion_sensor: the `production` alias of either model moved → one serving run.
+"""model_promotion_sensor: the `production` alias of a model moved, or a check the bundle
+needs passed after it was built → one serving run.
 
-The alias can move through our promote job, the MLflow UI or any MLflow client; the sensor only
-reads the registry. The cursor holds the versions it has acted on, so a daemon restart neither
+The alias can move through our promote job, the MLflow UI or any MLflow client; the sensor
+reads the registry for that. The checks (a search report over the production embedder, a
+production version's validation) come from the platform's records (sensors/bundle_follow.py).
+The cursor holds the versions and evidence it has acted on, so a daemon restart neither
 re-triggers a run nor misses a move (the cursor is stored by Dagster, not in memory).
 """
 
@@ -21,7 +24,11 @@ from ml_assets.assets.serving import serving_job
 from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.promotion import champion_version
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
+from ml_assets.core.validation_records import search_evidence
+from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources.mlflow import MlflowResource
+from ml_assets.resources.storage import ArtifactStore
+from ml_assets.sensors import bundle_follow
 
 
 def bundle_needs() -> frozenset[str]:
@@ -59,7 +66,7 @@ def decide(
     for name in moved:
         key = f"{name}@{current[name]}"
         moves[key] = moves.get(key, 0) + 1
-    new_cursor = json.dumps({"aliases": current, "moves": moves}, sort_keys=True)
+    new_cursor = json.dumps({**state, "aliases": current, "moves": moves}, sort_keys=True)
     if not moved:
         return [], new_cursor, "no production alias moved"
     # The bundle needs the embedder and the /v1/score model; any other lineage is served
@@ -90,16 +97,56 @@ def decide(
     return requests, new_cursor, None
 
 
+def decide_all(
+    cursor: str | None,
+    current: dict[str, str | None],
+    bundle: bundle_follow.Bundled | None,
+    validated: dict[str, str | None],
+    search: str | None,
+) -> tuple[list[RunRequest], str, str | None]:
+    """Pure decision: alias moves first (their build sees the evidence there is now, which the
+    cursor remembers); else a check that passed since (bundle_follow.follow)."""
+    requests, new_cursor, skip = decide(cursor, current)
+    if requests:
+        return requests, bundle_follow.remember(new_cursor, current, validated, search), None
+    if skip and skip != "no production alias moved":
+        return [], new_cursor, skip
+    return bundle_follow.follow(new_cursor, current, bundle, validated, search)
+
+
+def observe(
+    mlflow: MlflowResource, records: DagsterRecords, base_dir: str
+) -> tuple[dict[str, str | None], bundle_follow.Bundled | None, dict[str, str | None], str | None]:
+    """(production versions, the latest bundle, the validation keys of the production versions
+    it lacks, the key of the passing search report for the embedder it would serve)."""
+    current = production_aliases(mlflow)
+    bundle = bundle_follow.bundled(base_dir)
+    validated, tags = {}, {}
+    for name, version in current.items():
+        if version and (bundle is None or bundle.versions.get(name) != version):
+            tags[name] = dict(mlflow.client.get_model_version(name, version).tags)
+            validated[name] = bundle_follow.validation_key(records, name, version, tags[name])
+    embedder = search_spec.embedder_model()
+    if bundle is not None and bundle.versions.get(embedder) == current.get(embedder):
+        sha = bundle.embedder_sha256
+    else:
+        sha = tags.get(embedder, {}).get("sha256")
+    search = bundle_follow.search_key(search_evidence(records, sha)) if sha else None
+    return current, bundle, validated, search
+
+
 @sensor(
     job=serving_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Bundles and smoke-tests the production models whenever an alias moves.",
+    description="Bundles and smoke-tests the production models whenever an alias moves, or a "
+    "check the bundle needs passes after it was built.",
 )
 def model_promotion_sensor(
-    context: SensorEvaluationContext, mlflow: MlflowResource
+    context: SensorEvaluationContext, mlflow: MlflowResource, store: ArtifactStore
 ) -> SensorResult:
-    requests, cursor, skip = decide(context.cursor, production_aliases(mlflow))
+    records = DagsterRecords(context.instance)
+    requests, cursor, skip = decide_all(context.cursor, *observe(mlflow, records, store.base_dir))
     if not requests:
         return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
     return SensorResult(run_requests=requests, cursor=cursor)

@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetKey,
     AssetSelection,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -29,11 +33,30 @@ from ml_assets.core.search_spec import SearchIndexSpec, shipped
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources.storage import ArtifactStore, latest_ref
 
 # A request row can commit after a later one (a long transaction, another host's clock): each
 # tick reads this far back from the newest request seen, and the cursor keeps the ids it
 # handled in that window, so such a row is honoured once, not skipped.
 REQUEST_LOOKBACK = timedelta(days=1)
+
+# What a reindex reads or writes: while a run or backfill of any of them is in flight,
+# the sensor requests nothing (its next stage would read half-written state or repeat work).
+REINDEX_ASSETS = ("search_corpus", "embedding_model_onnx", "embedding_shards", "embedding_index")
+# A run of a whole asset job may carry no asset selection: these jobs write those assets.
+REINDEX_JOBS = frozenset(
+    {"search_lineage_job", "reindex_corpus_job", "reindex_shards_job", "reindex_job"}
+)
+# A backfill in these states is still launching runs or waiting for the ones it launched.
+BACKFILL_BUSY = ("REQUESTED", "CANCELING", "FAILING")
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
 
 reindex_job = define_asset_job(
     "reindex_job",
@@ -188,6 +211,35 @@ def due_runs(
     return load, current, runs, cursor
 
 
+def in_flight(instance: DagsterInstance) -> list[str]:
+    """The runs and asset backfills not finished yet that materialize what a reindex reads."""
+    keys = {AssetKey(a) for a in REINDEX_ASSETS}
+    busy = [
+        f"run {r.run_id[:8]} ({r.job_name})"
+        for r in instance.get_runs(RunsFilter(statuses=IN_FLIGHT), limit=200)
+        if r.job_name in REINDEX_JOBS or keys & set(r.asset_selection or ())
+    ]
+    for b in instance.get_backfills(limit=50):
+        if b.status.value in BACKFILL_BUSY and keys & set(b.asset_selection or ()):
+            busy.append(f"backfill {b.backfill_id}")
+    return busy
+
+
+def hold(runs: list[RunRequest], export_ready: bool, busy: list[str]) -> str | None:
+    """Pure decision: why the due reindex runs wait (None: request them now). A run of
+    reindex_job would fail loading embedding_model_onnx, or race a run writing its inputs."""
+    if not runs:
+        return None
+    if busy:
+        return f"a reindex is due; waiting for {', '.join(busy)} to finish"
+    if not export_ready:
+        return (
+            "a reindex is due; waiting for embedding_model_onnx (embedding_index embeds with "
+            "it): materialize it (search_lineage_job, or `ml-assets up`)"
+        )
+    return None
+
+
 def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
     """The reindex sensor of a declared index: its corpus, its interval."""
 
@@ -198,10 +250,18 @@ def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
         default_status=DefaultSensorStatus.RUNNING,
     )
     def reindex_sensor(
-        context: SensorEvaluationContext, mlflow: MlflowResource, postgres: PostgresResource
+        context: SensorEvaluationContext,
+        mlflow: MlflowResource,
+        postgres: PostgresResource,
+        store: ArtifactStore,
     ) -> SensorResult:
         """Watches the corpus content hash, the embedder@production and reindex requests."""
         _, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
+        export_ready = latest_ref(store.base_dir, "embedding_model_onnx") is not None
+        wait = hold(runs, export_ready, in_flight(context.instance) if runs else [])
+        if wait:
+            # The cursor stays: the next tick decides again on what is due then.
+            return SensorResult(skip_reason=SkipReason(wait), cursor=context.cursor)
         if not runs:
             return SensorResult(
                 skip_reason=SkipReason(

@@ -11,6 +11,11 @@ Every run key derives from the reindex's own key (`<key>/corpus`, `<key>/shard:<
 `<key>/index`), so a daemon that restarts and evaluates again requests nothing twice: Dagster
 skips a run key it has seen. A failed shard run is not requested again; retry it from the
 partition view (re-execute keeps its config), and the next tick moves on to the index.
+
+A stage is requested only once what it reads exists: no shard run before the embedder export
+is materialized, nothing while a run or backfill that writes the corpus, the export, a shard
+or the index is in flight (say `ml-assets up`'s first pass); the tick's skip reason names
+what it waits for.
 """
 
 from __future__ import annotations
@@ -31,15 +36,14 @@ from dagster import (
 )
 
 from ml_assets.assets.search import model_sha_of
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.search_shards import incomplete, shard_keys, shard_status
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.core.search_tables import connect
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore, latest_ref
-from ml_assets.sensors.reindex import (
-    due_runs,
-)
+from ml_assets.sensors.reindex import due_runs, in_flight
 
 # What one shard run asks Kubernetes for (K8sRunLauncher reads this tag and merges it over
 # runK8sConfig in deploy/helm/dagster-values.yaml): one ONNX thread per run by default, so one
@@ -100,14 +104,27 @@ def _ops(run_config: dict, *names: str) -> dict:
 
 
 def plan(
-    cursor: str | None, corpus_ready: bool, status: dict[str, str] | None
+    cursor: str | None,
+    corpus_ready: bool,
+    status: dict[str, str] | None,
+    *,
+    export_ready: bool = True,
+    busy: list[str] | None = None,
+    judged: bool = False,
 ) -> tuple[list[RunRequest], str | None, str]:
     """Pure decision: the next stage's run requests for the pending reindex, the new cursor,
-    and what the tick did (for the skip reason or the log)."""
+    and what the tick did (for the skip reason or the log).
+
+    `export_ready`: embedding_model_onnx is materialized (the shard runs load it); `busy`:
+    the runs and backfills in flight that write what the reindex reads; `judged`: the latest
+    index holds this corpus and model and the latest quality report is over it (say `ml-assets
+    up`'s first backfill built both), so only an operator's request runs the index again."""
     state = json.loads(cursor) if cursor else {}
     pending = state.get("pending")
     if not pending:
         return [], cursor, "no reindex pending"
+    if busy:
+        return [], cursor, f"{pending['key']}: waiting for {', '.join(busy)} to finish"
     key, config, tags = pending["key"], pending["run_config"] or {}, pending["tags"] or {}
     # The shards embed with the model the index is built with (the production embedder's).
     model = config.get("ops", {}).get("embedding_index", {}).get("config", {})
@@ -120,6 +137,13 @@ def plan(
             tags=tags,
         )
         return [run], cursor, f"{key}: corpus"
+    if not export_ready:
+        return (
+            [],
+            cursor,
+            f"{key}: waiting for embedding_model_onnx (the shard runs embed with it): "
+            "materialize it (search_lineage_job, or `ml-assets up`)",
+        )
     todo = incomplete(status or {})
     if todo:
         runs = [
@@ -133,6 +157,16 @@ def plan(
             for k in todo
         ]
         return runs, cursor, f"{key}: shards {', '.join(todo)} not done"
+    if judged and "ml-assets/reindex_request" not in tags:
+        state.pop("pending")
+        return (
+            [],
+            json.dumps(state, sort_keys=True),
+            (
+                f"{key}: every shard done; the index and its quality report already hold this "
+                "corpus and model"
+            ),
+        )
     run = RunRequest(
         job_name="reindex_job",
         run_key=f"{key}/index",
@@ -141,6 +175,22 @@ def plan(
     )
     state.pop("pending")
     return [run], json.dumps(state, sort_keys=True), f"{key}: every shard done, index"
+
+
+def judged(base_dir: str, corpus: ArtifactRef, model_sha: str) -> bool:
+    """Whether the latest index was built from `corpus` with `model_sha` and the latest
+    search_quality_report judged exactly that index."""
+    index = latest_ref(base_dir, "embedding_index")
+    report = latest_ref(base_dir, "search_quality_report")
+    if index is None or report is None or index.extra.get("model_sha256") != model_sha:
+        return False
+    return _over(index, "search_corpus", corpus.sha256) and _over(
+        report, "embedding_index", index.sha256
+    )
+
+
+def _over(ref: ArtifactRef, asset: str, sha256: str) -> bool:
+    return any(link.get("asset") == asset and link.get("sha256") == sha256 for link in ref.lineage)
 
 
 def build_sharded_reindex_sensor(
@@ -167,13 +217,21 @@ def build_sharded_reindex_sensor(
         corpus = latest_ref(store.base_dir, "search_corpus")
         ready = corpus is not None and corpus.extra.get("corpus_sha256") == current.corpus_sha256
         model = latest_ref(store.base_dir, "embedding_model_onnx")
-        # No embedder export yet: every shard is to do (their runs say what is missing).
         status = {k: "missing" for k in shard_keys(n)}
+        done = False
         if ready and model is not None:
             model_sha = model_sha_of(model, spec.variant, current.model_sha256)
             with connect(postgres.dsn) as conn:
                 status = shard_status(conn, load.documents, n, model_sha)
-        planned, cursor, what = plan(cursor, ready, status)
+            done = judged(store.base_dir, corpus, model_sha)
+        planned, cursor, what = plan(
+            cursor,
+            ready,
+            status,
+            export_ready=model is not None,
+            busy=in_flight(context.instance),
+            judged=done,
+        )
         if not planned:
             return SensorResult(skip_reason=SkipReason(what), cursor=cursor)
         context.log.info(what)
