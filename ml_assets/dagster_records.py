@@ -80,11 +80,13 @@ class DagsterRecords:
     def of(cls, context: Any) -> DagsterRecords:
         """The records as a run of this code location reads them (its own job list).
 
-        An in-process `materialize([...])` has no repository: the rule then judges every
-        record but its job's membership (ml_assets/core/evidence.py)."""
+        An in-process `materialize([...])` or a bare sensor context has no repository: the rule
+        then judges every record but its job's membership (ml_assets/core/evidence.py)."""
         try:
             repository = context.repository_def
         except CheckError:
+            repository = None
+        if repository is None:
             return cls(context.instance)
         return cls(context.instance, rule_of(repository))
 

@@ -145,7 +145,7 @@ def observe(
 def model_promotion_sensor(
     context: SensorEvaluationContext, mlflow: MlflowResource, store: ArtifactStore
 ) -> SensorResult:
-    records = DagsterRecords(context.instance)
+    records = DagsterRecords.of(context)
     requests, cursor, skip = decide_all(context.cursor, *observe(mlflow, records, store.base_dir))
     if not requests:
         return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
