@@ -1,10 +1,11 @@
 """Where a lineage's ONNX export lives in the registry. A registered version is immutable.
 
 The model stage registers a version without an export; its first export completes it (the ONNX
-file, provenance.json and the sha256 tags, each written once). Exporting again either finds the
-same bytes on a version of the same model and changes nothing, or registers a new version: a
-new MLflow run holding a copy of the model's files, the new export and its provenance, tagged
-with the lineage that produced it. Nothing a registered version holds is ever rewritten.
+file, provenance.json and the sha256 tags, each written once). Exporting that model again either
+finds the same bytes on its version, or on a version derived from it, and changes nothing, or
+registers a new version derived from it: a new MLflow run holding a copy of the model's files,
+the new export and its provenance, tagged with the lineage that produced it. Nothing a
+registered version holds is ever rewritten.
 """
 
 from __future__ import annotations
@@ -65,20 +66,25 @@ def record_export(
     never changing what an already registered version holds."""
     client = mlflow.client
     source = client.get_model_version(name, version)
-    model_sha = source.tags.get("model_sha256")
-    holding = sorted(
+    held = source.tags.get("onnx_sha256")
+    if held == ref.sha256:
+        return ExportHome(source.run_id, str(source.version), "unchanged")
+    if held is None:
+        _write_export(mlflow, name, str(source.version), source.run_id, ref, data)
+        return ExportHome(source.run_id, str(source.version), "first export")
+    origin = f"{name} v{source.version}"
+    derived = sorted(
         (
             mv
             for mv in client.search_model_versions(f"name='{name}'")
-            if mv.tags.get("model_sha256") == model_sha and mv.tags.get("onnx_sha256") == ref.sha256
+            if mv.tags.get("derived_from") == origin and mv.tags.get("onnx_sha256") == ref.sha256
         ),
         key=_version_key,
     )
-    if holding:
-        return ExportHome(holding[0].run_id, str(holding[0].version), "unchanged")
-    if "onnx_sha256" not in source.tags:
-        _write_export(mlflow, name, str(source.version), source.run_id, ref, data)
-        return ExportHome(source.run_id, str(source.version), "first export")
+    if derived:
+        return ExportHome(
+            derived[0].run_id, str(derived[0].version), "unchanged", str(source.version)
+        )
     run_id, new = _derive_version(mlflow, source, ref, dagster_run_id)
     _write_export(mlflow, name, new, run_id, ref, data)
     return ExportHome(run_id, new, "new version", derived_from=str(source.version))
