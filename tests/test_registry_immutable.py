@@ -14,7 +14,7 @@ from ml_assets.assets.export import register_embedder
 from ml_assets.core import tabular_model
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.hashing import sha256_file
-from ml_assets.core.promotion import PRODUCTION_ALIAS
+from ml_assets.core.promotion import PRODUCTION_ALIAS, champion_version
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
@@ -80,11 +80,16 @@ def test_a_new_export_never_rewrites_the_production_version(
     assert (
         onnx_ref.extra["model_version"] == latest_ref(lineage["root"], MODEL).extra["model_version"]
     ), "the first export completes the model's own version"
+    # The registry is the session's: whatever was production before is production again after.
+    previous = champion_version(client, FRAUD_MODEL)
     client.set_registered_model_alias(FRAUD_MODEL, PRODUCTION_ALIAS, prod)
     try:
         _reexport(lineage, dagster_instance, client, onnx_ref, prod, monkeypatch)
     finally:
-        client.delete_registered_model_alias(FRAUD_MODEL, PRODUCTION_ALIAS)
+        if previous is None:
+            client.delete_registered_model_alias(FRAUD_MODEL, PRODUCTION_ALIAS)
+        else:
+            client.set_registered_model_alias(FRAUD_MODEL, PRODUCTION_ALIAS, previous)
 
 
 def _reexport(lineage, dagster_instance, client, onnx_ref, prod, monkeypatch) -> None:

@@ -295,7 +295,8 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
         group_name=lin.name,
         code_version=cv["onnx"],
         description="The model converted by skl2onnx (one named input per feature), checked "
-        "to load and score in ONNX Runtime, with its provenance logged to the model's run.",
+        "to load and score in ONNX Runtime, with its provenance logged to the model's run "
+        "(a new registered version if that one already holds other bytes).",
     )
     def onnx(
         context: dg.AssetExecutionContext,
