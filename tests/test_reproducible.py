@@ -117,15 +117,15 @@ def test_a_model_holding_a_set_gives_the_same_skops_bytes_under_two_hash_seeds()
     """skops writes a set in its iteration order; canonical_skops sorts it (under seeds 0 and 1
     the raw archives differ)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    hashes = {
-        subprocess.run(
+    procs = [
+        subprocess.Popen(
             [sys.executable, "-c", SET_MODEL],
             env={**env, "PYTHONHASHSEED": seed},
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
-            check=True,
-            timeout=120,
-        ).stdout.strip()
+        )
         for seed in SEEDS
-    }
+    ]
+    hashes = {proc.communicate(timeout=120)[0].strip() for proc in procs}
+    assert all(proc.returncode == 0 for proc in procs)
     assert len(hashes) == 1, hashes
