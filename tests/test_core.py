@@ -16,7 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactIntegrityError, ArtifactRef, ContentStore, lineage_of
-from ml_assets.core.environment import environment_snapshot, package_versions
+from ml_assets.core.environment import SIMD_FLAGS, environment_snapshot, package_versions
 from ml_assets.core.hashing import (
     canonical_json,
     canonical_skops,
@@ -26,6 +26,7 @@ from ml_assets.core.hashing import (
     sha256_bytes,
     sha256_file,
 )
+from ml_assets.core.onnx_bytes import canonical_onnx, canonical_onnx_bytes
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import from_skops_bytes, native_threads
 from ml_assets.core.tabular_model import to_onnx_bytes as tabular_onnx_bytes
@@ -496,6 +497,36 @@ def test_onnx_export_is_deterministic(trained_model: Pipeline) -> None:
     assert to_onnx_bytes(trained_model) == to_onnx_bytes(trained_model)
 
 
+def _scrambled(data: bytes, reverse: bool):
+    """The model of `data` with its opset imports, metadata and attributes in another order."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    model.metadata_props.add(key="b", value="2")
+    model.metadata_props.add(key="a", value="1")
+    lists = [model.opset_import, model.metadata_props, *(n.attribute for n in model.graph.node)]
+    for field in lists if reverse else ():
+        items = [type(item)() for item in field]
+        for copy, item in zip(items, reversed(field), strict=True):
+            copy.CopyFrom(item)
+        del field[:]
+        field.extend(items)
+    return model
+
+
+def test_canonical_onnx_ignores_the_order_of_sets_and_maps(trained_model: Pipeline) -> None:
+    data = to_onnx_bytes(trained_model)
+    forward, backward = _scrambled(data, False), _scrambled(data, True)
+    assert forward.SerializeToString(deterministic=True) != backward.SerializeToString(
+        deterministic=True
+    ), "the scrambled copy must really be in another order"
+    assert canonical_onnx(forward) == canonical_onnx(backward)
+    assert [o.domain for o in backward.opset_import] == sorted(
+        o.domain for o in forward.opset_import
+    )
+    assert canonical_onnx_bytes(data) == data  # what the exporter writes is already canonical
+
+
 # --------------------------------------------------------------------------- environment
 
 
@@ -506,6 +537,7 @@ def test_package_versions_skips_missing_packages() -> None:
 
 def test_environment_snapshot_shape() -> None:
     snap = environment_snapshot()
-    assert set(snap) >= {"python", "os", "machine", "cpu", "cpu_count", "packages"}
+    assert set(snap) >= {"python", "os", "machine", "cpu", "cpu_count", "simd", "packages"}
+    assert set(snap["simd"]) <= set(SIMD_FLAGS)
     assert isinstance(snap["packages"], dict)
     assert snap["packages"].get("pandas") == pd.__version__

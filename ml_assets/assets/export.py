@@ -42,7 +42,7 @@ def provenance_document(onnx_ref: ArtifactRef, registered_model: str, version: s
     }
 
 
-EMBEDDER_CODE_VERSION = "embedding_model_onnx@2"
+EMBEDDER_CODE_VERSION = "embedding_model_onnx@3"
 EMBEDDER_ASSET = "embedding_model_onnx"
 
 
@@ -205,17 +205,35 @@ def register_embedder(
     parity: dict[str, float],
     dagster_run_id: str,
 ) -> dict[str, str]:
-    """Log both exports to one MLflow run and register each as a `registered_model` version."""
+    """The `registered_model` version of each export: one that already holds the same bytes
+    (and tokenizer) is kept as it is; the others are logged to one new MLflow run and
+    registered as new versions. A registered version is never rewritten."""
+    held: dict[str, str] = {}
+    for mv in sorted(
+        mlflow.client.search_model_versions(f"name='{registered_model}'"),
+        key=lambda mv: int(mv.version),
+    ):
+        tags = mv.tags
+        for variant, r in refs.items():
+            if (
+                variant not in held
+                and tags.get("variant") == variant
+                and tags.get("sha256") == r.sha256
+                and tags.get("tokenizer_sha256") == tok_ref.sha256
+            ):
+                held[variant] = str(mv.version)
+    missing = {variant: r for variant, r in refs.items() if variant not in held}
+    if not missing:
+        return held
     with mlflow.start_run(
         "embedding_model_onnx", tags={"code_version": EMBEDDER_CODE_VERSION}
     ) as run_id:
         for key, value in parity.items():
             mlflow.client.log_metric(run_id, key, value)
         mlflow.log_bytes(run_id, Path(tok_ref.path).read_bytes(), "tokenizer/tokenizer.json")
-        versions = {}
-        for variant, r in refs.items():
+        for variant, r in missing.items():
             mlflow.log_bytes(run_id, Path(r.path).read_bytes(), f"{variant}/model.onnx")
-            versions[variant] = mlflow.register_version(
+            held[variant] = mlflow.register_version(
                 registered_model,
                 run_id,
                 variant,
@@ -229,7 +247,7 @@ def register_embedder(
                 },
                 description=f"all-MiniLM-L6-v2 ONNX {variant} {r.sha256[:12]}",
             )
-    return versions
+    return {variant: held[variant] for variant in refs}
 
 
 # embedding_model_onnx belongs to the declared search index (ml_assets/lineages/text).

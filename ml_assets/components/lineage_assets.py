@@ -5,7 +5,7 @@ sha256 of the bytes); the export validation report is in `lineage_report`.
 """
 
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,13 @@ import numpy as np
 from pydantic import Field
 
 from ml_assets.assets.data import require_validated, validation_record_path
-from ml_assets.assets.export import PROVENANCE_FILE, provenance_document
+from ml_assets.assets.export import provenance_document
+from ml_assets.components.lineage_export import record_export
 from ml_assets.components.lineage_report import report_asset
 from ml_assets.components.lineage_tracking import track_model
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, atomic_write, lineage_of
-from ml_assets.core.environment import environment_snapshot
-from ml_assets.core.hashing import canonical_json, parquet_bytes, read_parquet_bytes, sha256_bytes
+from ml_assets.core.hashing import canonical_json, parquet_bytes, read_parquet_bytes
 from ml_assets.core.tabular_data import SPLITS, SourceError, generate, read_table, split_frame
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import (
@@ -295,7 +295,8 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
         group_name=lin.name,
         code_version=cv["onnx"],
         description="The model converted by skl2onnx (one named input per feature), checked "
-        "to load and score in ONNX Runtime, with its provenance logged to the model's run.",
+        "to load and score in ONNX Runtime, with its provenance logged to the model's run "
+        "(a new registered version if that one already holds other bytes).",
     )
     def onnx(
         context: dg.AssetExecutionContext,
@@ -325,27 +326,23 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
                 ".onnx",
                 code_version=cv["onnx"],
                 lineage=lineage_of(model),
+            )
+            name = model.extra["registered_model"]
+            home = record_export(
+                mlflow, name, model.extra["model_version"], ref, data, context.run.run_id
+            )
+            # The ref names the version that holds these bytes (a new one if the model's own
+            # version holds another export): the report and the gate follow it there.
+            ref = replace(
+                ref,
                 extra={
-                    k: model.extra[k]
-                    for k in ("mlflow_run_id", "registered_model", "model_version")
+                    "mlflow_run_id": home.run_id,
+                    "registered_model": name,
+                    "model_version": home.version,
                 },
             )
-            run_id = model.extra["mlflow_run_id"]
-            name, version = model.extra["registered_model"], model.extra["model_version"]
-            provenance = provenance_document(ref, name, version)
-            provenance_bytes = canonical_json(provenance)
-            mlflow.log_bytes(run_id, data, "onnx/model.onnx")
-            mlflow.log_bytes(run_id, provenance_bytes, PROVENANCE_FILE)
-            mlflow.log_json(run_id, environment_snapshot(), "onnx/environment.json")
-            client = mlflow.client
-            client.set_model_version_tag(name, version, "onnx_sha256", ref.sha256)
-            client.set_model_version_tag(
-                name, version, "provenance_sha256", sha256_bytes(provenance_bytes)
-            )
-            client.set_model_version_tag(
-                name, version, "provenance_uri", f"runs:/{run_id}/{PROVENANCE_FILE}"
-            )
-        context.log.info(f"tagged {name} v{version} with onnx_sha256 {ref.sha256[:12]}")
+        context.log.info(home.summary(name, ref.sha256))
+        provenance = provenance_document(ref, name, home.version)
         return hashed_output(
             ref,
             upstream={spec.asset("model"): model, spec.asset("splits"): splits},
@@ -353,7 +350,8 @@ def build_lineage(plan: LineagePlan) -> dg.Definitions:
             metadata={
                 "opset": dg.MetadataValue.json(ONNX_TARGET_OPSET),
                 "probe_max_abs_diff": dg.MetadataValue.float(probe_diff),
-                "registered_model": dg.MetadataValue.text(f"{name} v{version}"),
+                "registered_model": dg.MetadataValue.text(f"{name} v{home.version}"),
+                "registry": dg.MetadataValue.text(home.action),
                 "provenance_chain": dg.MetadataValue.md(md_table(provenance["chain"])),
                 "features": dg.MetadataValue.json([asdict(f) for f in spec.features]),
             },

@@ -180,8 +180,19 @@ def report_asset(
                 latency_png({"native": lat_native, "ONNX": lat_onnx}), "latency"
             )
             passed_all = all(ok for ok, _, _ in verdicts.values())
-            _log_to_mlflow(mlflow, model, report, latency, report_md, q_onnx, max_diff, passed_all)
-        version = f"{model.extra['registered_model']} v{model.extra['model_version']}"
+            _log_to_mlflow(
+                mlflow,
+                onnx,
+                report,
+                latency,
+                report_md,
+                q_onnx,
+                max_diff,
+                passed_all,
+                context.run.run_id,
+            )
+        # The version that holds this ONNX file (its model's own, or one derived from it).
+        version = f"{onnx.extra['registered_model']} v{onnx.extra['model_version']}"
         yield hashed_output(
             ref,
             upstream={
@@ -287,16 +298,19 @@ def _markdown(
 
 def _log_to_mlflow(
     mlflow: MlflowResource,
-    model: ArtifactRef,
+    onnx: ArtifactRef,
     report: dict[str, Any],
     latency: dict[str, Any],
     report_md: str,
     q_onnx: dict[str, float],
     max_diff: float,
     passed_all: bool,
+    dagster_run_id: str,
 ) -> None:
-    """A copy for people on the model's run and version; the proof is Dagster's check records."""
-    run_id = model.extra["mlflow_run_id"]
+    """A copy for people on the run and version that hold the ONNX file; the proof is Dagster's
+    check records. Each report run adds its own files (validation/<Dagster run id>/): a
+    registered version's files are never rewritten."""
+    run_id = onnx.extra["mlflow_run_id"]
     client = mlflow.client
     for k, v in {
         **{f"onnx_test_{k}": v for k, v in q_onnx.items()},
@@ -305,11 +319,12 @@ def _log_to_mlflow(
         "onnx_p95_ms": latency["onnx"]["p95_ms"],
     }.items():
         client.log_metric(run_id, k, v)
-    mlflow.log_json(run_id, {**report, "latency": latency}, "validation/report.json")
-    mlflow.log_bytes(run_id, report_md.encode(), "validation/report.md")
+    folder = f"validation/{dagster_run_id}"
+    mlflow.log_json(run_id, {**report, "latency": latency}, f"{folder}/report.json")
+    mlflow.log_bytes(run_id, report_md.encode(), f"{folder}/report.md")
     client.set_model_version_tag(
-        model.extra["registered_model"],
-        model.extra["model_version"],
+        onnx.extra["registered_model"],
+        onnx.extra["model_version"],
         "export_validation",
         "passed" if passed_all else "failed",
     )

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ml_assets.core.onnx_bytes import canonical_onnx
+
 HIDDEN_SIZE = 384
 NUM_HEADS = 12
 OPSET = 17
@@ -152,7 +154,7 @@ def _canonical_bytes(model: Any) -> bytes:
         if any(n.domain == "com.microsoft" for n in model.graph.node):
             # Fused ops live in ORT's contrib domain; the optimizer only declares it on save().
             model.opset_import.add(domain="com.microsoft", version=1)
-    return model.SerializeToString(deterministic=True)
+    return canonical_onnx(model)
 
 
 def _check_parity(module: Any, onnx_bytes: bytes) -> None:

@@ -67,12 +67,33 @@ def deterministic_zip(members: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def _without_ids(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_ids(v) for k, v in node.items() if k != "__id__"}
+    if isinstance(node, list):
+        return [_without_ids(v) for v in node]
+    return node
+
+
+def _set_elements(node: dict) -> list | None:
+    """The element list of a skops set or frozenset node (in the set's iteration order)."""
+    if node.get("__loader__") == "SetNode":
+        return node.get("content")
+    if node.get("__class__") == "frozenset" and node.get("__module__") == "builtins":
+        try:
+            return node["content"]["content"][0]["content"]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return None
+
+
 def canonical_skops(data: bytes) -> bytes:
     """Make a skops archive byte-stable across processes.
 
-    skops names nodes and array files after `id(obj)` (memory addresses) and stamps zip
-    entries with the wall clock; both are renumbered/fixed here, in traversal order, which
-    keeps the object graph (shared references included) exactly as it was.
+    skops names nodes and array files after `id(obj)` (memory addresses), stamps zip entries
+    with the wall clock and writes a set's elements in its iteration order (which follows
+    Python's string-hash seed); ids are renumbered in traversal order, timestamps fixed and set
+    elements sorted, which keeps the object graph (shared references included) as it was.
     """
     src = zipfile.ZipFile(io.BytesIO(data))
     schema = json.loads(src.read("schema.json"))
@@ -83,6 +104,9 @@ def canonical_skops(data: bytes) -> bytes:
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
+            elements = _set_elements(node)
+            if isinstance(elements, list):
+                elements.sort(key=lambda e: json.dumps(_without_ids(e), sort_keys=True))
             out = {}
             for key, value in node.items():
                 if key == "__id__" and isinstance(value, int):

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ml_assets.core.hashing import canonical_skops
 from ml_assets.core.lineage_spec import FeatureSpec, Task
+from ml_assets.core.onnx_bytes import canonical_onnx
 
 ONNX_TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -165,4 +166,4 @@ def to_onnx_bytes(model: Any, features: Sequence[FeatureSpec], task: Task, name:
             "first step is a ColumnTransformer selecting the features by name, with steps "
             "skl2onnx supports (https://onnx.ai/sklearn-onnx/supported.html)."
         ) from exc
-    return onx.SerializeToString(deterministic=True)
+    return canonical_onnx(onx)
