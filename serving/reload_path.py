@@ -1,6 +1,7 @@
-"""`POST /reload` behind the API: the admin key, and which search configuration goes with the
+"""`POST /reload` behind the API: the admin key; which models it serves (the set the bundle
+pins, so a bundle may add, drop or change lineages); which search configuration goes with the
 production versions (the bundle's judged one, or the current one while the embedder is the
-same; otherwise search is switched off with the reason)."""
+same; otherwise search is switched off with the reason); and the declared lineages."""
 
 from __future__ import annotations
 
@@ -41,22 +42,40 @@ def require_admin_key(ctx: bentoml.Context) -> None:
         raise BentoMLException("wrong API key", error_code=HTTPStatus.FORBIDDEN)
 
 
+def pinned(bundle: dict[str, Any] | None) -> dict[str, ModelEntry] | None:
+    """The models a reload's `bundle` pins, by role (400 if it is not a bundle manifest)."""
+    if bundle is None:
+        return None
+    try:
+        return entries_of(bundle)
+    except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
+
+
+def reload_roles(
+    current: runtime.LoadedModels | None,
+    bundled: dict[str, ModelEntry],
+    pins: dict[str, ModelEntry] | None,
+) -> dict[str, str]:
+    """role -> registered model of what the reload serves: the set the bundle pins (lineages
+    may come and go with it), else the set served now, else this Bento's own."""
+    source = pins if pins is not None else current.entries if current is not None else bundled
+    return {r: e.registered_model for r, e in source.items()}
+
+
 def search_for_reload(
     current: runtime.LoadedModels | None,
     entries: dict[str, ModelEntry],
     bundle: dict[str, Any] | None,
+    pins: dict[str, ModelEntry] | None,
 ) -> dict[str, Any]:
     """The search configuration to serve with `entries` (409 if `bundle` pins other versions)."""
-    if bundle is not None:
-        try:
-            pinned = entries_of(bundle)
-        except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
-        if {r: (e.label, e.files) for r, e in pinned.items()} != {
+    if bundle is not None and pins is not None:
+        if {r: (e.label, e.files) for r, e in pins.items()} != {
             r: (e.label, e.files) for r, e in entries.items()
         }:
             raise BentoMLException(
-                f"the bundle pins {sorted(e.label for e in pinned.values())}, production "
+                f"the bundle pins {sorted(e.label for e in pins.values())}, production "
                 f"is {sorted(e.label for e in entries.values())}; a newer promotion is in "
                 "flight (its serving run reloads with its own bundle)",
                 error_code=HTTPStatus.CONFLICT,
@@ -69,3 +88,16 @@ def search_for_reload(
         "reason": "reloaded to a new embedder without its bundle: the search configuration "
         "validated for it is unknown here (POST /reload with the serving_bundle manifest)",
     }
+
+
+def declared_for_reload(
+    current: runtime.LoadedModels | None,
+    entries: dict[str, ModelEntry],
+    bundle: dict[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """The declared lineages served with `entries`: the bundle's list, else the current one."""
+    if bundle is not None:
+        return runtime.declared_of(entries, bundle.get("lineages"))
+    if current is not None:
+        return current.declared
+    return runtime.declared_of(entries, None)
