@@ -3,8 +3,10 @@
 Starts (or attaches to) the embedded PostgreSQL, an MLflow server on it, the Dagster daemon and
 webserver; materializes the asset graph once when anything in it was never materialized (one
 line per asset as it finishes; Dagster's event stream goes to $ML_HOME/logs/runs.log); promotes
-the first versions through the gate, builds and serves the Bento; then stays in the foreground
-until Ctrl-C, stopping everything it started.
+the first versions through the gate, builds the Bento again when the newest one is behind
+production, and serves the newest Bento (a restarted endpoint serves its own Bento's bundle);
+prints which models are served and which are not, and why; then stays in the foreground until
+Ctrl-C, stopping everything it started.
 """
 
 from __future__ import annotations
@@ -131,6 +133,38 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
         )
 
 
+def jobs_to_materialize(env: dict[str, str], jobs: tuple[str, ...], everything: bool) -> list[str]:
+    """The jobs with an asset never materialized (all with `everything`): a lineage declared
+    since the last start runs its own job, not the whole graph again."""
+    return list(jobs) if everything else [j for j in jobs if _unmaterialized(env, (j,))]
+
+
+def _statuses(env: dict[str, str], serving_url: str | None) -> list:
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.platform_status import collect
+
+    os.environ.update(env)
+    import ml_assets.definitions  # noqa: F401  (declares the lineages)
+
+    return collect(MlflowClient(env["MLFLOW_TRACKING_URI"]), env["ML_ARTIFACT_ROOT"], serving_url)
+
+
+def bundle_lags(env: dict[str, str]) -> list[str]:
+    """Why the newest serving bundle is not what production is (empty: it is)."""
+    from ml_assets.platform_status import bundle_lags as lags
+
+    return lags(_statuses(env, None))
+
+
+def report_served(env: dict[str, str], serving_url: str) -> None:
+    """Which models the endpoint serves, and which declared ones it does not, with why."""
+    from ml_assets.platform_status import summary
+
+    for line in summary(_statuses(env, serving_url)):
+        say(line)
+
+
 def latest_bento(env: dict[str, str]) -> str | None:
     from ml_assets.resources.storage import latest_ref
 
@@ -225,10 +259,11 @@ def up(args: argparse.Namespace) -> int:
         _wait_http(f"{dagster_url}/server_info", 180, procs[-1])
         say(f"Dagster UI at {dagster_url} (logs in {logs})")
         jobs = all_jobs(env)
-        if args.rematerialize or _unmaterialized(env, jobs):
+        todo = jobs_to_materialize(env, jobs, args.rematerialize)
+        if todo:
             started = time.monotonic()
             failed = []
-            for job in jobs:
+            for job in todo:
                 say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
                 config = ["-c", args.config] if args.config and job == jobs[0] else []
                 if not _execute_job(job, child_env, config, logs / "runs.log"):
@@ -245,7 +280,10 @@ def up(args: argparse.Namespace) -> int:
                 "promoted the first production versions through the gate: "
                 + ", ".join(f"{n} v{v}" for n, v in promoted.items())
             )
-        if promoted or args.rematerialize or _unmaterialized(env, ("serving_job",)):
+        lags = [] if promoted or args.rematerialize else bundle_lags(env)
+        if lags:
+            say("the newest serving bundle is behind production: " + "; ".join(lags))
+        if promoted or args.rematerialize or lags or _unmaterialized(env, ("serving_job",)):
             say("building the serving Bento from the production versions (serving_job)")
             # No endpoint runs yet: build and smoke-test only (the deployment step skips).
             build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
@@ -266,6 +304,7 @@ def up(args: argparse.Namespace) -> int:
                 f"serving endpoint at {server.url} ({tag}); promotions switch it by themselves "
                 f"(reload key in {settings.home / 'serving_api_key'})"
             )
+            report_served(env, server.url)
         else:
             say("no serving bundle yet: promote versions (ml-assets promote ...) to serve them")
         if args.no_wait:
