@@ -143,7 +143,12 @@ def serving_bundle(
         }
         for e in entries
     ] + [
-        {"role": name, "model": f"{status['registered_model']}: not served", "bento model": ""}
+        {
+            "role": name,
+            "model": status["registered_model"],
+            "bento model": "not served: " + status["reason"],
+            "sha256 model.onnx": "",
+        }
         for name, status in manifest["lineages"].items()
         if not status["served"]
     ]
