@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import BentoMLException, InvalidArgument
+from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavailable
 
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
@@ -20,6 +21,33 @@ from ml_assets.core.serving_bundle import (
     entries_of,
 )
 from serving import runtime
+from serving.bundled import find_model_dir
+
+
+def production_set(
+    current: runtime.LoadedModels | None,
+    bundled: dict[str, ModelEntry],
+    bundle: dict[str, Any] | None,
+    on_error: Callable[[str, str, Exception], None],
+) -> tuple[dict[str, ModelEntry], dict[str, Any], dict[str, dict[str, Any]]]:
+    """What a reload serves: the production versions of the models `bundle` pins (else of the
+    models served now), their search configuration and the declared lineages; 409 when a
+    version is not in the model store yet, 503 when the registry cannot say."""
+    pins = pinned(bundle)
+    try:
+        entries = runtime.resolve_production(
+            os.environ.get("MLFLOW_TRACKING_URI", ""),
+            find_model_dir,
+            reload_roles(current, bundled, pins),
+        )
+    except runtime.NotBundledError as exc:
+        on_error("not_bundled", "reload", exc)
+        raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
+    except (runtime.RegistryError, BundleIntegrityError) as exc:
+        on_error("registry", "reload", exc)
+        raise ServiceUnavailable(str(exc)) from exc
+    search = search_for_reload(current, entries, bundle, pins)
+    return entries, search, declared_for_reload(current, entries, bundle)
 
 
 def require_admin_key(ctx: bentoml.Context) -> None:

@@ -178,6 +178,31 @@ def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str,
     return dict(search)
 
 
+def describe(models: LoadedModels | None) -> dict[str, Any]:
+    """What GET /models says about a generation (nothing before one is loaded)."""
+    if models is None:
+        return {"models": {}, "search": {}, "lineages": {}, "embedder_providers": []}
+    return {
+        "models": {
+            role: {
+                "registered_model": e.registered_model,
+                "version": e.version,
+                "bento_model": e.bento_tag,
+                "sha256": e.files,
+                "provenance": e.provenance,
+                "info": e.info,
+                "gate": e.gate,
+            }
+            for role, e in models.entries.items()
+        },
+        "search": models.search,
+        # Every lineage the bundle declared, served or not (and why not).
+        "lineages": models.declared,
+        # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
+        "embedder_providers": models.embedder.providers,
+    }
+
+
 def model_entry_from_dir(model_dir: Path) -> ModelEntry:
     import json
 

@@ -319,25 +319,7 @@ class MLService:
             "error": self._load_error,
             "generation": None if models is None else models.generation,
             "threshold": self.threshold,
-            "models": {}
-            if models is None
-            else {
-                role: {
-                    "registered_model": e.registered_model,
-                    "version": e.version,
-                    "bento_model": e.bento_tag,
-                    "sha256": e.files,
-                    "provenance": e.provenance,
-                    "info": e.info,
-                    "gate": e.gate,
-                }
-                for role, e in models.entries.items()
-            },
-            "search": {} if models is None else models.search,
-            # Every lineage the bundle declared, served or not (and why not).
-            "lineages": {} if models is None else models.declared,
-            # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
-            "embedder_providers": [] if models is None else models.embedder.providers,
+            **runtime.describe(models),
         }
 
     @bentoml.api(route="/reload")
@@ -351,22 +333,9 @@ class MLService:
         unchanged."""
         reload_path.require_admin_key(ctx)
         start = time.perf_counter()
-        tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
-        pins = reload_path.pinned(bundle)
-        try:
-            entries = runtime.resolve_production(
-                tracking,
-                bundled.find_model_dir,
-                reload_path.reload_roles(self._models, ENTRIES, pins),
-            )
-        except runtime.NotBundledError as exc:
-            self._error("not_bundled", "reload", exc)
-            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
-        except (runtime.RegistryError, BundleIntegrityError) as exc:
-            self._error("registry", "reload", exc)
-            raise ServiceUnavailable(str(exc)) from exc
-        search = reload_path.search_for_reload(self._models, entries, bundle, pins)
-        declared = reload_path.declared_for_reload(self._models, entries, bundle)
+        entries, search, declared = reload_path.production_set(
+            self._models, ENTRIES, bundle, self._error
+        )
         with self._reload_lock:
             current = self._models
             if (
