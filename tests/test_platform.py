@@ -66,7 +66,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 600
+    # A bound for a start that hangs: about 3 minutes on a quiet 2-core machine, over 10 on a
+    # shared one.
+    deadline = time.monotonic() + 1200
     try:
         while "press Ctrl-C to stop" not in (home / "up.log").read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
