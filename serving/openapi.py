@@ -74,7 +74,15 @@ SCHEMAS["ServingBundle"] = {
         "lineages": {
             "type": "object",
             "description": "Every declared lineage, served or not (and why not).",
-            "additionalProperties": {"type": "object"},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["served"],
+                "properties": {
+                    "served": {"type": "boolean"},
+                    "registered_model": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
         },
     },
 }
@@ -143,7 +151,8 @@ ROUTE_ERRORS: dict[str, dict[str, str]] = {
         f"ML_SERVING_API_KEY). {AUTH_BODY}",
         "409": "Refused, the current versions keep serving: a production version is not in "
         "this server's model store yet (build it with serving_job), `bundle` pins other "
-        "versions than production, or a bundled model fails its checks at load.",
+        "versions than production (or a model with no production version), or a bundled "
+        "model fails its checks at load.",
         "503": "The registry cannot say which versions are in production, or a bundled model "
         f"fails its sha256 check. {MASKED}",
     },

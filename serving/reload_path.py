@@ -43,6 +43,14 @@ def production_set(
     except runtime.NotBundledError as exc:
         on_error("not_bundled", "reload", exc)
         raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
+    except runtime.NoProductionVersion as exc:
+        on_error("not_in_production", "reload", exc)
+        if pins is None:  # a model served now lost its alias: the registry cannot say
+            raise ServiceUnavailable(str(exc)) from exc
+        raise BentoMLException(
+            f"{exc}: the bundle pins a model that is not in production",
+            error_code=HTTPStatus.CONFLICT,
+        ) from exc
     except (runtime.RegistryError, BundleIntegrityError) as exc:
         on_error("registry", "reload", exc)
         raise ServiceUnavailable(str(exc)) from exc
@@ -75,9 +83,13 @@ def pinned(bundle: dict[str, Any] | None) -> dict[str, ModelEntry] | None:
     if bundle is None:
         return None
     try:
-        return entries_of(bundle)
+        pins = entries_of(bundle)
+        for name, status in (bundle.get("lineages") or {}).items():
+            if not isinstance(status, dict) or not isinstance(status.get("served"), bool):
+                raise ValueError(f"lineages.{name} must be an object with a boolean `served`")
     except (AttributeError, BundleIntegrityError, KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"bundle: not a serving bundle manifest ({exc})") from exc
+    return pins
 
 
 def reload_roles(

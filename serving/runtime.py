@@ -48,6 +48,10 @@ class RegistryError(RuntimeError):
     """The registry cannot say (or the store cannot supply) the production versions."""
 
 
+class NoProductionVersion(RegistryError):
+    """The registry holds no `production` version of that name (or refuses the name)."""
+
+
 class NotBundledError(RegistryError):
     """A production version has not been bundled into the local model store yet."""
 
@@ -232,10 +236,8 @@ def production_versions(
                 )
             except httpx.HTTPError as exc:
                 raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from exc
-            if resp.status_code == 404 or (
-                resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text
-            ):
-                raise RegistryError(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
+            if 400 <= resp.status_code < 500:  # no such model or alias, or a name it refuses
+                raise NoProductionVersion(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
             if resp.status_code != 200:
                 raise RegistryError(f"MLflow answered {resp.status_code}: {resp.text[:200]}")
             mv = resp.json()["model_version"]
