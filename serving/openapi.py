@@ -69,7 +69,11 @@ SCHEMAS["ServingBundle"] = {
     "properties": {
         "schema": {"type": "string", "enum": [BUNDLE_SCHEMA]},
         "threshold": {"type": "number"},
-        "models": {"type": "object", "additionalProperties": {"$ref": REF.format("BundledModel")}},
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"$ref": REF.format("BundledModel")},
+        },
         "search": {"type": "object"},
         "lineages": {
             "type": "object",

@@ -84,6 +84,10 @@ def pinned(bundle: dict[str, Any] | None) -> dict[str, ModelEntry] | None:
         return None
     try:
         pins = entries_of(bundle)
+        if not pins:
+            raise ValueError("it pins no models")
+        if not isinstance(bundle.get("search") or {}, dict):
+            raise ValueError("`search` must be an object")
         for name, status in (bundle.get("lineages") or {}).items():
             if not isinstance(status, dict) or not isinstance(status.get("served"), bool):
                 raise ValueError(f"lineages.{name} must be an object with a boolean `served`")
