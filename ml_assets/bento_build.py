@@ -52,6 +52,7 @@ SERVING_MODULES = (
     "schemas",
     "search_path",
     "reload_path",
+    "lineage_path",
 )
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (

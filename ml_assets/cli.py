@@ -1,4 +1,4 @@
-"""`ml-assets`: the platform's commands (up, env, promote, rollback, reindex, stop)."""
+"""`ml-assets`: the platform's commands (up, env, status, promote, rollback, reindex, stop)."""
 
 from __future__ import annotations
 
@@ -90,6 +90,32 @@ def reindex_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def status_cmd(_: argparse.Namespace) -> int:
+    """Declared, promoted, bundled and served models, and where they differ (a table on
+    stdout); works with or without `ml-assets up` running."""
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.platform_status import collect
+    from ml_assets.provenance import md_table
+
+    settings = Settings.from_env()
+    env = prepare(settings)
+    client = MlflowClient(settings.mlflow_tracking_uri or env["MLFLOW_BACKEND_STORE_URI"])
+    os.environ.update(env)
+    import ml_assets.definitions  # noqa: F401  (declares the lineages)
+
+    statuses = collect(client, env["ML_ARTIFACT_ROOT"], env["ML_SERVING_URL"])
+    print(md_table([s.row() for s in statuses]))
+    differing = [s for s in statuses if s.note]
+    say(
+        f"{len(differing)} of {len(statuses)} models differ between declared, promoted, bundled "
+        "and served"
+        if differing
+        else "every declared model is promoted, bundled and served"
+    )
+    return 0
+
+
 def stop_cmd(_: argparse.Namespace) -> int:
     settings = Settings.from_env()
     stopped = stop_embedded_postgres(settings.home / "pg")
@@ -127,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         func=env_cmd
     )
     sub.add_parser("stop", help="stop a left-over embedded PostgreSQL").set_defaults(func=stop_cmd)
+    sub.add_parser(
+        "status", help="declared, promoted, bundled and served models, and where they differ"
+    ).set_defaults(func=status_cmd)
     p_reindex = sub.add_parser(
         "reindex", help="ask reindex_sensor for one reindex of the search index now"
     )

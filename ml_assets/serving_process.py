@@ -17,6 +17,14 @@ from pathlib import Path
 
 import httpx
 
+# What the service logs when it refuses the bundle it was started on (serving/service.py,
+# `_start_release`): it will never become ready, so waiting for it is pointless.
+REFUSAL = "models not loaded, service not ready: "
+
+
+class ServiceRefused(RuntimeError):
+    """The service under start refused its models (its log says why); it will not be ready."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -29,6 +37,7 @@ class ServerProcess:
     proc: subprocess.Popen
     url: str
     log_path: Path
+    log_offset: int = 0  # where this process's output starts in a log shared with earlier ones
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -36,8 +45,22 @@ class ServerProcess:
         except FileNotFoundError:
             return ""
 
+    def refusal(self) -> str | None:
+        """The service's refusal of its models, as it logged it, if it logged one."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_offset)
+                text = fh.read().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        for line in text.splitlines():
+            if REFUSAL in line:
+                return line[line.index(REFUSAL) + len(REFUSAL) :].strip()
+        return None
+
     def wait_ready(self, timeout_s: float = 120.0) -> float:
-        """Seconds until /readyz answered 200; raises with the server's log if it never does."""
+        """Seconds until /readyz answered 200; raises with the server's log if it never does,
+        and at once (ServiceRefused, quoting it) when the service logs a refusal of its models."""
         start = time.monotonic()
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() - start < timeout_s:
@@ -45,6 +68,8 @@ class ServerProcess:
                     raise RuntimeError(
                         f"bentoml serve exited with {self.proc.returncode}:\n{self.log_tail()}"
                     )
+                if (refused := self.refusal()) is not None:
+                    raise ServiceRefused(f"the service refused its models: {refused}")
                 try:
                     if client.get(f"{self.url}/readyz").status_code == 200:
                         return time.monotonic() - start
@@ -104,6 +129,7 @@ def start_server(
         run_env["ML_SERVING_WORKERS"] = str(workers)
     log_path = log_path or Path(bentoml_home) / f"serve-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    offset = log_path.stat().st_size if log_path.exists() else 0
     bentoml = Path(sys.executable).with_name("bentoml")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -114,4 +140,4 @@ def start_server(
             start_new_session=True,
             cwd=str(cwd) if cwd else None,
         )
-    return ServerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    return ServerProcess(proc, f"http://127.0.0.1:{port}", log_path, offset)

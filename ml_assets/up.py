@@ -3,8 +3,10 @@
 Starts (or attaches to) the embedded PostgreSQL, an MLflow server on it, the Dagster daemon and
 webserver; materializes the asset graph once when anything in it was never materialized (one
 line per asset as it finishes; Dagster's event stream goes to $ML_HOME/logs/runs.log); promotes
-the first versions through the gate, builds and serves the Bento; then stays in the foreground
-until Ctrl-C, stopping everything it started.
+the first versions through the gate, builds the Bento again when the newest one is behind
+production, and serves the newest Bento (a restarted endpoint serves its own Bento's bundle);
+prints which models are served and which are not, and why; then stays in the foreground until
+Ctrl-C, stopping everything it started.
 """
 
 from __future__ import annotations
@@ -164,6 +166,46 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
         )
 
 
+def jobs_to_materialize(env: dict[str, str], jobs: tuple[str, ...], everything: bool) -> list[str]:
+    """The jobs with an asset never materialized (all with `everything`): a lineage declared
+    since the last start runs its own job, not the whole graph again."""
+    return list(jobs) if everything else [j for j in jobs if _unmaterialized(env, (j,))]
+
+
+def _statuses(env: dict[str, str], serving_url: str | None) -> list:
+    from mlflow.tracking import MlflowClient
+
+    from ml_assets.platform_status import collect
+
+    os.environ.update(env)
+    import ml_assets.definitions  # noqa: F401  (declares the lineages)
+
+    return collect(MlflowClient(env["MLFLOW_TRACKING_URI"]), env["ML_ARTIFACT_ROOT"], serving_url)
+
+
+def bundle_lags(env: dict[str, str]) -> list[str]:
+    """Why the newest serving bundle is not what production is (empty: it is)."""
+    from ml_assets.platform_status import bundle_lags as lags
+
+    try:
+        return lags(_statuses(env, None))
+    except Exception as exc:  # informational: the platform runs on without it
+        say(f"could not compare the newest bundle with production ({exc}); not rebuilding it")
+        return []
+
+
+def report_served(env: dict[str, str], serving_url: str) -> None:
+    """Which models the endpoint serves, and which declared ones it does not, with why."""
+    from ml_assets.platform_status import summary
+
+    try:
+        lines = summary(_statuses(env, serving_url))
+    except Exception as exc:  # informational: the platform runs on without it
+        lines = [f"could not say which models are served ({exc}); try `ml-assets status`"]
+    for line in lines:
+        say(line)
+
+
 def latest_bento(env: dict[str, str]) -> str | None:
     from ml_assets.resources.storage import latest_ref
 
@@ -258,10 +300,11 @@ def up(args: argparse.Namespace) -> int:
         _wait_http(f"{dagster_url}/server_info", 180, procs[-1])
         say(f"Dagster UI at {dagster_url} (logs in {logs})")
         jobs = all_jobs(env)
-        if args.rematerialize or _unmaterialized(env, jobs):
+        todo = jobs_to_materialize(env, jobs, args.rematerialize)
+        if todo:
             started = time.monotonic()
             failed = []
-            for job in jobs:
+            for job in todo:
                 say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
                 config = ["-c", args.config] if args.config and job == jobs[0] else []
                 if job == SEARCH_JOB and sharded_search(env):
@@ -282,7 +325,10 @@ def up(args: argparse.Namespace) -> int:
                 "promoted the first production versions through the gate: "
                 + ", ".join(f"{n} v{v}" for n, v in promoted.items())
             )
-        if promoted or args.rematerialize or _unmaterialized(env, ("serving_job",)):
+        lags = [] if promoted or args.rematerialize else bundle_lags(env)
+        if lags:
+            say("the newest serving bundle is behind production: " + "; ".join(lags))
+        if promoted or args.rematerialize or lags or _unmaterialized(env, ("serving_job",)):
             say("building the serving Bento from the production versions (serving_job)")
             # No endpoint runs yet: build and smoke-test only (the deployment step skips).
             build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
@@ -303,6 +349,7 @@ def up(args: argparse.Namespace) -> int:
                 f"serving endpoint at {server.url} ({tag}); promotions switch it by themselves "
                 f"(reload key in {settings.home / 'serving_api_key'})"
             )
+            report_served(env, server.url)
         else:
             say("no serving bundle yet: promote versions (ml-assets promote ...) to serve them")
         if args.no_wait:

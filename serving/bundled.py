@@ -48,6 +48,8 @@ SCORER = score_role(ENTRIES)
 # What search_quality_report judged for the bundled embedder (fusion weights and parameters),
 # or why search is not served: the service searches with exactly this.
 BUNDLE_SEARCH: dict[str, Any] = dict(BUNDLE.get("search") or {})
+# Every lineage declared when the bundle was built, served or not (and why not).
+BUNDLE_DECLARED: dict[str, Any] = dict(BUNDLE.get("lineages") or {})
 
 
 def threshold() -> float:

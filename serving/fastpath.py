@@ -21,7 +21,7 @@ log = logging.getLogger("bentoml.ml_assets")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when the client went away."""
     chunks = []
     while True:
@@ -33,15 +33,51 @@ async def _body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            "headers": [
+                *JSON_HEADERS,
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def validation_error(exc: Any) -> bytes:
+    """A pydantic ValidationError as BentoML's 400 body: `error` counts, `detail` lists."""
+    error = {
+        "error": f"{exc.error_count()} validation error for {exc.title}",
+        "detail": exc.errors(include_context=False, include_input=False),
+    }
+    return json.dumps(error).encode()
+
+
+async def answer(send: Send, call: Any, label: str) -> None:
+    """Run `call()` (a service method) and send its pydantic result, or the error it raised
+    with its status (BentoML's exceptions) or as a 500 the log explains."""
+    from bentoml.exceptions import BentoMLException
+
+    try:
+        result = call()
+        if hasattr(result, "__await__"):
+            result = await result
+    except BentoMLException as exc:
+        status = exc.error_code.value
+        await respond(send, status, json.dumps({"error": str(exc)}).encode())
+        return
+    except Exception:
+        log.exception("%s failed", label)
+        error = {"error": "An unexpected error has occurred, please check the server log."}
+        await respond(send, HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps(error).encode())
+        return
+    await respond(send, HTTPStatus.OK, result.model_dump_json().encode())
 
 
 class LeanScore:
@@ -60,31 +96,16 @@ class LeanScore:
             await self.app(scope, receive, send)
             return
         from bentoml import get_current_service
-        from bentoml.exceptions import BentoMLException
         from pydantic import ValidationError
 
-        body = await _body(receive)
+        body = await read_body(receive)
         if body is None:
             return
         try:
             data = self.input_model.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            error = {
-                "error": f"{exc.error_count()} validation error for {exc.title}",
-                "detail": exc.errors(include_context=False, include_input=False),
-            }
-            await _respond(send, HTTPStatus.BAD_REQUEST, json.dumps(error).encode())
+            await respond(send, HTTPStatus.BAD_REQUEST, validation_error(exc))
             return
-        try:
-            instance = get_current_service()
-            result = getattr(instance, self.method)(getattr(data, self.argument))
-        except BentoMLException as exc:
-            status = exc.error_code.value
-            await _respond(send, status, json.dumps({"error": str(exc)}).encode())
-            return
-        except Exception:
-            log.exception("%s failed", self.route)
-            error = {"error": "An unexpected error has occurred, please check the server log."}
-            await _respond(send, HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps(error).encode())
-            return
-        await _respond(send, HTTPStatus.OK, result.model_dump_json().encode())
+        instance = get_current_service()
+        method = getattr(instance, self.method)
+        await answer(send, lambda: method(getattr(data, self.argument)), self.route)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from starlette.requests import Request
@@ -68,8 +69,25 @@ SCHEMAS["ServingBundle"] = {
     "properties": {
         "schema": {"type": "string", "enum": [BUNDLE_SCHEMA]},
         "threshold": {"type": "number"},
-        "models": {"type": "object", "additionalProperties": {"$ref": REF.format("BundledModel")}},
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"$ref": REF.format("BundledModel")},
+        },
         "search": {"type": "object"},
+        "lineages": {
+            "type": "object",
+            "description": "Every declared lineage, served or not (and why not).",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["served"],
+                "properties": {
+                    "served": {"type": "boolean"},
+                    "registered_model": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
     },
 }
 SCHEMAS["BundledModel"] = {
@@ -139,10 +157,19 @@ ROUTE_ERRORS: dict[str, dict[str, str]] = {
         f"ML_SERVING_API_KEY). {AUTH_BODY}",
         "409": "Refused, the current versions keep serving: a production version is not in "
         "this server's model store yet (build it with serving_job), `bundle` pins other "
-        "versions than production, or a bundled model fails its checks at load.",
+        "versions than production (or a model with no production version), or a bundled "
+        "model fails its checks at load.",
         "503": "The registry cannot say which versions are in production, or a bundled model "
         f"fails its sha256 check. {MASKED}",
     },
+}
+# /v1/models/<name>/predict(/batch): a route of any lineage the served generation has.
+PREDICT_PREFIX = "/v1/models/"
+PREDICT_ERRORS = {
+    "404": "The model is not served (a reload dropped it): `error` lists the declared lineages.",
+    "503": "This lineage is declared but not served yet (no validated production version): "
+    "`error` says why; retry after the seconds in the Retry-After header. Or the models are not "
+    "loaded (GET /models says why; BentoML masks that message).",
 }
 SECURITY_SCHEMES = {
     "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -183,12 +210,12 @@ NOT_READY = {
 }
 
 
-def _error_response(code: str, description: str) -> dict[str, Any]:
+def _error_response(code: str, description: str, predict: bool = False) -> dict[str, Any]:
     response = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": REF.format("Error")}}},
     }
-    if code == "429":
+    if code == "429" or (predict and code == "503"):
         response["headers"] = copy.deepcopy(RETRY_AFTER)
     return response
 
@@ -222,14 +249,15 @@ def document(spec: dict[str, Any], *, limit: int, keyed: bool = False) -> dict[s
         _request_body(doc, path, operation)
         responses = operation["responses"]
         ok = responses.get("200", responses.get(200))
+        predict = path.startswith(PREDICT_PREFIX)
         errors = {
             **common_errors(limit),
             **(KEYED_ERRORS if keyed else {}),
-            **ROUTE_ERRORS.get(path, {}),
+            **ROUTE_ERRORS.get(path, PREDICT_ERRORS if predict else {}),
         }
         operation["responses"] = {
             "200": ok,
-            **{code: _error_response(code, text) for code, text in sorted(errors.items())},
+            **{code: _error_response(code, text, predict) for code, text in sorted(errors.items())},
         }
         if path in SECURED or keyed:
             operation["security"] = SECURED["/reload"]
@@ -243,17 +271,58 @@ def document(spec: dict[str, Any], *, limit: int, keyed: bool = False) -> dict[s
     return doc
 
 
-def docs_route(service: Any, *, limit: int | None = None, keyed: bool = False) -> Route:
-    """GET /docs.json: `document()` of a bentoml Service's spec, built once per worker; `limit`
-    is the body limit of its UniformErrors (default: ML_SERVING_MAX_BODY_BYTES)."""
+def with_lineage_routes(
+    spec: dict[str, Any], dropped: list[str], methods: dict[str, Any]
+) -> dict[str, Any]:
+    """BentoML's spec (a dict) with the routes of lineages a reload dropped taken out and those
+    of the lineages it brought (their API methods, serving/lineage_path.py) put in, described
+    as BentoML describes its own routes."""
+    if not dropped and not methods:
+        return spec
+    from bentoml._internal.utils.cattr import bentoml_cattr
 
-    @functools.cache
-    def body() -> bytes:
+    out = copy.deepcopy(spec)
+    for route in dropped:
+        out["paths"].pop(route, None)
+    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    for name, api in methods.items():
+        operation = {
+            "responses": {200: api.openapi_response()},
+            "tags": ["Service APIs"],
+            "x-bentoml-name": name,
+            "description": api.doc or "",
+            "requestBody": api.openapi_request(),
+            "operationId": f"{out.get('info', {}).get('title', 'ml-assets')}__{name}",
+        }
+        out["paths"][api.route] = {"post": bentoml_cattr.unstructure(operation)}
+        for part in (api.input_spec, api.output_spec):
+            schemas.update(bentoml_cattr.unstructure(part.openapi_components(name)))
+    return out
+
+
+def docs_route(
+    service: Any,
+    *,
+    limit: int | None = None,
+    keyed: bool = False,
+    lineages: Callable[[], tuple[Hashable, list[str], dict[str, Any]]] | None = None,
+) -> Route:
+    """GET /docs.json: `document()` of a bentoml Service's spec, built once per worker and
+    served generation; `limit` is the body limit of its UniformErrors (default:
+    ML_SERVING_MAX_BODY_BYTES); `lineages` says which lineage routes the current generation
+    drops and adds (serving/lineage_path.docs_view)."""
+
+    @functools.lru_cache(maxsize=8)
+    def body(key: Hashable) -> bytes:
         spec = service.openapi_spec.asdict()
+        if lineages is not None:
+            _, dropped, methods = lineages()
+            spec = with_lineage_routes(spec, dropped, methods)
         size = max_body_bytes() if limit is None else limit
         return json.dumps(document(spec, limit=size, keyed=keyed)).encode()
 
     async def docs(_: Request) -> Response:
-        return Response(body(), media_type="application/json")
+        key = lineages()[0] if lineages is not None else ()
+        return Response(body(key), media_type="application/json")
 
     return Route("/docs.json", docs, methods=["GET"])

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
     MODEL_MANIFEST,
@@ -29,6 +30,7 @@ from ml_assets.core.serving_bundle import (
     lineage_of_entry,
     require_verdicts,
     score_role,
+    served_lineages,
     verify_model_dir,
     write_json_atomic,
 )
@@ -44,6 +46,10 @@ DEFAULT_THRESHOLD = 0.5
 
 class RegistryError(RuntimeError):
     """The registry cannot say (or the store cannot supply) the production versions."""
+
+
+class NoProductionVersion(RegistryError):
+    """The registry holds no `production` version of that name (or refuses the name)."""
 
 
 class NotBundledError(RegistryError):
@@ -62,10 +68,35 @@ class LoadedModels:
     search: dict[str, Any] = field(default_factory=dict)
     # Each declared lineage's model, by role (the lineage's name).
     tabular: dict[str, Any] = field(default_factory=dict)
+    # Every lineage the bundle declared, served or not, by name: {"registered_model", "served",
+    # "reason"?}. A route of a declared lineage that is not served answers 503 with the reason;
+    # any other unserved name, 404 (serving/lineage_path.py).
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
+    # The served lineages' specs (each entry's schema), by role.
+    specs: dict[str, LineageSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.specs = served_lineages(self.entries)
 
     def versions(self) -> dict[str, str]:
         return {role: e.label for role, e in self.entries.items()}
+
+    def lineage(self, name: str) -> tuple[str, LineageSpec] | None:
+        """(role, spec) of the served lineage whose routes are /v1/models/<name>/..."""
+        return next(((r, s) for r, s in self.specs.items() if s.name == name), None)
+
+
+def declared_of(
+    entries: dict[str, ModelEntry], bundle_lineages: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The declared lineages a bundle lists (`lineages` of bundle.json), else those it serves."""
+    if bundle_lineages:
+        return {str(k): dict(v) for k, v in bundle_lineages.items()}
+    return {
+        spec.name: {"registered_model": spec.registered_model, "served": True}
+        for spec in served_lineages(entries).values()
+    }
 
 
 def load_models(
@@ -75,6 +106,7 @@ def load_models(
     embed_threads: int = 1,
     search: dict[str, Any] | None = None,
     previous: LoadedModels | None = None,
+    declared: dict[str, dict[str, Any]] | None = None,
 ) -> LoadedModels:
     """Check each entry carries passed gate verdicts and every file its pinned sha256, then
     build the ONNX Runtime sessions. A model whose entry is unchanged from `previous` keeps its
@@ -118,6 +150,7 @@ def load_models(
         generation,
         search_for(entries[EMBEDDER], search),
         tabular,
+        declared_of(entries, declared),
     )
 
 
@@ -149,6 +182,31 @@ def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str,
     return dict(search)
 
 
+def describe(models: LoadedModels | None) -> dict[str, Any]:
+    """What GET /models says about a generation (nothing before one is loaded)."""
+    if models is None:
+        return {"models": {}, "search": {}, "lineages": {}, "embedder_providers": []}
+    return {
+        "models": {
+            role: {
+                "registered_model": e.registered_model,
+                "version": e.version,
+                "bento_model": e.bento_tag,
+                "sha256": e.files,
+                "provenance": e.provenance,
+                "info": e.info,
+                "gate": e.gate,
+            }
+            for role, e in models.entries.items()
+        },
+        "search": models.search,
+        # Every lineage the bundle declared, served or not (and why not).
+        "lineages": models.declared,
+        # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
+        "embedder_providers": models.embedder.providers,
+    }
+
+
 def model_entry_from_dir(model_dir: Path) -> ModelEntry:
     import json
 
@@ -178,10 +236,8 @@ def production_versions(
                 )
             except httpx.HTTPError as exc:
                 raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from exc
-            if resp.status_code == 404 or (
-                resp.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in resp.text
-            ):
-                raise RegistryError(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
+            if 400 <= resp.status_code < 500:  # no such model or alias, or a name it refuses
+                raise NoProductionVersion(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
             if resp.status_code != 200:
                 raise RegistryError(f"MLflow answered {resp.status_code}: {resp.text[:200]}")
             mv = resp.json()["model_version"]
@@ -241,36 +297,58 @@ def release_path() -> Path:
     return Path(tempfile.gettempdir()) / f"ml-assets-release-{os.getppid()}.json"
 
 
+def server_identity() -> str:
+    """The `bentoml serve` process this worker belongs to: its parent's pid and start time.
+
+    A release is followed only by the workers of the server that wrote it: a restarted server
+    starts on its own Bento's bundle, never on what an earlier server was reloaded to (the
+    release file's path, and a pid alone, can outlive that server)."""
+    ppid = os.getppid()
+    try:
+        # Field 22 of /proc/<pid>/stat, counted after the parenthesised command name.
+        started = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        started = "unknown"
+    return f"{ppid}@{started}"
+
+
 @dataclass(frozen=True)
 class Release:
     generation: int
     entries: dict[str, ModelEntry]
     search: dict[str, Any]
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def write_release(path: Path, models: LoadedModels) -> None:
+def write_release(path: Path, models: LoadedModels, server: str | None = None) -> None:
     write_json_atomic(
         path,
         {
             "generation": models.generation,
+            "server": server or server_identity(),
             "written_at": time.time(),
             "models": {r: e.to_dict() for r, e in models.entries.items()},
             "search": models.search,
+            "declared": models.declared,
         },
     )
 
 
-def read_release(path: Path) -> Release | None:
+def read_release(path: Path, server: str | None = None) -> Release | None:
+    """This server's latest release, or None (none yet, or written by another server)."""
     import json
 
     try:
         data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+    if data.get("server") != (server or server_identity()):
+        return None
     return Release(
         int(data["generation"]),
         {r: ModelEntry.from_dict(d) for r, d in data["models"].items()},
         dict(data.get("search") or {}),
+        dict(data.get("declared") or {}),
     )
 
 

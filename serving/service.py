@@ -3,8 +3,11 @@ embedding and hybrid search over the promoted, validated models — the same byt
 validated, checked by sha256.
 
 Serve a built bundle:  BENTOML_HOME=... bentoml serve ml-assets:<tag> --port 3100
-The models are the ones pinned in bundle.json (written by the serving_bundle asset); a
-`POST /reload` (API key) switches every worker to the current MLflow `production` versions.
+A server starts on the models pinned in its Bento's bundle.json (written by the serving_bundle
+asset), never on what an earlier server was reloaded to. `POST /reload` (API key) switches
+every worker to the current MLflow `production` versions of the set the posted bundle pins:
+lineages may be added, dropped or changed, and each lineage's routes follow
+(serving/lineage_path.py).
 """
 
 from __future__ import annotations
@@ -31,8 +34,18 @@ from ml_assets.core.serving_bundle import (
     BundleIntegrityError,
     ModelEntry,
 )
-from serving import bundled, edge, errors, fastpath, openapi, reload_path, runtime, tabular
-from serving.bundled import BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
+from serving import (
+    bundled,
+    edge,
+    errors,
+    fastpath,
+    lineage_path,
+    openapi,
+    reload_path,
+    runtime,
+    tabular,
+)
+from serving.bundled import BUNDLE_DECLARED, BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
 from serving.cache import EmbeddingCache
 from serving.embed_path import EmbedPath, Overloaded, too_many
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
@@ -49,6 +62,9 @@ log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bento
 # /v1/score's request model: the features of the lineage that declares `score_routes`.
 Transaction = transaction_model(LINEAGES[SCORER])
 
+
+# A text field Postgres stores: no NUL character (a pattern the OpenAPI document declares).
+NO_NUL = r"^[^\x00]*$"
 
 # Routes whose requests record no OpenTelemetry span: BentoML's sampler records ~5 spans a
 # request even when none is sampled, which costs more than a score. ML_SERVING_TRACE_REQUESTS=1
@@ -85,6 +101,7 @@ class MLService:
         self._load_error: str | None = None
         self.search_path = SearchPath(self.embed_path, self._error)
         self._reload_lock = threading.Lock()
+        self._server = runtime.server_identity()
         self._release = runtime.release_path()
         self._start_release()
         self._watcher = runtime.ReleaseWatcher(self._release, self._follow_release)
@@ -99,10 +116,11 @@ class MLService:
     # ---- model lifecycle ----------------------------------------------------------------
 
     def _start_release(self) -> None:
-        """Serve the latest release another worker wrote, or else the bundle's own models."""
-        release = runtime.read_release(self._release)
+        """Serve the latest release another worker of this server wrote, or else the Bento's
+        own bundle (a restarted server starts on its bundle, not an earlier server's reload)."""
+        release = runtime.read_release(self._release, self._server)
         if release is None:
-            release = runtime.Release(0, ENTRIES, BUNDLE_SEARCH)
+            release = runtime.Release(0, ENTRIES, BUNDLE_SEARCH, BUNDLE_DECLARED)
         try:
             self._install_release(release)
         except Exception as exc:  # not ready: /readyz says 503 and the log names the file
@@ -115,9 +133,11 @@ class MLService:
         self._load_error = None
         self.cache.clear()  # keyed by the embedder's hash anyway; a reload starts it afresh
         self.metrics.cache_entries.set(0)
-        for role, entry in models.entries.items():
-            if old is not None and old.entries.get(role) != entry:
-                self._mark_loaded(old.entries[role], 0)
+        # A bundle may add or drop models: a model no longer served reads 0.
+        for role, entry in (old.entries if old is not None else {}).items():
+            if models.entries.get(role) != entry:
+                self._mark_loaded(entry, 0)
+        for entry in models.entries.values():
             self._mark_loaded(entry, 1)
         log.info(
             "serving generation %d: %s, search %s (service code %s)",
@@ -136,7 +156,7 @@ class MLService:
         ).set(value)
 
     def _follow_release(self) -> None:
-        release = runtime.read_release(self._release)
+        release = runtime.read_release(self._release, self._server)
         current = self._models.generation if self._models else -1
         if release is None or release.generation <= current:
             return
@@ -151,6 +171,7 @@ class MLService:
                 release.generation,
                 search=release.search,
                 previous=self._models,
+                declared=release.declared,
             )
         )
 
@@ -225,8 +246,13 @@ class MLService:
         self, role: str, records: list[dict[str, Any]], endpoint: str
     ) -> tuple[list[float], str]:
         models = self._ready_models(endpoint)
+        scorer = models.tabular.get(role)
+        if scorer is None:  # a reload dropped it while this request was routed
+            status, message = lineage_path.not_served(models, role)
+            self._error("not_served", endpoint, RuntimeError(message))
+            raise BentoMLException(message, error_code=HTTPStatus(status))
         start = time.perf_counter()
-        values = models.tabular[role].predict_records(records)
+        values = scorer.predict_records(records)
         self.metrics.inference_seconds.labels(endpoint=f"{role}/{endpoint}").observe(
             time.perf_counter() - start
         )
@@ -265,7 +291,8 @@ class MLService:
     @bentoml.api(route="/search")
     def search(
         self,
-        query: Annotated[str, Field(min_length=1, max_length=2_000)],
+        # Postgres text cannot hold NUL: declared, so the schema and the 400 agree.
+        query: Annotated[str, Field(min_length=1, max_length=2_000, pattern=NO_NUL)],
         tenant_id: Annotated[str, Field(min_length=1, max_length=200)],
         types: list[str] | None = None,
         tags: list[str] | None = None,
@@ -292,65 +319,50 @@ class MLService:
             "error": self._load_error,
             "generation": None if models is None else models.generation,
             "threshold": self.threshold,
-            "models": {}
-            if models is None
-            else {
-                role: {
-                    "registered_model": e.registered_model,
-                    "version": e.version,
-                    "bento_model": e.bento_tag,
-                    "sha256": e.files,
-                    "provenance": e.provenance,
-                    "info": e.info,
-                    "gate": e.gate,
-                }
-                for role, e in models.entries.items()
-            },
-            "search": {} if models is None else models.search,
-            # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
-            "embedder_providers": [] if models is None else models.embedder.providers,
+            **runtime.describe(models),
         }
 
     @bentoml.api(route="/reload")
     def reload(self, ctx: bentoml.Context, bundle: dict[str, Any] | None = None) -> dict[str, Any]:
         """Switch every worker to the current MLflow `production` versions (API key).
 
-        `bundle`: the serving_bundle manifest of those versions (serving_deployment sends it);
-        its validated search configuration is served with them. Without it, search keeps its
-        configuration only while the embedder is unchanged."""
+        `bundle`: the serving_bundle manifest of those versions (serving_deployment sends it):
+        its set of models is served (lineages it adds get their routes, lineages it drops
+        answer 404), with its validated search configuration. Without it, the models served
+        now are reloaded, and search keeps its configuration only while the embedder is
+        unchanged."""
         reload_path.require_admin_key(ctx)
         start = time.perf_counter()
-        tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
-        try:
-            entries = runtime.resolve_production(
-                tracking,
-                bundled.find_model_dir,
-                {r: e.registered_model for r, e in ENTRIES.items()},
-            )
-        except runtime.NotBundledError as exc:
-            self._error("not_bundled", "reload", exc)
-            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
-        except (runtime.RegistryError, BundleIntegrityError) as exc:
-            self._error("registry", "reload", exc)
-            raise ServiceUnavailable(str(exc)) from exc
-        search = reload_path.search_for_reload(self._models, entries, bundle)
+        entries, search, declared = reload_path.production_set(
+            self._models, ENTRIES, bundle, self._error
+        )
         with self._reload_lock:
             current = self._models
-            if current is not None and current.entries == entries and current.search == search:
+            if (
+                current is not None
+                and current.entries == entries
+                and current.search == search
+                and current.declared == declared
+            ):
                 return {"changed": False, **self.describe(), "seconds": 0.0}
-            release = runtime.read_release(self._release)
+            release = runtime.read_release(self._release, self._server)
             generation = max(
                 current.generation if current else 0, release.generation if release else 0
             )
             try:
                 models = runtime.load_models(
-                    entries, bundled.locate, generation + 1, search=search, previous=current
+                    entries,
+                    bundled.locate,
+                    generation + 1,
+                    search=search,
+                    previous=current,
+                    declared=declared,
                 )
             except BundleIntegrityError as exc:
                 self._error("refused", "reload", exc)
                 raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
             self._install(models)
-            runtime.write_release(self._release, models)
+            runtime.write_release(self._release, models, self._server)
         self.metrics.reloads.inc()
         return {"changed": True, **self.describe(), "seconds": time.perf_counter() - start}
 
@@ -361,6 +373,11 @@ class MLService:
 async def _models_route(_: Request) -> JSONResponse:
     instance = bentoml.get_current_service()
     return JSONResponse(instance.describe())
+
+
+def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
+    """The lineage routes the served generation drops and adds (for /docs.json)."""
+    return lineage_path.docs_view(LINEAGES, bentoml.get_current_service()._models)
 
 
 # Outermost of ours: RED metrics, the optional client key and the concurrency cap
@@ -379,12 +396,15 @@ if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
         method="score_one",
         argument="transaction",
     )
+# /v1/models/<name>/predict(/batch) of every lineage the current generation serves (a reload
+# may bring lineages this Bento has no route for), 404/503 for the others.
+MLService.add_asgi_middleware(lineage_path.LineageRoutes, static=LINEAGES)
 MLService.mount_asgi_app(
     Starlette(
         routes=[
             Route("/models", _models_route),
             Route("/metrics", metrics_endpoint),
-            openapi.docs_route(MLService, keyed=bool(EDGE.keys)),
+            openapi.docs_route(MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs),
         ]
     ),
     path="/",

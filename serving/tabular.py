@@ -61,9 +61,10 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def lineage_apis(role: str, spec: LineageSpec, bento_tag: str) -> dict[str, Any]:
-    """POST /v1/models/<name>/predict and /predict/batch, typed by the lineage's schema, and
-    the lineage's model as a BentoModel (so it ships in the Bento)."""
+def lineage_methods(role: str, spec: LineageSpec) -> dict[str, Any]:
+    """POST /v1/models/<name>/predict and /predict/batch as BentoML API methods, typed by the
+    lineage's schema: the class's routes (lineage_apis), and what serving/lineage_path.py
+    answers with for a lineage a reload brought (same input model, same code)."""
     import bentoml
 
     row = row_model(spec)
@@ -91,8 +92,17 @@ def lineage_apis(role: str, spec: LineageSpec, bento_tag: str) -> dict[str, Any]
         fn.__name__ = fn.__qualname__ = f"{fn.__name__}_{ident}"
         fn.__doc__ = doc
         out[fn.__name__] = bentoml.api(route=f"/v1/models/{spec.name}/predict{suffix}")(fn)
-    out[f"model_{ident}"] = bentoml.models.BentoModel(bento_tag)
     return out
+
+
+def lineage_apis(role: str, spec: LineageSpec, bento_tag: str) -> dict[str, Any]:
+    """The lineage's API methods and its model as a BentoModel (so it ships in the Bento)."""
+    import bentoml
+
+    return {
+        **lineage_methods(role, spec),
+        f"model_{_ident(role)}": bentoml.models.BentoModel(bento_tag),
+    }
 
 
 def with_lineage_routes(

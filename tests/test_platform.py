@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,7 +87,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 600
+    # A bound for a start that hangs: about 3 minutes on a quiet 2-core machine, over 10 on a
+    # shared one.
+    deadline = time.monotonic() + 1200
     try:
         while "press Ctrl-C to stop" not in (home / "up.log").read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -220,3 +223,89 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "every asset is already materialized" in again.stderr  # status lines: stderr
+
+
+def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform, tmp_path):
+    """The README's "Add your own model" in a home that has served before: a lineage scaffolded
+    with `dg scaffold defs` (in a copy of the project: a temporary defs folder), then `up`
+    again on the same home and serving port. `up` materializes only the new lineage, promotes
+    it, bundles it and serves that Bento (not the previous endpoint's release), and says what
+    is served; `ml-assets status` agrees."""
+    from ml_assets.core.lineage_spec import LineageSpec
+    from tests.test_components import dg_env, run_dg
+
+    home, proc = platform["home"], platform["proc"]
+    assert proc.poll() is not None, "the first platform is stopped by the test before"
+    project = tmp_path / "project"
+    for name in ("ml_assets", "serving"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "workspace.yaml", "dagster.yaml"):
+        shutil.copy(REPO / name, project / name)
+    scaffold_env = {**dg_env(tmp_path), "PYTHONPATH": str(project)}
+    done = run_dg(
+        ["scaffold", "defs", "ml_assets.components.ModelLineage", "my_model"], project, scaffold_env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (project / "ml_assets" / "lineages" / "my_model" / "defs.yaml").exists()
+    serving = platform["serving"]  # the port of the first endpoint, whose release file stays
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
+        "PYTHONPATH": str(project),
+        "ML_HOME": str(home),
+        "ML_DAGSTER_PORT": str(_free_port()),
+        "ML_MLFLOW_PORT": str(_free_port()),
+        "ML_SERVING_PORT": serving.rsplit(":", 1)[1],
+    }
+    log_path = tmp_path / "up-again.log"
+    log = open(log_path, "w+")
+    again = subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.cli", "up"],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while "press Ctrl-C to stop" not in log_path.read_text():
+            if again.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("up did not come up again:\n" + log_path.read_text()[-4000:])
+            time.sleep(1)
+        out = log_path.read_text()
+        assert "materializing my_model_lineage_job" in out, out[-3000:]
+        assert "materializing fraud_lineage_job" not in out  # only what was never materialized
+        served = _get_json(f"{serving}/models")
+        assert {"fraud", "curves", "embedder", "my_model"} <= set(served["models"]), served
+        entry = served["models"]["my_model"]
+        row = LineageSpec.from_dict(entry["info"]["lineage"]).example_row()
+        req = urllib.request.Request(
+            f"{serving}/v1/models/my_model/predict",
+            data=json.dumps({"features": row}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = json.loads(resp.read())
+        assert body["model_version"] == f"my-model@{entry['version']}", body
+        assert f"my_model (my-model v{entry['version']})" in out, out[-3000:]
+        status = subprocess.run(
+            [sys.executable, "-m", "ml_assets.cli", "status"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert status.returncode == 0, status.stderr[-3000:]
+        v = entry["version"]
+        assert f"| my_model | my-model | yes | v{v} | v{v} | v{v} |  |" in status.stdout, (
+            status.stdout
+        )
+    finally:
+        if again.poll() is None:
+            os.killpg(again.pid, signal.SIGINT)
+            try:
+                again.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(again.pid, signal.SIGKILL)
+        log.close()

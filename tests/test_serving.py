@@ -3,6 +3,7 @@ over HTTP: endpoints, bad input, tampered files, reload under load, rollback."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     MetadataValue,
+    build_asset_check_context,
     build_sensor_context,
     materialize,
 )
@@ -45,6 +47,7 @@ from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
 from ml_assets.dagster_records import DATA_VERSION_TAG, DagsterRecords
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.resources import MlflowResource
+from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
 from ml_assets.sensors.promotion import model_promotion_sensor
@@ -1221,6 +1224,21 @@ def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
             assert c.get("/readyz").status_code == 503
             assert "no passed verdict for latency" in c.get("/models").json()["error"]
         assert "no passed verdict for latency" in proc.log_tail(200)
+    # The smoke check of that Bento fails as soon as the service logs its refusal, quoting it
+    # (not after its 120 s readiness wait).
+    ref = dataclasses.replace(
+        _ref(platform["root"], "serving_bundle"),
+        extra={**_ref(platform["root"], "serving_bundle").extra, "bento_tag": tag},
+    )
+    start = time.monotonic()
+    result = serving_bundle_smoke(
+        build_asset_check_context(), serving_bundle=ref, bento=BentoResource(home=str(home))
+    )
+    seconds = time.monotonic() - start
+    assert not result.passed and "no passed verdict for latency" in result.description
+    assert "refused its models" in result.description, result.description
+    print(f"\nsmoke of a refused bundle failed in {seconds:.1f} s")
+    assert seconds < 15, seconds
 
 
 def test_search_off_is_a_503_with_the_reason_models_shows(platform, vector_dsn, tmp_path):
@@ -1342,18 +1360,65 @@ def _check_curves_served(platform, version: int, event: dict) -> None:
             assert "/v1/models/curves/predict" in paths and "/v1/score" in paths
 
 
-def test_a_lineage_in_a_new_defs_folder_is_gated_bundled_and_served(platform, tmp_path):
-    """The issue's acceptance test: a new lineage, only YAML and a ~20-line train function in a
-    temporary defs folder, materialized, promoted through the gate, bundled and called over
-    HTTP at /v1/models/loans/predict, with no change to platform code."""
+def _deploy_under_load(platform, server) -> tuple[list, list]:
+    """serving_deployment of the newest bundle (the sensor's run's last step) while 4 clients
+    score at /v1/score: (answers seen, failures)."""
+    stop, seen, failures = threading.Event(), [], []
+    threads = [
+        threading.Thread(target=_hammer, args=(server.url, stop, seen, failures)) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        run = materialize(
+            [serving_bundle, serving_deployment],
+            selection=[serving_deployment],
+            resources=platform["resources"],
+            instance=platform["instance"],
+        )
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert run.success
+    return seen, failures
+
+
+def _bundle(platform, smoke: bool = True) -> dict:
+    checks = [serving_bundle_smoke] if smoke else []
+    result = materialize(
+        [serving_bundle, *checks], resources=platform["resources"], instance=platform["instance"]
+    )
+    assert result.success
+    if smoke:
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed, check.metadata["results"].value
+    return json.loads(_ref(platform["root"], "serving_bundle").read_verified())
+
+
+def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch):
+    """A new lineage (YAML and a ~20-line train function in a temporary defs folder, no platform
+    change) materialized and promoted while the endpoint runs: the sensor's run serves it on
+    the running server, with no failed request at /v1/score. Then it loses its production
+    version (declared, not validated: 503 with the reason), then its declaration (404); the
+    other models keep answering; its MLflow versions stay."""
     from dagster.components.testing import create_defs_folder_sandbox
 
+    from ml_assets.core import lineage_spec
     from tests.test_components import (
         NEW_LINEAGE_GENERATOR,
         NEW_LINEAGE_TRAIN,
         NEW_LINEAGE_YAML,
     )
 
+    monkeypatch.setenv("ML_SERVING_URL", server.url)
+    monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
+    declared_before = dict(lineage_spec._REGISTRY)
+    resources = {"mlflow": platform["resources"]["mlflow"]}
+    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    client = platform["client"]
     with create_defs_folder_sandbox() as sandbox:
         folder = sandbox.defs_folder_path / "loans"
         folder.mkdir()
@@ -1367,36 +1432,77 @@ def test_a_lineage_in_a_new_defs_folder_is_gated_bundled_and_served(platform, tm
                 instance=platform["instance"],
             )
     assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
-    client = platform["client"]
     version = max(int(v.version) for v in client.search_model_versions("name='loan-default'"))
-    _promote(platform, "loan-default", str(version), reason="first loans model")
+    risky = {"income_k": 30.0, "debt_ratio": 2.5, "age": 25, "term": "60m"}
+    safe = {"income_k": 200.0, "debt_ratio": 0.1, "age": 50, "term": "36m"}
     try:
-        bundle = materialize(
-            [serving_bundle, serving_bundle_smoke],
-            resources=platform["resources"],
-            instance=platform["instance"],
-        )
-        assert bundle.success
-        tag = _ref(platform["root"], "serving_bundle").extra["bento_tag"]
-        risky = {"income_k": 30.0, "debt_ratio": 2.5, "age": 25, "term": "60m"}
-        safe = {"income_k": 200.0, "debt_ratio": 0.1, "age": 50, "term": "36m"}
-        with start_server(tag, bentoml_home=platform["home"], workers=1) as proc:
-            proc.wait_ready(timeout_s=120)
-            with httpx.Client(base_url=proc.url, timeout=30) as c:
-                answers = [
-                    c.post("/v1/models/loans/predict", json={"features": row})
-                    for row in (risky, safe)
-                ]
-                assert [a.status_code for a in answers] == [200, 200], answers[0].text
-                p_risky, p_safe = (a.json()["prediction"] for a in answers)
-                assert 0 <= p_safe < p_risky <= 1
-                assert answers[0].json()["model_version"] == f"loan-default@{version}"
-                bad = c.post("/v1/models/loans/predict", json={"features": {**risky, "term": "7y"}})
-                assert bad.status_code == 400 and "term" in bad.text, bad.text
-                served = c.get("/models").json()["models"]["loans"]
-                assert served["gate"]["approved"] and served["registered_model"] == "loan-default"
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            # Before: the running Bento has no such model.
+            r = c.post("/v1/models/loans/predict", json={"features": risky})
+            assert r.status_code == 404 and "model 'loans' is not served" in r.text, r.text
+            _promote(platform, "loan-default", str(version), reason="first loans model")
+            tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+            assert f"loan-default@{version}" in [r.run_key for r in tick.run_requests]
+            manifest = _bundle(platform)
+            assert manifest["lineages"]["loans"]["served"] and "loans" in manifest["models"]
+            seen, failures = _deploy_under_load(platform, server)
+            assert not failures, failures[:5]
+            assert seen and len({v for _, v in seen}) == 1  # the fraud model did not change
+            print(f"\nreload adding a lineage: {len(seen)} requests at /v1/score, 0 failed")
+            assert _served(server.url)["loans"][0] == f"loan-default@{version}"
+            answers = [
+                c.post("/v1/models/loans/predict", json={"features": row}) for row in (risky, safe)
+            ]
+            assert [a.status_code for a in answers] == [200, 200], answers[0].text
+            p_risky, p_safe = (a.json()["prediction"] for a in answers)
+            assert 0 <= p_safe < p_risky <= 1
+            assert answers[0].json()["model_version"] == f"loan-default@{version}"
+            bad = c.post("/v1/models/loans/predict", json={"features": {**risky, "term": "7y"}})
+            assert bad.status_code == 400 and "term" in bad.text, bad.text
+            rows = c.post("/v1/models/loans/predict/batch", json={"rows": [risky, safe, risky]})
+            assert rows.status_code == 200 and rows.json()["count"] == 3, rows.text
+            served = c.get("/models").json()["models"]["loans"]
+            assert served["gate"]["approved"] and served["registered_model"] == "loan-default"
+            assert "/v1/models/loans/predict" in c.get("/docs.json").json()["paths"]
+
+            # Declared but not validated: no production version. The smoke check expects 503.
+            client.delete_registered_model_alias("loan-default", PRODUCTION_ALIAS)
+            manifest = _bundle(platform)
+            assert not manifest["lineages"]["loans"]["served"] and "loans" not in manifest["models"]
+            _, failures = _deploy_under_load(platform, server)
+            assert not failures, failures[:5]
+            waiting = c.post("/v1/models/loans/predict", json={"features": risky})
+            assert waiting.status_code == 503, waiting.text
+            assert waiting.headers["retry-after"] and "declared but not served" in waiting.text
+            assert "ml-assets promote loan-default" in waiting.json()["error"]
+
+            # Removed: its declaration is gone (the defs folder without it).
+            lineage_spec._REGISTRY.clear()
+            lineage_spec._REGISTRY.update(
+                {k: v for k, v in declared_before.items() if v.name != "loans"}
+            )
+            manifest = _bundle(platform, smoke=False)
+            assert "loans" not in manifest["lineages"] and "loans" not in manifest["models"]
+            _, failures = _deploy_under_load(platform, server)
+            assert not failures, failures[:5]
+            gone = c.post("/v1/models/loans/predict", json={"features": risky})
+            assert gone.status_code == 404, gone.text
+            names = ", ".join(sorted(manifest["lineages"]))
+            assert gone.json() == {
+                "error": f"model 'loans' is not served (declared lineages: {names})"
+            }
+            assert "/v1/models/loans/predict" not in c.get("/docs.json").json()["paths"]
+            fraud = c.post("/v1/models/fraud/predict", json={"features": SMOKE_TRANSACTION})
+            assert fraud.status_code == 200, fraud.text
+            assert "loans" not in c.get("/models").json()["models"]
+        # Its registry versions and its Dagster history stay.
+        assert str(client.get_model_version("loan-default", str(version)).version) == str(version)
+        assert platform["instance"].get_latest_materialization_event(AssetKey(["loans", "onnx"]))
     finally:
-        client.delete_registered_model_alias("loan-default", PRODUCTION_ALIAS)
+        lineage_spec._REGISTRY.clear()
+        lineage_spec._REGISTRY.update(declared_before)
+        if _alias(platform, "loan-default"):
+            client.delete_registered_model_alias("loan-default", PRODUCTION_ALIAS)
 
 
 # ---- the API contract ---------------------------------------------------------------------------
@@ -1425,8 +1531,16 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
         for path in apis:
             declared = set(doc["paths"][path]["post"]["responses"])
             assert {"200", "400", "413", "415", "500", "503", "504"} <= declared, path
-            assert ("404" in declared) == (path == "/search"), (path, declared)
+            # A predict route's model may be dropped by a reload (404 with the declared names).
+            predict = path.startswith("/v1/models/")
+            assert ("404" in declared) == (path == "/search" or predict), (path, declared)
             assert ({"401", "403", "409"} <= declared) == (path == "/reload"), (path, declared)
+        # Postgres text holds no NUL: the schema says so (a pattern), and the route answers 400.
+        search = doc["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]
+        search = search["schema"]
+        if ref := search.get("$ref"):
+            search = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+        assert search["properties"]["query"]["pattern"] == "^[^\\x00]*$", search
         json_type = {"content-type": "application/json"}
         observed = [
             ("/v1/score", {"json": {"transaction": {**SMOKE_TRANSACTION, "hour": 31}}}, 400),

@@ -36,6 +36,7 @@ from ml_assets.assets.nightly_common import (
     alert,
     newest_bundle,
     nightly_dir,
+    not_yet_served,
     recorded_night,
 )
 from ml_assets.core import nightly
@@ -207,6 +208,8 @@ def nightly_smoke(
             "errors": result["errors"],
             "baseline": None if baseline is None else baseline["partition"],
             "regressions": regressions,
+            # Declared lineages the bundle does not serve yet: reported, not loaded, no failure.
+            "not_yet_served": not_yet_served(manifest),
         }
         atomic_write(out_dir / f"{key}.json", canonical_json(record))
         ref = store.content().put(
@@ -242,6 +245,7 @@ def nightly_smoke(
             "trend": MetadataValue.md(md_image(chart, "nightly smoke trend")),
             "bento_tag": MetadataValue.text(tag),
             "baseline": MetadataValue.text(record["baseline"] or "none adopted"),
+            "not_yet_served": MetadataValue.json(record["not_yet_served"]),
             **{
                 f"{name.strip('/').replace('/', '_')}_p95_ms": MetadataValue.float(s["p95_ms"])
                 for name, s in result["endpoints"].items()

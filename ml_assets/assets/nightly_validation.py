@@ -27,6 +27,7 @@ from ml_assets.assets.nightly_common import (
     alert,
     find_bundle,
     nightly_dir,
+    not_yet_served,
     recorded_night,
 )
 from ml_assets.assets.nightly_lineage import subject, tabular_part
@@ -132,7 +133,14 @@ def nightly_validation(
     records = DagsterRecords.of(context)
     with timed() as t, recorded_night(context, store), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.client
+        bundle = find_bundle(records, store)
+        manifest = {} if bundle is None else bundle.manifest
         roles = served_roles(client, context.log)
+        # Declared lineages the bundle does not serve: "not yet served", never a failure (one
+        # with a production version is still re-validated, its bundle pin recorded as none).
+        waiting = not_yet_served(manifest) if bundle is not None else {}
+        for name, reason in waiting.items():
+            context.log.info(f"{name}: not yet served ({reason})")
         context.log.info("gating the production versions on the platform's records")
         gated = gate_production(client, records, Path(tmp), roles)
         models = {}
@@ -149,8 +157,6 @@ def nightly_validation(
                 config.latency_rows,
                 config.warmup_rows,
             )
-        bundle = find_bundle(records, store)
-        manifest = {} if bundle is None else bundle.manifest
         _, mv, files, decision = next(g for g in gated if g[0] == EMBEDDER)
         context.log.info("re-running the labelled search queries against the live index")
         search = search_part(mv, files, decision, records, store, postgres, manifest.get("search"))
@@ -164,6 +170,7 @@ def nightly_validation(
             if bundle is None
             else {"sha256": bundle.sha256, "bento_tag": bundle.bento_tag},
             "models": models,
+            "not_yet_served": waiting,
             "search": search,
         }
         earlier = nightly.read_records(out_dir, before=key)
@@ -236,6 +243,7 @@ def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str,
             {r: p["version"] for r, p in record["models"].items()}
             | {"search": record["search"]["version"]}
         ),
+        "not_yet_served": MetadataValue.json(record.get("not_yet_served", {})),
     }
     for role, part in record["models"].items():
         if part["status"] == nightly.COMPLETED:

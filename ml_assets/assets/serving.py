@@ -28,10 +28,12 @@ from dagster import (
 from pydantic import Field
 
 from ml_assets.components.defs_folder import after_lineages
+from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
+    PRODUCTION_ALIAS,
     bundle_manifest,
     entries_of,
     score_role,
@@ -54,6 +56,24 @@ from ml_assets.serving_process import start_server
 
 GROUP = "serving"
 CODE_VERSION = "serving_bundle@1"
+
+
+def declared_lineages(served: set[str]) -> dict[str, dict[str, Any]]:
+    """Every declared lineage, served by this bundle or not (and what to do about it): the
+    service answers a declared lineage's routes 503 with the reason until it is served, and
+    any other name 404."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in lineage_spec.declared():
+        status: dict[str, Any] = {"registered_model": spec.registered_model}
+        status["served"] = spec.name in served
+        if not status["served"]:
+            status["reason"] = (
+                f"{spec.registered_model} has no '{PRODUCTION_ALIAS}' version yet: materialize "
+                f"{spec.name}_lineage_job, then `ml-assets promote {spec.registered_model} "
+                "<version> --reason ...` (the next serving bundle serves it)"
+            )
+        out[spec.name] = status
+    return out
 
 
 class BundleConfig(Config):
@@ -92,6 +112,7 @@ def serving_bundle(
         if not search["enabled"]:
             context.log.warning(f"search will not be served: {search['reason']}")
         manifest = bundle_manifest(entries, config.threshold, search)
+        manifest["lineages"] = declared_lineages({e.role for e in entries})
         manifest_bytes = canonical_json(manifest)
         bundle_sha = sha256_bytes(manifest_bytes)
         spec = {
@@ -121,6 +142,15 @@ def serving_bundle(
             **{f"sha256 {k}": v[:16] for k, v in e.files.items() if k == "model.onnx"},
         }
         for e in entries
+    ] + [
+        {
+            "role": name,
+            "model": status["registered_model"],
+            "bento model": "not served: " + status["reason"],
+            "sha256 model.onnx": "",
+        }
+        for name, status in manifest["lineages"].items()
+        if not status["served"]
     ]
     verdicts = [
         {
@@ -214,12 +244,20 @@ def smoke(url: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
             return ok
 
+        def waiting_ok(r: httpx.Response) -> tuple[bool, str]:
+            good = r.status_code == 503 and r.headers.get("retry-after") is not None
+            return good, f"{r.status_code} {r.json().get('error', '')[:200]}"
+
         call("/readyz", "GET", "/readyz", lambda r: (r.status_code == 200, str(r.status_code)))
         row = lineages[scorer].example_row()
         call("/v1/score", "POST", "/v1/score", score_ok, json={"transaction": row})
         for role, spec in sorted(lineages.items()):
             path = f"/v1/models/{spec.name}/predict"
             call(path, "POST", path, predict_ok(role), json={"features": spec.example_row()})
+        for name, status in sorted(manifest.get("lineages", {}).items()):
+            if not status["served"]:  # declared since: "not yet served", a 503 that says why
+                path = f"/v1/models/{name}/predict"
+                call(f"{path} (not yet served)", "POST", path, waiting_ok, json={"features": {}})
         call(
             "/embed",
             "POST",
