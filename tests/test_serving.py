@@ -1033,8 +1033,7 @@ def test_records_forged_with_the_instance_api_admit_nothing(server, platform, mo
     instance, client = platform["instance"], platform["client"]
     served = _served(server.url)
     validated = served["fraud"][0].split("@")[1]
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    cursor = _sensor_tick(platform, None).cursor
     version, perturbed = _register_perturbed(platform, validated)
     sha = sha256_bytes(perturbed)
     real = _newest(instance, REPORT).asset_materialization
@@ -1152,12 +1151,11 @@ def test_a_report_posted_to_the_webservers_rest_api_blocks_nothing(
     assert re.search(rf"ignored \d+ records? of {REPORT}: runless", evidence), evidence
 
     # A refusal, then the alias moved back to the validated version: it is bundled and served.
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    cursor = _sensor_tick(platform, None).cursor
     refused, _ = _register_perturbed(platform, validated)
     cursor, _ = _move_alias_and_refuse(platform, server, refused, cursor, webhook)
     client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, validated)
-    tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+    tick = _sensor_tick(platform, cursor)
     assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{validated}"]
     run = _serving_run(platform)
     assert run.success, failure_text(run)
@@ -1416,8 +1414,7 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
     monkeypatch.setenv("ML_SERVING_URL", server.url)
     monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
     declared_before = dict(lineage_spec._REGISTRY)
-    resources = {"mlflow": platform["resources"]["mlflow"]}
-    cursor = model_promotion_sensor(build_sensor_context(cursor=None, resources=resources)).cursor
+    cursor = _sensor_tick(platform, None).cursor
     client = platform["client"]
     with create_defs_folder_sandbox() as sandbox:
         folder = sandbox.defs_folder_path / "loans"
@@ -1441,7 +1438,7 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
             r = c.post("/v1/models/loans/predict", json={"features": risky})
             assert r.status_code == 404 and "model 'loans' is not served" in r.text, r.text
             _promote(platform, "loan-default", str(version), reason="first loans model")
-            tick = model_promotion_sensor(build_sensor_context(cursor=cursor, resources=resources))
+            tick = _sensor_tick(platform, cursor)
             assert f"loan-default@{version}" in [r.run_key for r in tick.run_requests]
             manifest = _bundle(platform)
             assert manifest["lineages"]["loans"]["served"] and "loans" in manifest["models"]
