@@ -1156,7 +1156,8 @@ def test_a_report_posted_to_the_webservers_rest_api_blocks_nothing(
     cursor, _ = _move_alias_and_refuse(platform, server, refused, cursor, webhook)
     client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, validated)
     tick = _sensor_tick(platform, cursor)
-    assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{validated}"]
+    # The validated version becomes production a second time here: its run key says so.
+    assert [r.run_key for r in tick.run_requests] == [f"{FRAUD}@{validated}#2"]
     run = _serving_run(platform)
     assert run.success, failure_text(run)
     assert _served(server.url)["fraud"] == served["fraud"]
