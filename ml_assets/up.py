@@ -214,6 +214,7 @@ def latest_bento(env: dict[str, str]) -> str | None:
 
 
 def up(args: argparse.Namespace) -> int:
+    began = time.monotonic()
     settings = Settings.from_env()
     env = prepare(settings)
     child_env = {**os.environ, **env}
@@ -352,6 +353,7 @@ def up(args: argparse.Namespace) -> int:
             report_served(env, server.url)
         else:
             say("no serving bundle yet: promote versions (ml-assets promote ...) to serve them")
+        say(f"up in {time.monotonic() - began:.0f} s (materialize, promote, bundle and serve)")
         if args.no_wait:
             return 0
         say("running; press Ctrl-C to stop")

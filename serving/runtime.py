@@ -179,6 +179,17 @@ def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str,
             f"{str(search.get('embedder_sha256'))[:12]}, not {embedder.label}; rebuild the "
             "bundle (serving_job) after search_quality_report ran with this embedder",
         }
+    if search.get("enabled"):
+        from ml_assets.core.search_config import SearchServing
+
+        try:
+            SearchServing.from_json(search.get("config"), embedder.files["model.onnx"])
+        except ValueError as exc:
+            return {
+                "enabled": False,
+                "reason": f"the bundled search configuration is not one this server can apply "
+                f"exactly ({exc}); rebuild the bundle (serving_job) from a passed report",
+            }
     return dict(search)
 
 

@@ -1,6 +1,7 @@
 """`POST /search` behind the API: this worker thread's database connection, the check that the
-live index was built with the served embedder, the validated fusion, and the errors mapped to
-the status a client can act on (404 unknown tenant, 400 bad input, 503 database or no index).
+live index was built with the served embedder, the validated search configuration (fusion and
+scan parameters, SearchServing), and the errors mapped to the status a client can act on (404
+unknown tenant, 400 bad input, 503 database or no index).
 
 Every 503 is answered here, with `Retry-After` and the reason (for search that is not
 validated: the reason GET /models shows), in the API's error body; none is an exception for
@@ -59,15 +60,16 @@ class SearchPath:
             self._local.conn = conn
         return conn
 
-    def _fusion(self, models: runtime.LoadedModels) -> Any:
-        """The validated fusion weights; search is refused (503) when none were validated."""
-        from ml_assets.core.search import FusionWeights
+    def _serving(self, models: runtime.LoadedModels) -> Any:
+        """Every judged parameter (SearchServing: fusion, ef_search, exact scans); search is
+        refused (503) when none were validated (runtime.search_for parsed it at load)."""
+        from ml_assets.core.search_config import SearchServing
 
         search = models.search
         if not search.get("enabled"):
             self._error("search_not_validated", "search", RuntimeError(search.get("reason")))
             raise Unavailable(f"search is not served: {search.get('reason')}", WAIT_FOR_PLATFORM_S)
-        return FusionWeights(**search["config"]["fusion"])
+        return SearchServing.from_json(search["config"], search["embedder_sha256"])
 
     def search(
         self, models: runtime.LoadedModels, query: str, tenant_id: str, **options: Any
@@ -88,7 +90,7 @@ class SearchPath:
         from ml_assets.core.search_index import live_index
 
         emb = models.entries[EMBEDDER]
-        fusion = self._fusion(models)
+        serving = self._serving(models)
 
         def run(conn: psycopg.Connection) -> list[search_lib.SearchHit]:
             live = live_index(conn)
@@ -109,7 +111,8 @@ class SearchPath:
                 self.embed_path.cached(models, "search"),
                 query,
                 tenant_id,
-                fusion=fusion,
+                fusion=serving.fusion,
+                **serving.scan_options(),
                 **options,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -140,6 +141,10 @@ def test_up_prints_one_line_per_asset_and_keeps_the_event_stream_in_a_log(platfo
     assert "output_parity passed" in lines["fraud/export_validation_report"]
     runs_log = (platform["home"] / "logs" / "runs.log").read_text()
     assert "STEP_SUCCESS" in runs_log and "fraud_lineage_job" in runs_log
+    # The total comes last, after the endpoint is up: the figure a newcomer waits for.
+    total = re.search(r"\] up in (\d+) s \(materialize, promote, bundle and serve\)\n", out)
+    assert total and out.index("serving endpoint at") < total.start(), out[-2000:]
+    assert int(total.group(1)) >= 1
 
 
 def test_daemon_is_healthy(platform):

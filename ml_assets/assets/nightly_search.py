@@ -19,7 +19,7 @@ from ml_assets.core.corpus import LabelledQuery, load_queries
 from ml_assets.core.hashing import sha256_bytes
 from ml_assets.core.nightly import FAILED
 from ml_assets.core.promotion import Decision
-from ml_assets.core.search import FusionWeights
+from ml_assets.core.search_config import SearchServing
 from ml_assets.core.search_eval import embed_queries, evaluate
 from ml_assets.core.search_index import live_index
 from ml_assets.core.validation_records import SEARCH_CHECK, ValidationRecords, search_evidence
@@ -157,7 +157,11 @@ def _measure_search(
                 "corpus they were written for."
             )
         vectors = embed_queries(embedder, queries)
-        scores = evaluate(conn, queries, vectors, FusionWeights(**judged["config"]["fusion"]))
+        try:
+            serving = SearchServing.from_json(judged["config"], judged.get("embedder_sha256"))
+        except ValueError as exc:
+            raise PartFailed(f"report {report_sha[:12]}'s search configuration: {exc}") from None
+        scores = evaluate(conn, queries, vectors, serving)
     tonight = {s.mode: s.ndcg_at_10 for s in scores if s.split == "eval"}
     return {
         "thresholds": {"tolerance": tolerance},

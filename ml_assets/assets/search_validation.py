@@ -155,10 +155,12 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             tuning = tune(candidates)
             fusion = tuning.fusion
             context.log.info(f"fusion tuned on the tune splits of {sorted(queries)}: {fusion}")
+            # What is judged below is what the bundle will serve: the same object, to the SQL.
+            serving = served_config(fusion, model_sha)
             # Judged by the SQL too: the best of each method (fixed or query-adaptive weight).
             others = {m: f for m, f in tuning.method_best().items() if f != fusion}
             judged = {
-                name: judge_set(conns[name], queries[name], vectors[name], fusion, others)
+                name: judge_set(conns[name], queries[name], vectors[name], serving, others)
                 for name in queries
             }
             recall = {}
@@ -166,9 +168,12 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
                 pairs: dict[str, list] = {}
                 for q, v in zip(qs, vectors[name], strict=True):
                     pairs.setdefault(q.tenant_id, []).append((q.tenant_id, v))
-                recall[name] = {t: hnsw_recall(conns[name], p) for t, p in sorted(pairs.items())}
+                recall[name] = {
+                    t: hnsw_recall(conns[name], p, **serving.scan_options())
+                    for t, p in sorted(pairs.items())
+                }
         families = _families_table(tuning, family_rows(tuning, candidates), judged)
-        search_config = served_config(fusion)
+        search_config = serving.to_json()
         sets = {
             name: {
                 "index": built.get(name, {"table": "the live index"})["table"],

@@ -169,8 +169,13 @@ def search(
     limit: int = 10,
     mode: Mode = "hybrid",
     fusion: FusionWeights = DEFAULT_FUSION,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
 ) -> list[SearchHit]:
-    """Search the live index for one tenant; raises UnknownTenantError for a tenant with no rows."""
+    """Search the live index for one tenant; raises UnknownTenantError for a tenant with no rows.
+
+    The service passes the configuration its bundle judged (SearchServing): the fusion and both
+    scan parameters."""
     _validate(query, tenant_id, limit, mode, types, tags)
     qvec = None if mode == "lexical" else embedder.embed([query])[0]
     own = isinstance(dsn_or_conn, str)
@@ -186,6 +191,8 @@ def search(
             limit=limit,
             mode=mode,
             fusion=fusion,
+            ef_search=ef_search,
+            exact_scan_max_docs=exact_scan_max_docs,
         )
         if not hits and not tenant_exists(conn, tenant_id):
             raise UnknownTenantError(f"tenant {tenant_id!r} has no documents in the index")

@@ -3,7 +3,7 @@ bundle serves (FusionWeights). Plain data: no database, no Dagster."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 Mode = Literal["hybrid", "vector", "lexical"]
@@ -123,3 +123,107 @@ DEFAULT_FUSION = FusionWeights(
     lexical_at_1=0.3,
     lexical_budget=500,
 )
+
+
+SEARCH_SERVING_SCHEMA = "ml-assets.search-serving.v1"
+# pgvector's range for hnsw.ef_search.
+MAX_EF_SEARCH = 1000
+_SERVING_KEYS = (
+    "schema",
+    "embedder_sha256",
+    "fusion",
+    "ef_search",
+    "exact_scan_max_docs",
+    "limit_evaluated",
+)
+
+
+def _whole(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number within {low}..{high}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchServing:
+    """Every parameter a search quality report judged, which the bundle carries and the service
+    applies to the SQL it runs: the fusion, the HNSW `ef_search`, the size up to which a tenant
+    is scanned exactly, the limit the report scored, and the embedder the figures hold for.
+
+    The JSON form (`to_json`, schema ml_assets/schemas/ml.search.serving.v1.json) is the report's
+    `search_config`; `from_json` refuses unknown keys and values out of range, so a bundle can
+    never serve a parameter nobody judged."""
+
+    embedder_sha256: str
+    fusion: FusionWeights = DEFAULT_FUSION
+    ef_search: int = DEFAULT_EF_SEARCH
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS
+    limit_evaluated: int = 10
+
+    def __post_init__(self) -> None:
+        sha = self.embedder_sha256
+        if not (
+            isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+        ):
+            raise ValueError(f"embedder_sha256 must be a sha256 in hex, got {sha!r}")
+        _whole("ef_search", self.ef_search, 1, MAX_EF_SEARCH)
+        _whole("exact_scan_max_docs", self.exact_scan_max_docs, 0, 10**9)
+        _whole("limit_evaluated", self.limit_evaluated, 1, MAX_LIMIT)
+
+    def scan_options(self) -> dict[str, int]:
+        """The vector-scan keyword arguments of search.run_search/search (beside `fusion`)."""
+        return {"ef_search": self.ef_search, "exact_scan_max_docs": self.exact_scan_max_docs}
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SEARCH_SERVING_SCHEMA,
+            "embedder_sha256": self.embedder_sha256,
+            "fusion": asdict(self.fusion),
+            "ef_search": self.ef_search,
+            "exact_scan_max_docs": self.exact_scan_max_docs,
+            "limit_evaluated": self.limit_evaluated,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, embedder_sha256: str | None = None) -> SearchServing:
+        """Parse a judged configuration. One without `schema` is a report's from before this
+        contract ({fusion, ef_search, exact_scan_max_docs, limit_evaluated}): it holds for the
+        `embedder_sha256` its record names, which the caller passes."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a search configuration is a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(_SERVING_KEYS))
+        if unknown:
+            raise ValueError(f"unknown keys in the search configuration: {unknown}")
+        schema = data.get("schema")
+        if schema is not None and schema != SEARCH_SERVING_SCHEMA:
+            raise ValueError(
+                f"search configuration schema {schema!r}, this code reads {SEARCH_SERVING_SCHEMA!r}"
+            )
+        sha = data.get("embedder_sha256", embedder_sha256 if schema is None else None)
+        if embedder_sha256 is not None and sha != embedder_sha256:
+            raise ValueError(
+                f"the search configuration was judged for embedder {str(sha)[:12]}, "
+                f"its record names {embedder_sha256[:12]}"
+            )
+        fusion = data.get("fusion")
+        if not isinstance(fusion, dict):
+            raise ValueError("the search configuration has no fusion object")
+        known = set(FusionWeights.__dataclass_fields__)
+        if set(fusion) - known:
+            raise ValueError(f"unknown fusion keys: {sorted(set(fusion) - known)}")
+        missing = [
+            k for k in ("ef_search", "exact_scan_max_docs", "limit_evaluated") if k not in data
+        ]
+        if missing:
+            raise ValueError(f"the search configuration does not say {missing}")
+        try:
+            weights = FusionWeights(**fusion)
+        except TypeError as exc:  # a number given as text, say: min() of str and float
+            raise ValueError(f"fusion: {exc}") from None
+        return cls(
+            embedder_sha256=sha,  # type: ignore[arg-type]
+            fusion=weights,
+            ef_search=data["ef_search"],
+            exact_scan_max_docs=data["exact_scan_max_docs"],
+            limit_evaluated=data["limit_evaluated"],
+        )

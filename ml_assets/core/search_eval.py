@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
@@ -24,6 +24,7 @@ from ml_assets.core.search_config import (
     EXACT_SCAN_MAX_DOCS,
     MODES,
     FusionWeights,
+    SearchServing,
 )
 from ml_assets.core.search_index import Embedder, IndexStats, connect, reindex
 from ml_assets.core.search_sql import VECTOR_SQL
@@ -52,14 +53,10 @@ def _scores(ranked: list[list[str]], queries: Sequence[LabelledQuery]) -> tuple[
     return float(np.mean(rec)), float(np.mean(mrr)), float(np.mean(ndcg))
 
 
-def served_config(fusion: FusionWeights) -> dict:
-    """The search configuration a report judges and the bundle serves, as plain JSON."""
-    return {
-        "fusion": asdict(fusion),
-        "ef_search": DEFAULT_EF_SEARCH,
-        "exact_scan_max_docs": EXACT_SCAN_MAX_DOCS,
-        "limit_evaluated": K,
-    }
+def served_config(fusion: FusionWeights, embedder_sha256: str) -> SearchServing:
+    """The search configuration a report judges and the bundle serves: `fusion` with this
+    code's scan parameters, for the embedder whose vectors the report searched."""
+    return SearchServing(embedder_sha256=embedder_sha256, fusion=fusion, limit_evaluated=K)
 
 
 def rank_all(
@@ -68,11 +65,17 @@ def rank_all(
     vectors: np.ndarray,
     mode: str,
     fusion: FusionWeights,
+    *,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
 ) -> list[list[str]]:
+    scan = {"ef_search": ef_search, "exact_scan_max_docs": exact_scan_max_docs}
     return [
         [
             h.doc_id
-            for h in run_search(conn, q.query, v, q.tenant_id, limit=K, mode=mode, fusion=fusion)
+            for h in run_search(
+                conn, q.query, v, q.tenant_id, limit=K, mode=mode, fusion=fusion, **scan
+            )
         ]
         for q, v in zip(queries, vectors, strict=True)
     ]
@@ -82,14 +85,17 @@ def evaluate(
     conn: psycopg.Connection,
     queries: Sequence[LabelledQuery],
     vectors: np.ndarray,
-    fusion: FusionWeights,
+    serving: SearchServing,
 ) -> list[ModeScores]:
+    """Every mode on every split of `queries`, searched exactly as `serving` says."""
     out = []
     for split in sorted({q.split for q in queries}) + ["all"]:
         idx = [i for i, q in enumerate(queries) if split == "all" or q.split == split]
         subset = [queries[i] for i in idx]
         for mode in MODES:
-            ranked = rank_all(conn, subset, vectors[idx], mode, fusion)
+            ranked = rank_all(
+                conn, subset, vectors[idx], mode, serving.fusion, **serving.scan_options()
+            )
             rec, mrr, ndcg = _scores(ranked, subset)
             out.append(ModeScores(mode, split, rec, mrr, ndcg, len(subset)))
     return out
@@ -229,11 +235,13 @@ def judge_set(
     conn: psycopg.Connection,
     queries: Sequence[LabelledQuery],
     vectors: np.ndarray,
-    fusion: FusionWeights,
+    serving: SearchServing,
     others: dict[str, FusionWeights] | None = None,
 ) -> SetJudgement:
-    """Score vector, lexical (served ranker and ts_rank_cd) and hybrid search with `fusion`, and
-    hybrid with each of `others` (label -> configuration), on every split of `queries`."""
+    """Score vector, lexical (served ranker and ts_rank_cd) and hybrid search as `serving` says,
+    and hybrid with each of `others` (label -> fusion, the same scans), on every split of
+    `queries`."""
+    fusion, scan = serving.fusion, serving.scan_options()
     runs: list[tuple[str, str, FusionWeights]] = [
         ("vector", "vector", fusion),
         ("lexical", "lexical", fusion),
@@ -247,7 +255,7 @@ def judge_set(
     for label, mode, f in runs:
         ranked = []
         for q, v in zip(queries, vectors, strict=True):
-            hits = run_search(conn, q.query, v, q.tenant_id, limit=K, mode=mode, fusion=f)
+            hits = run_search(conn, q.query, v, q.tenant_id, limit=K, mode=mode, fusion=f, **scan)
             foreign += sum(h.tenant_id != q.tenant_id for h in hits)
             ranked.append([h.doc_id for h in hits])
         rankings[label] = {q.id: r for q, r in zip(queries, ranked, strict=True)}
