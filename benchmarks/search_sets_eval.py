@@ -30,7 +30,12 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ml_assets.core.corpus import load_queries  # noqa: E402
-from ml_assets.core.search_eval import embed_queries, judge_set, labelled_set_index  # noqa: E402
+from ml_assets.core.search_eval import (  # noqa: E402
+    embed_queries,
+    judge_set,
+    labelled_set_index,
+    served_config,
+)
 from ml_assets.core.search_index import connect  # noqa: E402
 from ml_assets.core.search_tuning import family_rows, fetch_candidates, tune  # noqa: E402
 
@@ -97,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         fusion = tuning.fusion
         print(f"tuned on the tune splits: {asdict(fusion)}")
         others = {m: f for m, f in tuning.method_best().items() if f != fusion}
-        judged = {n: judge_set(conns[n], queries[n], vectors[n], fusion, others) for n in SETS}
+        serving = served_config(fusion, sha)
+        judged = {n: judge_set(conns[n], queries[n], vectors[n], serving, others) for n in SETS}
 
     print("\nnDCG@10 by the real SQL (tuned configuration):")
     labels = list(judged[SETS[0]].rankings)
