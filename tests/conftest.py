@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -18,6 +19,42 @@ from ml_assets.resources import MlflowResource
 from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def tree_status(root: Path) -> set[str] | None:
+    """`git status --porcelain` of `root`, untracked files listed one by one; None when `root`
+    is no git checkout (an unpacked sdist): then there is nothing to compare."""
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=root, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TREE_BEFORE] = tree_status(REPO)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails when it leaves files in the source tree (anything `git status` did not
+    show before it ran): tests write under their tmp_path, never into the checkout."""
+    before, after = session.config.stash.get(_TREE_BEFORE, None), tree_status(REPO)
+    if before is None or after is None:
+        return
+    left = sorted(after - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "the suite left files in the source tree (git status):\n  " + "\n  ".join(left)
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(text, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE_BEFORE = pytest.StashKey[set[str] | None]()
 
 # Small enough to keep the suite fast, large enough for stable metrics and every check.
 TEST_ROWS = 20_000
