@@ -76,6 +76,7 @@ def _declared(card: Mapping[str, Any]) -> list[str]:
         if key == "limitations":
             out.append(f"**{label}:**")
             out += [f"- {v}" for v in value] if value else ["- _none declared_"]
+            out.append("")
         else:
             out.append(f"**{label}:** {value or '_not declared_'}  ")
     return out
@@ -119,6 +120,16 @@ def _validation(v: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _headline(card: Mapping[str, Any]) -> str:
+    """One line: did every check pass, and how good is the served model on its test split."""
+    v = card["validation"]
+    verdicts = v.get("verdicts") or []
+    passed = sum(1 for x in verdicts if x.get("passed"))
+    scores = ", ".join(f"{m} {_cell(x)}" for m, x in (v.get("onnx") or {}).items())
+    word = "passed" if verdicts and passed == len(verdicts) else "FAILED"
+    return f"**Validation {word}** ({passed}/{len(verdicts)} checks); ONNX on test: {scores}."
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card for people: what it is for first, then data, training, validation, history."""
     model, data, training = card["model"], card["data"], card["training"]
@@ -135,6 +146,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     dates = data.get("date_range")
     lines = [
         f"# Model card: {model['registered_model']} v{model['version']}",
+        "",
+        _headline(card),
         "",
         f"Lineage `{model['lineage']}` ({model['task']}, label `{model['label']}`); MLflow run "
         f"`{model.get('mlflow_run_id')}`. Card sha256 is pinned in the bundle manifest.",
