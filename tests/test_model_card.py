@@ -18,6 +18,7 @@ from ml_assets.assets.serving import serving_bundle
 from ml_assets.components import ModelLineage
 from ml_assets.core import promotion
 from ml_assets.core.hashing import read_parquet_bytes
+from ml_assets.core.inline_plots import INLINE_LIMIT
 from ml_assets.core.model_card import (
     CARD_SCHEMA,
     CardIntegrityError,
@@ -239,3 +240,20 @@ def test_the_card_endpoint_answers_the_pinned_card_as_markdown_or_json(server, b
         assert unknown.status_code == 404 and "no_such_model" in unknown.json()["error"]
         waiting = c.get("/v1/models/curves/card")  # declared, never promoted here
         assert waiting.status_code == 503 and waiting.headers["retry-after"]
+
+
+def test_the_report_page_leads_with_its_verdict_headline_and_inline_plots(bundled):
+    """The stored materialization, in the order the UI shows it (issue 25)."""
+    event = bundled["instance"].get_latest_materialization_event(AssetKey(REPORT.split("/")))
+    md = event.asset_materialization.metadata
+    keys = list(md)
+    assert keys[0] == "verdict", keys
+    assert md["verdict"].value.startswith("PASSED: 3/3 blocking checks")
+    assert keys.index("headline") < keys.index("pr_curve_plot") < keys.index("latency_plot")
+    assert keys.index("latency_plot") < keys.index("thresholds") < keys.index("sha256")
+    assert keys.index("sha256") < keys.index("lineage") < keys.index("environment") == len(keys) - 1
+    for key in ("headline", "pr_curve_plot", "latency_plot"):
+        assert len(md[key].value) < INLINE_LIMIT, key  # shown without a click
+    assert "data:image/svg+xml," in md["pr_curve_plot"].value
+    report = json.loads(latest_ref(bundled["root"], REPORT).read_verified())
+    assert f"{report['onnx']['pr_auc']:.6g}" in md["headline"].value

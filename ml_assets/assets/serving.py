@@ -184,6 +184,11 @@ def serving_bundle(
         ref,
         wall_time_s=t["seconds"],
         metadata={
+            "verdict": MetadataValue.text(
+                f"{len(entries)} models passed the gate and are bundled: "
+                + ", ".join(e.label for e in entries)
+                + ("" if search["enabled"] else "; search is not served")
+            ),
             "bento_tag": MetadataValue.text(built["tag"]),
             "bento_path": MetadataValue.path(built["path"]),
             "bento_size_mb": MetadataValue.float(round(built["size_bytes"] / 1e6, 2)),
