@@ -4,21 +4,15 @@ page shows its headline metric above the first sha256, and a plot without a clic
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import DagsterInstance, materialize
 
 from ml_assets.resources.defaults import local_resources
-from ml_assets.serving_process import free_port
 from tests.conftest import TEST_ROWS
-from tests.helpers import FRAUD_ASSETS, REPORT, run_config
+from tests.helpers import FRAUD_ASSETS, REPORT, dagster_webserver, run_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -41,30 +35,9 @@ def materialized(tmp_path_factory, mlflow_resource, vector_dsn: str):
 @pytest.fixture(scope="module")
 def ui(materialized, tmp_path_factory):
     """dagster-webserver on that instance and the code location."""
-    port, log = free_port(), tmp_path_factory.mktemp("ui") / "webserver.log"
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-webserver")),
-            *("-m", "ml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)),
-        ],
-        env={**os.environ, "DAGSTER_HOME": materialized.root_directory},
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"dagster-webserver did not start:\n{log.read_text()[-3000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    log = tmp_path_factory.mktemp("ui") / "webserver.log"
+    with dagster_webserver(materialized.root_directory, log) as url:
+        yield url
 
 
 def test_the_report_page_shows_its_headline_above_the_hashes_and_a_plot_without_a_click(
