@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ml_assets.core.model_card import card_markdown
 from ml_assets.core.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
 
 BENTO_NAME = "ml-assets"
@@ -34,6 +35,7 @@ CORE_MODULES = (
     "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
     "lineage_spec",
     "tabular_scorer",
+    "model_card",  # serving/card_routes.py renders and verifies the bundled cards
 )
 SERVING_MODULES = (
     "__init__",
@@ -53,6 +55,7 @@ SERVING_MODULES = (
     "search_path",
     "reload_path",
     "lineage_path",
+    "card_routes",
 )
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (
@@ -113,6 +116,11 @@ def stage_source(ctx: Path, bundle: dict[str, Any]) -> None:
     for rel, path in _sources():
         shutil.copy2(path, ctx / rel)
     (ctx / "serving" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True))
+    # Each card for people beside the manifest that pins it (the service answers the pinned one).
+    (ctx / "serving" / "cards").mkdir()
+    for role, entry in bundle["models"].items():
+        if card := entry.get("info", {}).get("card"):
+            (ctx / "serving" / "cards" / f"{role}.md").write_text(card_markdown(card))
 
 
 def import_model(entry: ModelEntry, model_dir: Path) -> str:
@@ -160,7 +168,12 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
             name=BENTO_NAME,
             version=version,
             build_ctx=str(ctx),
-            include=["serving/*.py", "serving/bundle.json", "ml_assets/**/*.py"],
+            include=[
+                "serving/*.py",
+                "serving/bundle.json",
+                "serving/cards/*.md",
+                "ml_assets/**/*.py",
+            ],
             labels={"bundle_sha256": spec["bundle_sha256"][:63]},
             description="ml-assets serving: every promoted model, embeddings and search",
             python={"packages": pinned_packages(), "lock_packages": False},

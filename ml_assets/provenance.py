@@ -40,6 +40,47 @@ def timed() -> Iterator[dict[str, float]]:
         out["seconds"] = time.perf_counter() - start
 
 
+# The order a person reads an asset's page in (Dagster shows metadata in the order given): a
+# one-line verdict, the headline metrics, the plots, the thresholds and verdicts, the rest of
+# the asset's own figures, then the provenance, the environment last. Keys name their place.
+VERDICT_KEYS = ("verdict", "summary")
+HEADLINE_KEYS = ("headline",)
+CHECK_KEYS = ("thresholds", "checks", "verdicts", "gate_verdicts", "gates")
+PROVENANCE_KEYS = (
+    "sha256",
+    "code_version",
+    "path",
+    "size_bytes",
+    "upstream_data_versions",
+    "lineage",
+    "seeds",
+    "wall_time_s",
+)
+
+
+def _place(key: str) -> int:
+    if key in VERDICT_KEYS:
+        return 0
+    if key in HEADLINE_KEYS or key.startswith("headline_"):
+        return 1
+    if key.endswith("_plot"):
+        return 2
+    if key in CHECK_KEYS or key.endswith("_verdicts") or key.startswith("threshold"):
+        return 3
+    if key in PROVENANCE_KEYS:
+        return 5
+    if key == "environment":
+        return 6
+    return 4
+
+
+def people_first(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """`metadata` in the order people read it (stable within each place): verdict, headline,
+    plots (`*_plot`), thresholds and verdicts, the asset's other figures, provenance,
+    environment."""
+    return dict(sorted(metadata.items(), key=lambda kv: _place(kv[0])))
+
+
 def hashed_output(
     ref: ArtifactRef,
     *,
@@ -48,7 +89,8 @@ def hashed_output(
     wall_time_s: float | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Output[ArtifactRef]:
-    """An Output whose data version is the sha256 of the asset's bytes, with provenance metadata."""
+    """An Output whose data version is the sha256 of the asset's bytes, with its metadata for
+    people first and its provenance after (`people_first`)."""
     upstream = upstream or {}
     md: dict[str, Any] = {
         "sha256": MetadataValue.text(ref.sha256),
@@ -65,4 +107,4 @@ def hashed_output(
     if wall_time_s is not None:
         md["wall_time_s"] = MetadataValue.float(round(wall_time_s, 3))
     md.update(metadata or {})
-    return Output(ref, data_version=DataVersion(ref.sha256), metadata=md)
+    return Output(ref, data_version=DataVersion(ref.sha256), metadata=people_first(md))

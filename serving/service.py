@@ -36,6 +36,7 @@ from ml_assets.core.serving_bundle import (
 )
 from serving import (
     bundled,
+    card_routes,
     edge,
     errors,
     fastpath,
@@ -403,6 +404,7 @@ MLService.mount_asgi_app(
     Starlette(
         routes=[
             Route("/models", _models_route),
+            Route(card_routes.ROUTE, card_routes.card),
             Route("/metrics", metrics_endpoint),
             openapi.docs_route(MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs),
         ]

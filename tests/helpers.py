@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from ml_assets.core import lineage_spec, search_spec
@@ -107,3 +114,43 @@ def declared_index_restored() -> Iterator[None]:
         yield
     finally:
         search_spec.register(before)
+
+
+def wait_until_up(
+    url: str, proc: subprocess.Popen, log: Path, what: str, timeout_s: float = 120
+) -> None:
+    """Until GET `url` answers 200; kill `proc` and fail the test with its log if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"{what} did not start:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def dagster_webserver(dagster_home: str, log: Path) -> Iterator[str]:
+    """A real `dagster-webserver` for the code location on the instance at `dagster_home`;
+    yields its URL once /server_info answers (fails the test if it never does)."""
+    from ml_assets.serving_process import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            *("-m", "ml_assets.definitions", "-h", "127.0.0.1", "-p", str(port)),
+        ],
+        env={**os.environ, "DAGSTER_HOME": dagster_home},
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/server_info", proc, log, "dagster-webserver", timeout_s=180)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -62,10 +61,12 @@ from tests.helpers import (
     RAW,
     REPORT,
     assets_of_lineage,
+    dagster_webserver,
     failure_text,
     fraud_asset,
     op,
     run_config,
+    wait_until_up,
 )
 
 RETRAIN = [fraud_asset("model"), fraud_asset("onnx"), fraud_asset("export_validation_report")]
@@ -132,16 +133,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail(f"mlflow server did not start:\n{logs.read_text()[-3000:]}")
+    wait_until_up(f"{url}/health", server, logs, "mlflow server")
     yield {
         "root": root,
         "home": home,
@@ -1085,37 +1077,8 @@ def test_records_forged_with_the_instance_api_admit_nothing(server, platform, mo
 @pytest.fixture
 def webserver(platform, tmp_path):
     """A real dagster-webserver on the module's instance (its unauthenticated REST API)."""
-    port = free_port()
-    log = tmp_path / "webserver.log"
-    env = {**os.environ, "DAGSTER_HOME": platform["instance"].root_directory}
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-webserver")),
-            "-m",
-            "ml_assets.definitions",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"dagster-webserver did not start:\n{log.read_text()[-3000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with dagster_webserver(platform["instance"].root_directory, tmp_path / "webserver.log") as url:
+        yield url
 
 
 def test_a_report_posted_to_the_webservers_rest_api_blocks_nothing(

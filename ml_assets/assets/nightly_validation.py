@@ -35,6 +35,7 @@ from ml_assets.assets.nightly_search import search_part
 from ml_assets.core import nightly
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
 from ml_assets.core.hashing import canonical_json
+from ml_assets.core.inline_plots import inline_plot
 from ml_assets.core.plots import md_image
 from ml_assets.core.serving_bundle import EMBEDDER
 from ml_assets.dagster_records import DagsterRecords
@@ -204,6 +205,23 @@ def _get(night: dict[str, Any], *path: str) -> Any:
     return value
 
 
+def _trend_plots(nights: list[dict[str, Any]], series: dict[str, str]) -> dict[str, Any]:
+    """One inline chart per metric, each on its own axis (an AUC and an MAE share none)."""
+    out: dict[str, Any] = {}
+    for name, path in series.items():
+        points = [
+            (i, v)
+            for i, n in enumerate(nights)
+            if isinstance(v := _get(n, *path.split(".")), int | float)
+        ]
+        if len(points) < 2:
+            continue
+        xs, ys = zip(*points, strict=True)
+        key = "".join(c if c.isalnum() else "_" for c in name.lower()) + "_plot"
+        out[key] = MetadataValue.md(inline_plot(name, {name: (xs, ys)}, "night", name))
+    return out
+
+
 def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str, Any]:
     series = {
         "search hybrid nDCG@10": "search.tonight.eval_ndcg_at_10.hybrid",
@@ -235,7 +253,18 @@ def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str,
         }
         for n in nights[-14:]
     ]
+    regressions = record.get("regressions", [])
     md: dict[str, Any] = {
+        "verdict": MetadataValue.text(
+            f"{record['partition']}: "
+            + (
+                f"{len(regressions)} regression(s): " + "; ".join(regressions)
+                if regressions
+                else "every served model and search within its thresholds"
+            )[:500]
+        ),
+        "headline": MetadataValue.md(md_table(table[-1:])),
+        **_trend_plots(nights[-14:], series),
         "trend": MetadataValue.md(md_image(chart, "nightly validation trend")),
         "nights": MetadataValue.md(md_table(table)),
         "lineage_records": MetadataValue.md(md_table(lineage_rows(record))),

@@ -48,6 +48,8 @@ from ml_assets.resources.storage import ArtifactStore
 GROUP = "validation"
 CODE_VERSION = "search_quality_report@4"
 ASSET = "search_quality_report"
+# The metrics of the page's headline table and chart, per search mode on the eval queries.
+HEADLINE_METRICS = ("recall_at_10", "mrr", "ndcg_at_10")
 # The live index's labelled set, named like its packaged dataset.
 LIVE = "search"
 # The targets (eval split), reported beside the check: hybrid over vector per set, and
@@ -221,7 +223,7 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             extra={"fusion": asdict(fusion)},
         )
         eval_rows = {r["mode"]: r for r in live_rows if r["split"] == "eval"}
-        chart = mode_bars_png(list(eval_rows.values()), ["recall_at_10", "mrr", "ndcg_at_10"])
+        chart = mode_bars_png(list(eval_rows.values()), list(HEADLINE_METRICS))
         passed = all(v["passed"] for v in verdicts.values())
         yield hashed_output(
             ref,
@@ -231,6 +233,21 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             },
             wall_time_s=t["seconds"],
             metadata={
+                "verdict": MetadataValue.text(
+                    f"{'PASSED' if passed else 'FAILED'}: hybrid not worse than the best single "
+                    "mode on "
+                    f"{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)} labelled sets; "
+                    f"eval nDCG@10 hybrid {verdicts[LIVE]['hybrid']:.4f} vs best single "
+                    f"{verdicts[LIVE]['best_single']:.4f}."
+                ),
+                "headline": MetadataValue.md(
+                    md_table(
+                        [
+                            {"mode": mode, **{m: r[m] for m in HEADLINE_METRICS}}
+                            for mode, r in eval_rows.items()
+                        ]
+                    )
+                ),
                 "quality": MetadataValue.md(_quality_md(judged)),
                 "chart": MetadataValue.md(md_image(chart, "search quality")),
                 "fusion": MetadataValue.json(asdict(fusion)),

@@ -15,6 +15,8 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
     AssetSelection,
     Config,
     Definitions,
@@ -41,6 +43,7 @@ from ml_assets.core.serving_bundle import (
 )
 from ml_assets.core.validation_records import search_evidence
 from ml_assets.dagster_records import DagsterRecords
+from ml_assets.model_cards import attach_cards, publish
 from ml_assets.provenance import hashed_output, md_table, timed
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
@@ -107,6 +110,7 @@ def serving_bundle(
         if rejected:
             raise refuse(context, postgres.dsn, rejected)
         entries = [model_entry(role, mv, files, d, stage) for role, mv, files, d in gated]
+        entries = attach_cards(entries, records, store.content(), client, postgres.dsn, stage)
         embedder_sha = next(e for e in entries if e.role == EMBEDDER).files["model.onnx"]
         search = search_evidence(records, embedder_sha)
         if not search["enabled"]:
@@ -127,6 +131,7 @@ def serving_bundle(
             + f" into {bento.home} (bentoml build, offline)"
         )
         built = bento.build(spec, stage / "spec.json")
+        show_cards(context, client, entries)
         ref = store.content().put(
             "serving_bundle",
             manifest_bytes,
@@ -179,6 +184,11 @@ def serving_bundle(
         ref,
         wall_time_s=t["seconds"],
         metadata={
+            "verdict": MetadataValue.text(
+                f"{len(entries)} models passed the gate and are bundled: "
+                + ", ".join(e.label for e in entries)
+                + ("" if search["enabled"] else "; search is not served")
+            ),
             "bento_tag": MetadataValue.text(built["tag"]),
             "bento_path": MetadataValue.path(built["path"]),
             "bento_size_mb": MetadataValue.float(round(built["size_bytes"] / 1e6, 2)),
@@ -190,6 +200,24 @@ def serving_bundle(
             "provenance": MetadataValue.md(md_table(chain)),
         },
     )
+
+
+def show_cards(context: AssetExecutionContext, client: Any, entries: list[Any]) -> None:
+    """Each card as its MLflow version's description and on its model asset's page."""
+    for entry in entries:
+        markdown = publish(client, entry)
+        if markdown is None:
+            continue
+        context.log_event(
+            AssetObservation(
+                asset_key=AssetKey([entry.role, "model"]),
+                metadata={
+                    "model_card": MetadataValue.md(markdown),
+                    "registered_model": MetadataValue.text(entry.label),
+                    "card_sha256": MetadataValue.text(entry.info["card_sha256"]),
+                },
+            )
+        )
 
 
 def smoke(url: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Dagster Components of the platform: a declared spec in, assets, checks and jobs out."""
 
 from ml_assets.components.model_lineage import (
+    Card,
     Dataset,
     ExportValidation,
     Feature,
@@ -12,6 +13,7 @@ from ml_assets.components.model_lineage import (
 from ml_assets.components.search_index import ReindexSensor, SearchIndex, Tenant
 
 __all__ = [
+    "Card",
     "Dataset",
     "ExportValidation",
     "Feature",

@@ -12,10 +12,12 @@ from typing import Any
 import dagster as dg
 import numpy as np
 from pydantic import Field
+from sklearn.metrics import precision_recall_curve
 
 from ml_assets.components.resolve import LineagePlan
 from ml_assets.core.artifacts import ArtifactRef, lineage_of
 from ml_assets.core.hashing import canonical_json, read_parquet_bytes
+from ml_assets.core.inline_plots import inline_plot
 from ml_assets.core.plots import latency_png, md_image, pr_curves_png
 from ml_assets.core.tabular_model import (
     TASK_METRICS,
@@ -180,6 +182,7 @@ def report_asset(
                 latency_png({"native": lat_native, "ONNX": lat_onnx}), "latency"
             )
             passed_all = all(ok for ok, _, _ in verdicts.values())
+            plots = _inline_plots(task, y, p_native, p_onnx, lat_native, lat_onnx)
             _log_to_mlflow(
                 mlflow,
                 onnx,
@@ -202,6 +205,14 @@ def report_asset(
             },
             wall_time_s=t["seconds"],
             metadata={
+                "verdict": dg.MetadataValue.text(
+                    _verdict_line(spec, verdicts, q_native, q_onnx, latency, version)
+                ),
+                "headline": dg.MetadataValue.md(md_table(_headline(q_native, q_onnx, deltas))),
+                **{k: dg.MetadataValue.md(v) for k, v in plots.items()},
+                "check_verdicts": dg.MetadataValue.md(
+                    md_table([{"check": c, "passed": ok} for c, (ok, _, _) in verdicts.items()])
+                ),
                 "report": dg.MetadataValue.md(report_md),
                 "registered_model": dg.MetadataValue.text(version),
                 **{f"native_{m}": dg.MetadataValue.float(v) for m, v in q_native.items()},
@@ -226,6 +237,65 @@ def report_asset(
             )
 
     return export_validation_report
+
+
+def _verdict_line(
+    spec: Any,
+    verdicts: dict[str, tuple[bool, str, dict[str, float]]],
+    q_native: dict[str, float],
+    q_onnx: dict[str, float],
+    latency: dict[str, Any],
+    version: str,
+) -> str:
+    """One line: did the export pass, and how good is it."""
+    gated = [c for c in spec.report_checks if c in verdicts]
+    passed = [c for c in gated if verdicts[c][0]]
+    failed = sorted(set(gated) - set(passed))
+    word = "PASSED" if not failed else "FAILED (" + ", ".join(failed) + ")"
+    m = spec.primary_metric
+    return (
+        f"{word}: {len(passed)}/{len(gated)} blocking checks. {version}: ONNX test {m} "
+        f"{q_onnx[m]:.4g} (native {q_native[m]:.4g}); ONNX p95 {latency['onnx']['p95_ms']:.3g} ms "
+        f"(native {latency['native']['p95_ms']:.3g} ms)."
+    )
+
+
+def _headline(
+    q_native: dict[str, float], q_onnx: dict[str, float], deltas: dict[str, float]
+) -> list[dict[str, Any]]:
+    return [
+        {"metric": m, "ONNX": q_onnx[m], "native": q_native[m], "relative delta": deltas[m]}
+        for m in q_native
+    ]
+
+
+def _inline_plots(
+    task: str,
+    y: np.ndarray,
+    p_native: np.ndarray,
+    p_onnx: np.ndarray,
+    lat_native: np.ndarray,
+    lat_onnx: np.ndarray,
+) -> dict[str, str]:
+    """The plots shown on the page without a click (ml_assets/core/inline_plots.py)."""
+    out = {}
+    if task == "classification":
+        curves = {}
+        for name, p in (("native", p_native), ("ONNX", p_onnx)):
+            precision, recall, _ = precision_recall_curve(y, p)
+            curves[name] = (recall[::-1].tolist(), precision[::-1].tolist())
+        out["pr_curve_plot"] = inline_plot("precision-recall (test)", curves, "recall", "precision")
+    pct = np.linspace(0, 100, 41)
+    out["latency_plot"] = inline_plot(
+        "single-row latency",
+        {
+            name: (pct.tolist(), np.log10(np.percentile(lat, pct)).tolist())
+            for name, lat in (("native", lat_native), ("ONNX", lat_onnx))
+        },
+        "percentile",
+        "log10 ms",
+    )
+    return out
 
 
 def _verdicts(

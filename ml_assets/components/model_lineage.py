@@ -217,6 +217,22 @@ class ExportValidation(dg.Model, dg.Resolvable):
         return self
 
 
+class Card(dg.Model, dg.Resolvable):
+    """What a person reads first on the model card: who owns it, what it is and is not for."""
+
+    owner: Annotated[str | None, _about("The team or person who answers for the model.")] = None
+    purpose: Annotated[str | None, _about("What the model is for, in a sentence.")] = None
+    intended_use: Annotated[
+        str | None, _about("Who may use its outputs, and for which decisions.")
+    ] = None
+    limitations: Annotated[
+        list[str], _about("What it must not be used for, and where it is known to be weak.")
+    ] = Field(default_factory=list)
+    license: Annotated[
+        str | None, _about("The license of the model and its outputs (an SPDX id, say).")
+    ] = None
+
+
 @dg.scaffold_with(ModelLineageScaffolder)
 class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
     """A supervised tabular model: data -> expectations -> splits -> model -> ONNX -> report.
@@ -259,6 +275,13 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             "candidate may be and still be promoted."
         ),
     ] = 0.01
+    card: Annotated[
+        Card,
+        _about(
+            "The model card's own words (owner, purpose, intended_use, limitations, license); "
+            "everything else on the card comes from the platform's records."
+        ),
+    ] = Field(default_factory=Card)
     score_routes: Annotated[
         bool,
         _about(
@@ -336,6 +359,7 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             min_rows=self.dataset.min_rows,
             label_rate=None if self.dataset.label_rate is None else tuple(self.dataset.label_rate),
             score_routes=self.score_routes,
+            card={**self.card.model_dump(), "description": self.description},
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -50,6 +50,8 @@ class LineageSpec:
     label_rate: tuple[float, float] | None = None
     # Served at /v1/score and /v1/score/batch too (at most one lineage).
     score_routes: bool = False
+    # The model card's declared fields (owner, purpose, intended_use, limitations, license).
+    card: dict[str, Any] = field(default_factory=dict)
 
     def asset(self, stage: str) -> str:
         """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,
@@ -85,6 +87,7 @@ class LineageSpec:
                 "features": feats,
                 "report_checks": tuple(data.get("report_checks") or ()),
                 "thresholds": dict(data.get("thresholds") or {}),
+                "card": dict(data.get("card") or {}),
                 "label_rate": tuple(data["label_rate"]) if data.get("label_rate") else None,
             }
         )

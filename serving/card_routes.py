@@ -1,0 +1,64 @@
+"""GET /v1/models/<name>/card: the model card of the version this worker serves for a lineage.
+
+Markdown by default, JSON with `Accept: application/json`. The card is the one the bundle
+carries in the model's entry, checked against the sha256 the entry pins before it is answered
+(an `X-Card-SHA256` header says which). A declared lineage that is not served yet answers 503
+with the reason, any other name 404 (as its predict routes do).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import bentoml
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from ml_assets.core.model_card import CardIntegrityError, card_markdown, verified
+from serving import lineage_path
+
+ROUTE = "/v1/models/{name}/card"
+
+
+def _error(status: int, message: str, retry: bool = False) -> JSONResponse:
+    headers = {"retry-after": str(lineage_path.RETRY_AFTER_S)} if retry else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def wants_json(accept: str) -> bool:
+    """True when the client asks for JSON (and not Markdown or text first)."""
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    return "application/json" in kinds and not any(
+        k in ("text/markdown", "text/plain") for k in kinds[: kinds.index("application/json")]
+    )
+
+
+async def card(request: Request) -> Response:
+    name = request.path_params["name"]
+    models = bentoml.get_current_service()._models
+    if models is None:
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "the service has not loaded its models", True)
+    served = models.lineage(name)
+    if served is None:
+        status, message = lineage_path.not_served(models, name)
+        return _error(status, message, status == HTTPStatus.SERVICE_UNAVAILABLE)
+    entry = models.entries[served[0]]
+    body = entry.info.get("card")
+    sha = entry.info.get("card_sha256")
+    if body is None:
+        return _error(
+            HTTPStatus.NOT_FOUND,
+            f"{entry.label} has no model card in this bundle: rebuild serving_bundle",
+        )
+    try:
+        body = verified(body, sha, entry.label)
+    except CardIntegrityError as exc:
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
+    headers = {"x-card-sha256": str(sha), "x-model-version": entry.label}
+    if wants_json(request.headers.get("accept", "")):
+        return JSONResponse(
+            {"model_version": entry.label, "sha256": sha, "card": body}, headers=headers
+        )
+    return PlainTextResponse(
+        card_markdown(body), media_type="text/markdown; charset=utf-8", headers=headers
+    )

@@ -1,0 +1,259 @@
+"""Model cards: the lineage YAML's `card:` fields, and the card serving_bundle builds for each
+served version from the platform's records (the report's figures, the gate's verdicts, the
+promotion events), pinned by sha256 in the manifest and answered by a real `bentoml serve`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from dagster import AssetKey, materialize
+from dagster.components.resolved.errors import ResolutionException
+from pydantic import ValidationError
+
+from ml_assets.assets.serving import serving_bundle
+from ml_assets.components import ModelLineage
+from ml_assets.core import promotion
+from ml_assets.core.hashing import read_parquet_bytes
+from ml_assets.core.inline_plots import INLINE_LIMIT
+from ml_assets.core.model_card import (
+    CARD_SCHEMA,
+    CardIntegrityError,
+    card_markdown,
+    card_sha256,
+    verified,
+)
+from ml_assets.dagster_records import DagsterRecords
+from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
+from ml_assets.serving_process import start_server
+from tests.conftest import REPO, TEST_ROWS
+from tests.helpers import (
+    EMBEDDER_MODEL,
+    FRAUD_ASSETS,
+    FRAUD_MODEL,
+    MODEL,
+    RAW,
+    REPORT,
+    latest_metadata,
+    run_config,
+)
+
+FRAUD_YAML = REPO / "ml_assets" / "lineages" / "fraud" / "defs.yaml"
+
+
+def _fraud_attributes() -> dict:
+    return yaml.safe_load(FRAUD_YAML.read_text())["attributes"]
+
+
+# ---- the YAML's card: fields ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("card", "match"),
+    [
+        ({"owner": "risk", "audience": "everyone"}, "audience"),
+        ({"limitations": "one string, not a list"}, "limitations"),
+        ({"license": {"spdx": "MIT"}}, "license"),
+    ],
+)
+def test_card_fields_are_typed_and_unknown_keys_are_refused(card: dict, match: str):
+    attributes = {**_fraud_attributes(), "card": card}
+    # Refused by the YAML schema, or (a wrong type under a string template) when resolved.
+    with pytest.raises((ValidationError, ResolutionException), match=match):
+        ModelLineage.resolve_from_yaml(yaml.safe_dump(attributes))
+
+
+def test_card_fields_are_optional_and_reach_the_spec():
+    attributes = _fraud_attributes()
+    declared = ModelLineage.resolve_from_yaml(yaml.safe_dump(attributes)).spec().card
+    assert declared["owner"] == attributes["card"]["owner"]
+    assert declared["limitations"] == attributes["card"]["limitations"]
+    assert declared["description"] == attributes["description"]
+    bare = ModelLineage.resolve_from_yaml(
+        yaml.safe_dump({k: v for k, v in attributes.items() if k != "card"})
+    ).spec()
+    assert bare.card["owner"] is None and bare.card["limitations"] == []
+
+
+def test_a_card_that_does_not_hash_to_its_pin_is_refused():
+    card = {"schema": CARD_SCHEMA, "validation": {"onnx": {"pr_auc": 0.81}}}
+    pin = card_sha256(card)
+    assert verified(card, pin, "m@1") == card
+    doctored = {**card, "validation": {"onnx": {"pr_auc": 0.91}}}
+    with pytest.raises(CardIntegrityError, match="m@1"):
+        verified(doctored, pin, "m@1")
+
+
+# ---- a served version's card ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vector_dsn(search_state) -> str:
+    return search_state["dsn"]
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory, mlflow_resource, vector_dsn: str, search_state):
+    """The fraud lineage materialized, it and the embedder promoted, serving_bundle built."""
+    root, instance = search_state["root"], search_state["instance"]
+    home = tmp_path_factory.mktemp("bentoml_home")
+    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    lineage = materialize(
+        FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
+    )
+    assert lineage.success
+    client = mlflow_resource.client
+    records = DagsterRecords(instance)
+    version = latest_ref(root, MODEL).extra["model_version"]
+    embedder = latest_ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
+    events = [
+        promotion.promote(
+            client, vector_dsn, name, v, records=records, actor="pytest", reason=f"card test {name}"
+        )
+        for name, v in ((FRAUD_MODEL, version), (EMBEDDER_MODEL, embedder))
+    ]
+    bundle = materialize([serving_bundle], resources=resources, instance=instance)
+    assert bundle.success
+    manifest = json.loads(latest_ref(root, "serving_bundle").read_verified())
+    return {
+        "root": root,
+        "home": home,
+        "instance": instance,
+        "client": client,
+        "version": version,
+        "lineage_run": lineage.run_id,
+        "event": events[0],
+        "manifest": manifest,
+        "bundle_md": bundle.get_asset_materialization_events()[0].materialization.metadata,
+    }
+
+
+def _card(bundled) -> dict:
+    return bundled["manifest"]["models"]["fraud"]["info"]["card"]
+
+
+def test_the_cards_figures_are_the_reports_and_its_verdicts_name_their_runs(bundled):
+    card, root = _card(bundled), bundled["root"]
+    report_ref = latest_ref(root, REPORT)
+    report = json.loads(report_ref.read_verified())
+    validation = card["validation"]
+    assert validation["report_sha256"] == report_ref.sha256
+    for key in ("native", "onnx", "relative_delta", "max_abs_output_diff", "thresholds"):
+        assert validation[key] == report[key], key
+    assert validation["test_rows"] == report["test_rows"]
+    report_md = latest_metadata(bundled["instance"], REPORT)
+    assert validation["latency_ms"] == {
+        k: report_md[k] for k in ("native_p50_ms", "native_p95_ms", "onnx_p50_ms", "onnx_p95_ms")
+    }
+    assert card["environment"] == report_md["environment"]
+    checks = {(v["asset"], v["check"]): v for v in validation["verdicts"]}
+    assert set(checks) >= {
+        (REPORT, "quality_delta"),
+        (REPORT, "output_parity"),
+        (RAW, "expectations"),
+    }
+    assert all(v["passed"] and v["run_id"] == bundled["lineage_run"] for v in checks.values())
+
+    raw_ref = latest_ref(root, RAW)
+    raw = read_parquet_bytes(raw_ref.read_verified())
+    data = card["data"]
+    assert data["sha256"] == raw_ref.sha256 and data["rows"] == len(raw) == TEST_ROWS
+    assert data["label_rate"] == pytest.approx(float(raw["is_fraud"].mean()), abs=0)
+    amount = next(f for f in data["features"] if f["name"] == "amount")
+    assert amount["declared"] == {"min": 0.01, "max": 50000.0}
+    assert amount["observed"] == {
+        "min": float(raw["amount"].min()),
+        "max": float(raw["amount"].max()),
+    }
+    merchant = next(f for f in data["features"] if f["name"] == "merchant_category")
+    assert merchant["observed"]["categories"] == sorted(raw["merchant_category"].unique())
+
+    declared = _fraud_attributes()
+    training = card["training"]
+    assert training["seed"] == declared["trainer"]["seed"]
+    assert training["params"] == declared["trainer"]["params"]
+    assert training["function"] == "ml_assets.lineages.fraud.train:make_model"
+    assert training["model_sha256"] == latest_ref(root, MODEL).sha256
+    assert card["declared"]["owner"] == declared["card"]["owner"]
+    (moved,) = card["promotion_history"]
+    assert moved["event_id"] == bundled["event"]["event_id"]
+    assert moved["to_version"] == bundled["version"] and moved["actor"] == "pytest"
+
+
+def test_the_card_is_pinned_described_in_mlflow_shown_on_the_model_and_in_the_bento(bundled):
+    entry = bundled["manifest"]["models"]["fraud"]
+    card, markdown = entry["info"]["card"], card_markdown(_card(bundled))
+    assert entry["info"]["card_sha256"] == card_sha256(card)
+    version = bundled["client"].get_model_version(FRAUD_MODEL, bundled["version"])
+    assert version.description == markdown
+    (observation,) = bundled["instance"].fetch_observations(AssetKey(["fraud", "model"]), 1).records
+    shown = observation.asset_observation.metadata
+    assert shown["model_card"].value == markdown
+    assert shown["card_sha256"].value == entry["info"]["card_sha256"]
+    bento = Path(bundled["bundle_md"]["bento_path"].value)
+    assert (bento / "src" / "serving" / "cards" / "fraud.md").read_text() == markdown
+    pinned = json.loads((bento / "src" / "serving" / "bundle.json").read_text())
+    assert pinned["models"]["fraud"]["info"]["card_sha256"] == entry["info"]["card_sha256"]
+    # What a person reads first: the verdict, then the declared purpose and limits.
+    assert markdown.splitlines()[2].startswith("**Validation passed** (4/4 checks)")
+    assert markdown.index("**Owner:** payments-risk") < markdown.index("## Data")
+    assert markdown.index("## Validation") < markdown.index("## Environment")
+
+
+@pytest.fixture(scope="module")
+def server(bundled, vector_dsn):
+    proc = start_server(
+        bundled["bundle_md"]["bento_tag"].value,
+        bentoml_home=bundled["home"],
+        workers=1,
+        env={"ML_VECTOR_PG_DSN": vector_dsn},
+    )
+    with proc:
+        proc.wait_ready(timeout_s=120)
+        yield proc
+
+
+def test_the_card_endpoint_answers_the_pinned_card_as_markdown_or_json(server, bundled):
+    entry = bundled["manifest"]["models"]["fraud"]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        md = c.get("/v1/models/fraud/card")
+        assert md.status_code == 200, md.text
+        assert md.headers["content-type"].startswith("text/markdown")
+        assert md.text == card_markdown(entry["info"]["card"])
+        assert md.headers["x-card-sha256"] == entry["info"]["card_sha256"]
+        as_json = c.get("/v1/models/fraud/card", headers={"Accept": "application/json"})
+        assert as_json.status_code == 200 and as_json.headers["content-type"].startswith(
+            "application/json"
+        )
+        body = as_json.json()
+        assert body["sha256"] == entry["info"]["card_sha256"] == card_sha256(body["card"])
+        assert (
+            body["card"]["validation"]["onnx"]
+            == json.loads(latest_ref(bundled["root"], REPORT).read_verified())["onnx"]
+        )
+        assert body["model_version"] == f"{FRAUD_MODEL}@{bundled['version']}"
+        unknown = c.get("/v1/models/no_such_model/card")
+        assert unknown.status_code == 404 and "no_such_model" in unknown.json()["error"]
+        waiting = c.get("/v1/models/curves/card")  # declared, never promoted here
+        assert waiting.status_code == 503 and waiting.headers["retry-after"]
+
+
+def test_the_report_page_leads_with_its_verdict_headline_and_inline_plots(bundled):
+    """The stored materialization, in the order the UI shows it (issue 25)."""
+    event = bundled["instance"].get_latest_materialization_event(AssetKey(REPORT.split("/")))
+    md = event.asset_materialization.metadata
+    keys = list(md)
+    assert keys[0] == "verdict", keys
+    assert md["verdict"].value.startswith("PASSED: 3/3 blocking checks")
+    assert keys.index("headline") < keys.index("pr_curve_plot") < keys.index("latency_plot")
+    assert keys.index("latency_plot") < keys.index("thresholds") < keys.index("sha256")
+    assert keys.index("sha256") < keys.index("lineage") < keys.index("environment") == len(keys) - 1
+    for key in ("headline", "pr_curve_plot", "latency_plot"):
+        assert len(md[key].value) < INLINE_LIMIT, key  # shown without a click
+    assert "data:image/svg+xml," in md["pr_curve_plot"].value
+    report = json.loads(latest_ref(bundled["root"], REPORT).read_verified())
+    assert f"{report['onnx']['pr_auc']:.6g}" in md["headline"].value
