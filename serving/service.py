@@ -42,12 +42,14 @@ from serving import (
     lineage_path,
     openapi,
     reload_path,
+    request_ids,
     runtime,
     tabular,
 )
 from serving.bundled import BUNDLE_DECLARED, BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
 from serving.cache import EmbeddingCache
 from serving.embed_path import EmbedPath, Overloaded, too_many
+from serving.inference_log import InferenceLog, LogSettings
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
 from serving.schemas import (
     BatchResult,
@@ -97,6 +99,7 @@ class MLService:
         self.metrics: Metrics = create_metrics()
         self.cache = EmbeddingCache.from_env()
         self.embed_path = EmbedPath.from_env(self.metrics, self.cache)
+        self.inference_log = InferenceLog(LogSettings.from_env())
         self._models: runtime.LoadedModels | None = None
         self._load_error: str | None = None
         self.search_path = SearchPath(self.embed_path, self._error)
@@ -198,6 +201,7 @@ class MLService:
     def _shutdown(self) -> None:
         self._watcher.stop()
         self.embed_path.close()
+        self.inference_log.close()
 
     # ---- scoring ------------------------------------------------------------------------
 
@@ -209,6 +213,7 @@ class MLService:
             time.perf_counter() - start
         )
         version = models.entries[SCORER].label
+        self.inference_log.record(models.specs[SCORER], models.entries[SCORER], records, proba)
         return [
             ScoreResult(
                 probability=float(p),
@@ -256,6 +261,7 @@ class MLService:
         self.metrics.inference_seconds.labels(endpoint=f"{role}/{endpoint}").observe(
             time.perf_counter() - start
         )
+        self.inference_log.record(models.specs[role], models.entries[role], records, values)
         return [float(v) for v in values], models.entries[role].label
 
     # ---- embedding and search -----------------------------------------------------------
@@ -387,6 +393,8 @@ def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
 # served is the one that declares those errors (serving/openapi.py).
 EDGE = edge.install(MLService, extra_routes=["/models", "/docs.json"])
 MLService.add_asgi_middleware(errors.UniformErrors)
+# An id per scoring request (X-Request-ID), the key of its inference-log rows and their labels.
+MLService.add_asgi_middleware(request_ids.RequestIds)
 if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
     MLService.add_asgi_middleware(
         fastpath.LeanScore,

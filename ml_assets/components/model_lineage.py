@@ -18,6 +18,7 @@ import dagster as dg
 from pydantic import Field, model_validator
 
 from ml_assets.components.lineage_assets import build_lineage
+from ml_assets.components.monitoring import Monitoring
 from ml_assets.components.resolve import resolve_plan
 from ml_assets.components.scaffold import ModelLineageScaffolder
 from ml_assets.core import lineage_spec
@@ -56,6 +57,9 @@ class Feature(dg.Model, dg.Resolvable):
         list[str] | None, _about("Every valid value (category only; required there).")
     ] = None
     description: Annotated[str, _about("What the column means, for people.")] = ""
+    sensitive: Annotated[
+        bool, _about("The inference log stores the value's sha256, never the value.")
+    ] = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Feature:
@@ -78,6 +82,7 @@ class Feature(dg.Model, dg.Resolvable):
             max=self.max,
             categories=tuple(self.categories or ()),
             description=self.description,
+            sensitive=self.sensitive,
         )
 
 
@@ -267,6 +272,9 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             "classification only). At most one lineage of a code location may set it."
         ),
     ] = False
+    monitoring: Annotated[
+        Monitoring, _about("The inference log's sampling and retention, drift thresholds.")
+    ] = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelLineage:
@@ -336,6 +344,7 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             min_rows=self.dataset.min_rows,
             label_rate=None if self.dataset.label_rate is None else tuple(self.dataset.label_rate),
             score_routes=self.score_routes,
+            monitoring=self.monitoring.spec(),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -25,6 +25,19 @@ class FeatureSpec:
     max: float | None = None
     categories: tuple[str, ...] = ()
     description: str = ""
+    # The inference log stores this feature's sha256, never its value.
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """How the service samples the lineage's traffic, and what the nightly calls drift."""
+
+    sample_rate: float = 0.1
+    retention_days: int = 30
+    psi_warn: float = 0.1
+    psi_fail: float = 0.25
+    min_rows: int = 200
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class LineageSpec:
     label_rate: tuple[float, float] | None = None
     # Served at /v1/score and /v1/score/batch too (at most one lineage).
     score_routes: bool = False
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
 
     def asset(self, stage: str) -> str:
         """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,
@@ -71,7 +85,15 @@ class LineageSpec:
         return row
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Defaults of the monitoring fields are left out: a lineage that declares none keeps
+        # the bytes (bundle manifests, registry artifacts) it had before they existed.
+        out = asdict(self)
+        for f in out["features"]:
+            if not f["sensitive"]:
+                del f["sensitive"]
+        if self.monitoring == MonitoringSpec():
+            del out["monitoring"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageSpec:
@@ -86,6 +108,7 @@ class LineageSpec:
                 "report_checks": tuple(data.get("report_checks") or ()),
                 "thresholds": dict(data.get("thresholds") or {}),
                 "label_rate": tuple(data["label_rate"]) if data.get("label_rate") else None,
+                "monitoring": MonitoringSpec(**(data.get("monitoring") or {})),
             }
         )
 

