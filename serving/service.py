@@ -39,6 +39,7 @@ from serving import (
     edge,
     errors,
     fastpath,
+    feedback_routes,
     lineage_path,
     openapi,
     reload_path,
@@ -381,6 +382,13 @@ async def _models_route(_: Request) -> JSONResponse:
     return JSONResponse(instance.describe())
 
 
+def _feedback_lookup(name: str) -> tuple[Any, str | None] | None:
+    """The served lineage `name`'s spec and the inference log's DSN (feedback_routes)."""
+    instance = bentoml.get_current_service()
+    served = instance._models.lineage(name) if instance._models is not None else None
+    return None if served is None else (served[1], instance.inference_log.settings.dsn)
+
+
 def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
     """The lineage routes the served generation drops and adds (for /docs.json)."""
     return lineage_path.docs_view(LINEAGES, bentoml.get_current_service()._models)
@@ -412,6 +420,11 @@ MLService.mount_asgi_app(
         routes=[
             Route("/models", _models_route),
             Route("/metrics", metrics_endpoint),
+            Route(
+                feedback_routes.PATH,
+                feedback_routes.feedback_endpoint(_feedback_lookup),
+                methods=["POST"],
+            ),
             openapi.docs_route(MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs),
         ]
     ),

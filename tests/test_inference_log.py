@@ -25,7 +25,8 @@ from ml_assets.components.monitoring import Monitoring
 from ml_assets.core.lineage_spec import LineageSpec, MonitoringSpec
 from ml_assets.core.serving_bundle import ModelEntry
 from ml_assets.stack import start_embedded_postgres, with_database
-from serving.inference_log import InferenceLog, LogSettings, log_table
+from serving import feedback_routes
+from serving.inference_log import InferenceLog, LogSettings, feedback_table, log_table
 from serving.request_ids import RequestIds
 
 SPEC = LineageSpec.from_dict(
@@ -56,9 +57,14 @@ def _app(log: InferenceLog) -> Starlette:
         log.record(SPEC, ENTRY, rows, outputs)
         return JSONResponse({"predictions": outputs})
 
-    return RequestIds(
-        Starlette(routes=[Route("/v1/models/tiny/predict", predict, methods=["POST"])])
-    )
+    def lookup(name: str) -> tuple[LineageSpec, str | None] | None:
+        return (SPEC, log.settings.dsn) if name == SPEC.name else None
+
+    routes = [
+        Route("/v1/models/tiny/predict", predict, methods=["POST"]),
+        Route(feedback_routes.PATH, feedback_routes.feedback_endpoint(lookup), methods=["POST"]),
+    ]
+    return RequestIds(Starlette(routes=routes))
 
 
 def _rows(dsn: str) -> list[tuple]:
@@ -210,3 +216,58 @@ def _resumed(c: TestClient, log: InferenceLog, row: dict, before: int, sent: lis
     sent.append(r.headers["x-request-id"])
     time.sleep(0.3)
     return log.logged > before
+
+
+def _labels(dsn: str) -> dict[tuple[str, int], object]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT request_id, row_index, label FROM {}").format(
+                sql.Identifier(feedback_table("tiny"))
+            )
+        ).fetchall()
+    return {(r, i): label for r, i, label in rows}
+
+
+def test_feedback_is_stored_beside_the_log_validated_and_idempotent(pg_dsn):
+    dsn = _fresh_db(pg_dsn, "inference_log_feedback")
+    log = InferenceLog(
+        LogSettings(dsn=dsn, sample_rate=None, retention_days=None), prom.CollectorRegistry()
+    )
+    row = {"amount": 7.0, "merchant": "a", "home_km": 2.0}
+    try:
+        with TestClient(_app(log)) as c:
+            one = c.post("/v1/models/tiny/predict", json={"rows": [row]}).headers["x-request-id"]
+            two = c.post("/v1/models/tiny/predict", json={"rows": [row, row]}).headers[
+                "x-request-id"
+            ]
+            _wait(lambda: log.logged == 3)
+            url = "/v1/models/tiny/feedback"
+            r = c.post(url, json={"request_id": one, "label": 1})
+            assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0}
+            batch = [
+                {"request_id": two, "label": 0},
+                {"request_id": two, "row_index": 1, "label": 1.0},
+            ]
+            r = c.post(url, json=batch)
+            assert r.status_code == 200 and r.json() == {"stored": 2, "duplicates": 0}
+            r = c.post(url, json={"request_id": one, "label": 1})  # the same again: idempotent
+            assert r.status_code == 200 and r.json() == {"stored": 0, "duplicates": 1}
+            r = c.post(url, json={"request_id": one, "label": 0})
+            assert r.status_code == 409 and one in r.json()["error"]
+            unknown = [
+                {"request_id": "f" * 32, "label": 1},
+                {"request_id": two, "row_index": 1, "label": 1},
+            ]
+            r = c.post(url, json=unknown)
+            assert r.status_code == 404 and "f" * 32 in r.json()["error"]
+            r = c.post(url, json={"request_id": two, "row_index": 2, "label": 1})  # no such row
+            assert r.status_code == 404
+            r = c.post(url, json={"request_id": one, "label": 0.5})  # not a class label
+            assert r.status_code == 400 and "0 or 1" in r.json()["error"]
+            r = c.post(url, json={"request_id": one, "label": "yes"})
+            assert r.status_code == 400
+            r = c.post("/v1/models/nope/feedback", json={"request_id": one, "label": 1})
+            assert r.status_code == 404
+    finally:
+        log.close()
+    assert _labels(dsn) == {(one, 0): 1, (two, 0): 0, (two, 1): 1}
