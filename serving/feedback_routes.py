@@ -64,50 +64,49 @@ def label_errors(spec: LineageSpec, items: list[Feedback]) -> list[str]:
     return out
 
 
+MISSING = (
+    "SELECT k.request_id, k.row_index FROM ({keys}) k WHERE NOT EXISTS (SELECT 1 FROM {table} l"
+    " WHERE l.request_id = k.request_id AND l.row_index = k.row_index)"
+)
+CLASHING = (
+    "SELECT k.request_id, k.row_index FROM ({keys}) k JOIN {table} f"
+    " ON f.request_id = k.request_id AND f.row_index = k.row_index WHERE f.label <> k.label"
+)
+INSERT = (
+    "INSERT INTO {table} (request_id, row_index, label, received_at)"
+    " SELECT DISTINCT ON (request_id, row_index) request_id, row_index, label, now()"
+    " FROM ({keys}) k ON CONFLICT (request_id, row_index) DO NOTHING"
+)
+
+
 def store(conn: Any, spec: LineageSpec, items: list[Feedback]) -> dict[str, int]:
     """Store the labels in one transaction: {"stored", "duplicates"}, or FeedbackError."""
     from psycopg import sql
 
     ensure_tables(conn, spec.name)
-    ids = [i.request_id for i in items]
-    rows = [i.row_index for i in items]
-    labels = [json.dumps(i.label) for i in items]
-    keys = sql.SQL(KEYS)
+    params = (
+        [i.request_id for i in items],
+        [i.row_index for i in items],
+        [json.dumps(i.label) for i in items],
+    )
+
+    def run(template: str, table: str) -> Any:
+        query = sql.SQL(template).format(keys=sql.SQL(KEYS), table=sql.Identifier(table))
+        return conn.execute(query, params)
+
+    def named(keys: list[tuple[str, int]]) -> str:
+        return ", ".join(f"{r}#{i}" for r, i in keys[:10])
+
     with conn.transaction():
-        missing = conn.execute(
-            sql.SQL(
-                "SELECT k.request_id, k.row_index FROM ({keys}) k"
-                " WHERE NOT EXISTS (SELECT 1 FROM {table} l"
-                " WHERE l.request_id = k.request_id AND l.row_index = k.row_index)"
-            ).format(keys=keys, table=sql.Identifier(log_table(spec.name))),
-            (ids, rows, labels),
-        ).fetchall()
-        if missing:
-            named = ", ".join(f"{r}#{i}" for r, i in missing[:10])
+        if missing := run(MISSING, log_table(spec.name)).fetchall():
             raise FeedbackError(
                 HTTPStatus.NOT_FOUND,
-                f"{len(missing)} request id(s) not in {spec.name}'s inference log: {named} "
-                "(not sampled, not written yet, or past retention)",
+                f"{len(missing)} request id(s) not in {spec.name}'s inference log: "
+                f"{named(missing)} (not sampled, not written yet, or past retention)",
             )
-        clash = conn.execute(
-            sql.SQL(
-                "SELECT k.request_id, k.row_index FROM ({keys}) k JOIN {table} f"
-                " ON f.request_id = k.request_id AND f.row_index = k.row_index"
-                " WHERE f.label <> k.label"
-            ).format(keys=keys, table=sql.Identifier(feedback_table(spec.name))),
-            (ids, rows, labels),
-        ).fetchall()
-        if clash:
-            named = ", ".join(f"{r}#{i}" for r, i in clash[:10])
-            raise FeedbackError(HTTPStatus.CONFLICT, f"already labelled otherwise: {named}")
-        stored = conn.execute(
-            sql.SQL(
-                "INSERT INTO {table} (request_id, row_index, label, received_at)"
-                " SELECT DISTINCT ON (request_id, row_index) request_id, row_index, label, now()"
-                " FROM ({keys}) k ON CONFLICT (request_id, row_index) DO NOTHING"
-            ).format(keys=keys, table=sql.Identifier(feedback_table(spec.name))),
-            (ids, rows, labels),
-        ).rowcount
+        if clash := run(CLASHING, feedback_table(spec.name)).fetchall():
+            raise FeedbackError(HTTPStatus.CONFLICT, f"already labelled otherwise: {named(clash)}")
+        stored = run(INSERT, feedback_table(spec.name)).rowcount
     return {"stored": stored, "duplicates": len(items) - stored}
 
 
