@@ -24,6 +24,7 @@ from ml_assets.components.scaffold import ModelLineageScaffolder
 from ml_assets.core import lineage_spec
 from ml_assets.core.lineage_spec import FeatureSpec, LineageSpec
 from ml_assets.core.tabular_model import HIGHER_IS_BETTER, TASK_METRICS
+from ml_assets.monitoring.drift_asset import drift_asset
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -350,7 +351,10 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         plan = resolve_plan(self, context)
         lineage_spec.register(plan.spec)
-        return build_lineage(plan)
+        # The day's served traffic against this lineage's training split (downstream of the
+        # serving bundle): ml_assets/monitoring/drift_asset.py.
+        drift = dg.Definitions(assets=[drift_asset(plan.spec)])
+        return dg.Definitions.merge(build_lineage(plan), drift)
 
     def definitions(self) -> dg.Definitions:
         """The lineage's Definitions outside a defs folder (absolute function paths only)."""
