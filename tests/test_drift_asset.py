@@ -128,24 +128,28 @@ def _judge(promoted, day):
     return check, mat.materialization.metadata
 
 
-def test_an_undrifted_day_passes_and_records_what_it_compared(promoted):
+def test_an_undrifted_day_passes_and_records_what_it_compared(promoted, webhook):
     day = TODAY - timedelta(days=2)
     _log_day(promoted, _rows(600, seed=21), day)
     check, md = _judge(promoted, day)
     assert check.passed, check.description
+    assert webhook == []  # no alert for a day that passes
     assert md["status"].value in ("ok", "warn") and md["rows"].value == 600
     assert md["onnx_sha256"].value == promoted["entry"].files["model.onnx"]
     assert len(md["splits_sha256"].value) == 64 and len(md["model_sha256"].value) == 64
     assert md["thresholds"].value == {"psi_warn": 0.1, "psi_fail": 0.25, "min_rows": 200}
 
 
-def test_amount_shifted_three_sigma_fails_the_check_naming_amount(promoted):
+def test_amount_shifted_three_sigma_fails_the_check_naming_amount(promoted, webhook):
     day = TODAY - timedelta(days=1)
     sigma = generate_transactions(TEST_ROWS, seed=7)["amount"].std()
     _log_day(promoted, _rows(600, seed=22, amount_shift=3 * sigma), day)
     check, md = _judge(promoted, day)
     assert not check.passed and "amount" in check.description
     assert md["failed_features"].value == ["amount"]
+    (sent,) = webhook  # the alert webhook fired, naming the feature
+    assert sent["event"] == "ml.inference_drift.fail" and sent["reasons"][0].startswith("amount:")
+    assert sent["partition"] == day.isoformat()
 
 
 def test_a_thin_day_is_not_enough_traffic_not_a_pass(promoted):

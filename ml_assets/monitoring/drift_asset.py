@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg
 from dagster import AssetExecutionContext
 
-from ml_assets.assets.nightly_common import BUNDLE, DAILY
+from ml_assets.assets.nightly_common import BUNDLE, DAILY, alert
 from ml_assets.core import tabular_model
 from ml_assets.core.hashing import canonical_json, read_parquet_bytes, sha256_bytes
 from ml_assets.core.inference_tables import ensure_tables, read_day
@@ -162,6 +162,13 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
             )
         elif report["failed"]:
             description = f"PSI above {spec.monitoring.psi_fail}: {', '.join(report['failed'])}"
+            psis = {n: report["features"][n]["psi"] for n in report["failed"]}
+            alert(
+                context,
+                "ml.inference_drift.fail",
+                [f"{n}: PSI {v:.3f} > {spec.monitoring.psi_fail}" for n, v in psis.items()],
+                version=record["version"],
+            )
         else:
             description = f"every feature's PSI within {spec.monitoring.psi_fail}"
         yield dg.AssetCheckResult(
