@@ -25,31 +25,11 @@ from starlette.testclient import TestClient
 from ml_assets.components.monitoring import Monitoring
 from ml_assets.core.inference_tables import feedback_table, log_table, read_day
 from ml_assets.core.lineage_spec import LineageSpec, MonitoringSpec
-from ml_assets.core.serving_bundle import ModelEntry
 from ml_assets.stack import start_embedded_postgres, with_database
 from serving import feedback_routes
 from serving.inference_log import InferenceLog, LogSettings
 from serving.request_ids import RequestIds
-
-SPEC = LineageSpec.from_dict(
-    {
-        "name": "tiny",
-        "registered_model": "tiny-model",
-        "task": "classification",
-        "label": "y",
-        "primary_metric": "pr_auc",
-        "higher_is_better": True,
-        "features": [
-            {"name": "amount", "kind": "float", "min": 0.0, "max": 1e6},
-            {"name": "merchant", "kind": "category", "categories": ["a", "b"]},
-            {"name": "home_km", "kind": "float", "min": 0.0, "max": 2e4, "sensitive": True},
-        ],
-        "monitoring": {"sample_rate": 1.0, "retention_days": 7},
-    }
-)
-ENTRY = ModelEntry(
-    role="tiny", registered_model="tiny-model", version="3", files={"model.onnx": "ab" * 32}
-)
+from tests.inference_log_probe import ENTRY, SPEC
 
 
 def _app(log: InferenceLog) -> Starlette:
