@@ -40,15 +40,18 @@ from serving import (
     edge,
     errors,
     fastpath,
+    feedback_routes,
     lineage_path,
     openapi,
     reload_path,
+    request_ids,
     runtime,
     tabular,
 )
 from serving.bundled import BUNDLE_DECLARED, BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
 from serving.cache import EmbeddingCache
 from serving.embed_path import EmbedPath, Overloaded, too_many
+from serving.inference_log import InferenceLog, LogSettings
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
 from serving.schemas import (
     BatchResult,
@@ -98,6 +101,7 @@ class MLService:
         self.metrics: Metrics = create_metrics()
         self.cache = EmbeddingCache.from_env()
         self.embed_path = EmbedPath.from_env(self.metrics, self.cache)
+        self.inference_log = InferenceLog(LogSettings.from_env())
         self._models: runtime.LoadedModels | None = None
         self._load_error: str | None = None
         self.search_path = SearchPath(self.embed_path, self._error)
@@ -199,6 +203,7 @@ class MLService:
     def _shutdown(self) -> None:
         self._watcher.stop()
         self.embed_path.close()
+        self.inference_log.close()
 
     # ---- scoring ------------------------------------------------------------------------
 
@@ -210,6 +215,7 @@ class MLService:
             time.perf_counter() - start
         )
         version = models.entries[SCORER].label
+        self.inference_log.record(models.specs[SCORER], models.entries[SCORER], records, proba)
         return [
             ScoreResult(
                 probability=float(p),
@@ -257,6 +263,7 @@ class MLService:
         self.metrics.inference_seconds.labels(endpoint=f"{role}/{endpoint}").observe(
             time.perf_counter() - start
         )
+        self.inference_log.record(models.specs[role], models.entries[role], records, values)
         return [float(v) for v in values], models.entries[role].label
 
     # ---- embedding and search -----------------------------------------------------------
@@ -376,6 +383,13 @@ async def _models_route(_: Request) -> JSONResponse:
     return JSONResponse(instance.describe())
 
 
+def _feedback_lookup(name: str) -> tuple[Any, str | None] | None:
+    """The served lineage `name`'s spec and the inference log's DSN (feedback_routes)."""
+    instance = bentoml.get_current_service()
+    served = instance._models.lineage(name) if instance._models is not None else None
+    return None if served is None else (served[1], instance.inference_log.settings.dsn)
+
+
 def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
     """The lineage routes the served generation drops and adds (for /docs.json)."""
     return lineage_path.docs_view(LINEAGES, bentoml.get_current_service()._models)
@@ -388,6 +402,8 @@ def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
 # served is the one that declares those errors (serving/openapi.py).
 EDGE = edge.install(MLService, extra_routes=["/models", "/docs.json"])
 MLService.add_asgi_middleware(errors.UniformErrors)
+# An id per scoring request (X-Request-ID), the key of its inference-log rows and their labels.
+MLService.add_asgi_middleware(request_ids.RequestIds)
 if os.environ.get("ML_SERVING_LEAN_SCORE", "1") == "1":
     MLService.add_asgi_middleware(
         fastpath.LeanScore,
@@ -406,6 +422,11 @@ MLService.mount_asgi_app(
             Route("/models", _models_route),
             Route(card_routes.ROUTE, card_routes.card),
             Route("/metrics", metrics_endpoint),
+            Route(
+                feedback_routes.PATH,
+                feedback_routes.feedback_endpoint(_feedback_lookup),
+                methods=["POST"],
+            ),
             openapi.docs_route(MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs),
         ]
     ),

@@ -72,12 +72,14 @@ def failure_text(result: ExecuteInProcessResult) -> str:
 
 
 def assets_of_lineage(defs: Any, name: str) -> list[Any]:
-    """The assets and checks of one declared lineage (keys `<name>/...`), for `materialize`."""
+    """The assets and checks of one declared lineage's chain (keys `<name>/...`), for
+    `materialize`; not its daily-partitioned inference_drift, which judges served traffic."""
     items = [*(defs.assets or []), *(defs.asset_checks or [])]
     return [
         a
         for a in items
-        if all(
+        if getattr(a, "partitions_def", None) is None
+        and all(
             k.path[0] == name
             for k in (list(getattr(a, "keys", [])) or [c.asset_key for c in a.check_specs])
         )

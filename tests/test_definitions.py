@@ -33,6 +33,8 @@ def test_asset_graph_snapshot():
         "nightly_smoke",
         *FRAUD,
         *CURVES,
+        "fraud/inference_drift",
+        "curves/inference_drift",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -46,6 +48,8 @@ def test_asset_graph_snapshot():
         "nightly_smoke": "ops",
         **dict.fromkeys(FRAUD, "fraud"),
         **dict.fromkeys(CURVES, "curves"),
+        "fraud/inference_drift": "fraud",
+        "curves/inference_drift": "curves",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -74,6 +78,10 @@ def test_asset_graph_snapshot():
         "search_quality_report",
     ]
     assert parents["nightly_smoke"] == ["serving_bundle"]
+    # Drift judges what the bundle serves: downstream of it in the lineage graph.
+    assert (
+        parents["fraud/inference_drift"] == parents["curves/inference_drift"] == ["serving_bundle"]
+    )
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
 
@@ -100,6 +108,8 @@ def test_checks_are_blocking():
         ("curves/export_validation_report", "quality_delta"),
         ("curves/export_validation_report", "output_parity"),
         ("curves/export_validation_report", "latency"),
+        ("fraud/inference_drift", "psi_within_fail"),
+        ("curves/inference_drift", "psi_within_fail"),
     }
     assert all(s.blocking for s in specs.values())
 

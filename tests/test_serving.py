@@ -248,9 +248,7 @@ def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(plat
     assert parity and not parity[0].passed and not strict.success
     newest = (
         platform["instance"]
-        .fetch_materializations(
-            AssetKey.from_user_string(REPORT), limit=1
-        )
+        .fetch_materializations(AssetKey.from_user_string(REPORT), limit=1)
         .records[0]
     )
     assert newest.run_id == strict.run_id

@@ -18,11 +18,13 @@ import dagster as dg
 from pydantic import Field, model_validator
 
 from ml_assets.components.lineage_assets import build_lineage
+from ml_assets.components.monitoring import Monitoring
 from ml_assets.components.resolve import resolve_plan
 from ml_assets.components.scaffold import ModelLineageScaffolder
 from ml_assets.core import lineage_spec
 from ml_assets.core.lineage_spec import FeatureSpec, LineageSpec
 from ml_assets.core.tabular_model import HIGHER_IS_BETTER, TASK_METRICS
+from ml_assets.monitoring.drift_asset import drift_asset
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -56,6 +58,9 @@ class Feature(dg.Model, dg.Resolvable):
         list[str] | None, _about("Every valid value (category only; required there).")
     ] = None
     description: Annotated[str, _about("What the column means, for people.")] = ""
+    sensitive: Annotated[
+        bool, _about("The inference log stores the value's sha256, never the value.")
+    ] = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Feature:
@@ -78,6 +83,7 @@ class Feature(dg.Model, dg.Resolvable):
             max=self.max,
             categories=tuple(self.categories or ()),
             description=self.description,
+            sensitive=self.sensitive,
         )
 
 
@@ -290,6 +296,9 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             "classification only). At most one lineage of a code location may set it."
         ),
     ] = False
+    monitoring: Annotated[
+        Monitoring, _about("The inference log's sampling and retention, drift thresholds.")
+    ] = Field(default_factory=Monitoring)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelLineage:
@@ -360,12 +369,16 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             label_rate=None if self.dataset.label_rate is None else tuple(self.dataset.label_rate),
             score_routes=self.score_routes,
             card={**self.card.model_dump(), "description": self.description},
+            monitoring=self.monitoring.spec(),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         plan = resolve_plan(self, context)
         lineage_spec.register(plan.spec)
-        return build_lineage(plan)
+        # The day's served traffic against this lineage's training split (downstream of the
+        # serving bundle): ml_assets/monitoring/drift_asset.py.
+        drift = dg.Definitions(assets=[drift_asset(plan.spec)])
+        return dg.Definitions.merge(build_lineage(plan), drift)
 
     def definitions(self) -> dg.Definitions:
         """The lineage's Definitions outside a defs folder (absolute function paths only)."""

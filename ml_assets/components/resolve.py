@@ -126,7 +126,8 @@ def code_versions(lineage: ModelLineage, sources: Mapping[str, str]) -> dict[str
     common = {
         "task": lineage.task,
         "label": lineage.label,
-        "features": [f.model_dump() for f in lineage.features],
+        # Sensitivity governs the inference log only: marking a feature trains nothing anew.
+        "features": [f.model_dump(exclude={"sensitive"}) for f in lineage.features],
     }
     inputs: dict[str, Any] = {
         "raw_data": {

@@ -25,6 +25,19 @@ class FeatureSpec:
     max: float | None = None
     categories: tuple[str, ...] = ()
     description: str = ""
+    # The inference log stores this feature's sha256, never its value.
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """How the service samples the lineage's traffic, and what the nightly calls drift."""
+
+    sample_rate: float = 0.1
+    retention_days: int = 30
+    psi_warn: float = 0.1
+    psi_fail: float = 0.25
+    min_rows: int = 200
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class LineageSpec:
     score_routes: bool = False
     # The model card's declared fields (owner, purpose, intended_use, limitations, license).
     card: dict[str, Any] = field(default_factory=dict)
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
 
     def asset(self, stage: str) -> str:
         """The user string of one stage's asset key (`raw_data`, `splits`, `model`, `onnx`,
@@ -73,7 +87,15 @@ class LineageSpec:
         return row
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Defaults of the monitoring fields are left out: a lineage that declares none keeps
+        # the bytes (bundle manifests, registry artifacts) it had before they existed.
+        out = asdict(self)
+        for f in out["features"]:
+            if not f["sensitive"]:
+                del f["sensitive"]
+        if self.monitoring == MonitoringSpec():
+            del out["monitoring"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageSpec:
@@ -89,6 +111,7 @@ class LineageSpec:
                 "thresholds": dict(data.get("thresholds") or {}),
                 "card": dict(data.get("card") or {}),
                 "label_rate": tuple(data["label_rate"]) if data.get("label_rate") else None,
+                "monitoring": MonitoringSpec(**(data.get("monitoring") or {})),
             }
         )
 
