@@ -36,6 +36,8 @@ CORE_MODULES = (
     "lineage_spec",
     "tabular_scorer",
     "model_card",  # serving/card_routes.py renders and verifies the bundled cards
+    "inference_tables",  # serving/inference_log.py and feedback_routes.py name their tables
+    "search_spec",  # lineage_spec.register imports it (not called when serving)
 )
 SERVING_MODULES = (
     "__init__",
@@ -56,6 +58,9 @@ SERVING_MODULES = (
     "reload_path",
     "lineage_path",
     "card_routes",
+    "request_ids",
+    "inference_log",
+    "feedback_routes",
 )
 # The serving environment, pinned to what this platform validated with.
 SERVING_PACKAGES = (
