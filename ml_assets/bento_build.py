@@ -32,6 +32,8 @@ CORE_MODULES = (
     "corpus",
     "serving_bundle",
     "evidence",  # serving_bundle.missing_verdicts applies the one evidence rule
+    "gate_record",  # each bundle entry's gate record
+    "score_route",  # /v1/score's declared decision
     "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
     "lineage_spec",
     "tabular_scorer",
@@ -43,6 +45,8 @@ SERVING_MODULES = (
     "__init__",
     "service",
     "runtime",
+    "lifecycle",
+    "registry",
     "metrics",
     "errors",
     "openapi",
@@ -156,7 +160,7 @@ def import_model(entry: ModelEntry, model_dir: Path) -> str:
 def build(spec: dict[str, Any]) -> dict[str, Any]:
     import bentoml
 
-    entries = [ModelEntry.from_dict(m["entry"]) for m in spec["models"]]
+    entries = [ModelEntry.from_json(m["entry"]) for m in spec["models"]]
     tags = [import_model(e, Path(m["dir"])) for e, m in zip(entries, spec["models"], strict=True)]
     version = bento_version(spec["bundle_sha256"])
     try:

@@ -134,7 +134,7 @@ def validation_section(
     spec: LineageSpec, entry: ModelEntry, records: ValidationRecords, content: ContentStore
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the validation the gate chose, the environment it ran in): the report's figures."""
-    facts = entry.gate.get("evidence") or {}
+    facts = entry.gate.evidence if entry.gate is not None else {}
     sha, run_id = facts.get("report_sha256"), facts.get("report_run_id")
     if not sha or not run_id:
         raise CardError(f"{entry.label}: the gate record names no export validation report")
@@ -152,8 +152,8 @@ def validation_section(
         "thresholds": report["thresholds"],
         "latency_ms": {k: mat.metadata[k] for k in LATENCY_KEYS if k in mat.metadata},
         "verdicts": [
-            {k: v.get(k) for k in ("asset", "check", "passed", "run_id", "evaluation_id")}
-            for v in entry.gate.get("verdicts") or []
+            {k: getattr(v, k) for k in ("asset", "check", "passed", "run_id", "evaluation_id")}
+            for v in (entry.gate.verdicts if entry.gate is not None else ())
         ],
     }
     return section, dict(mat.metadata.get("environment") or {})
@@ -227,7 +227,7 @@ def attach_cards(
             continue
         card = lineage_card(spec, entry, records, content, client, history)
         entry = replace(entry, info={**entry.info, "card": card, "card_sha256": card_sha256(card)})
-        (stage / entry.role / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
+        (stage / entry.role / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_json()))
         out.append(entry)
     return out
 

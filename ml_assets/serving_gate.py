@@ -167,5 +167,5 @@ def model_entry(
         info=info,
         gate=decision.record(),
     )
-    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_dict()))
+    (model_dir / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_json()))
     return entry

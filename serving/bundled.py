@@ -1,6 +1,6 @@
 """What this Bento serves: bundle.json (written by the serving_bundle asset), its model
-entries, the role behind /v1/score, the declared lineages' schemas, and where each model's
-files are (the Bento's own model store, then the local BentoML store)."""
+entries, the role behind /v1/score and its declared decision, the declared lineages' schemas,
+and where each model's files are (the Bento's own model store, then the local BentoML store)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from ml_assets.core.serving_bundle import (
     ModelEntry,
     entries_of,
     score_role,
+    score_route,
     served_lineages,
 )
-from serving import runtime
 
 
 def _load_bundle() -> dict[str, Any]:
@@ -52,11 +52,6 @@ BUNDLE_SEARCH: dict[str, Any] = dict(BUNDLE.get("search") or {})
 BUNDLE_DECLARED: dict[str, Any] = dict(BUNDLE.get("lineages") or {})
 
 
-def threshold() -> float:
-    value = os.environ.get("ML_FRAUD_THRESHOLD")
-    return float(value) if value else float(BUNDLE.get("threshold", runtime.DEFAULT_THRESHOLD))
-
-
 def find_model_dir(tag: str) -> Path | None:
     """A model's directory: the Bento's own store first, then the local BentoML store."""
     try:
@@ -78,3 +73,5 @@ def locate(entry: ModelEntry) -> Path:
 
 # Every declared lineage's model the bundle serves, by role (the lineage's name).
 LINEAGES = served_lineages(ENTRIES)
+# What /v1/score decides (its response's field, threshold and the variable overriding it).
+SCORE_ROUTE = score_route(LINEAGES[SCORER])

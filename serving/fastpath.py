@@ -59,6 +59,21 @@ def validation_error(exc: Any) -> bytes:
     return json.dumps(error).encode()
 
 
+async def parsed(receive: Receive, send: Send, model: Any) -> Any | None:
+    """The request body validated by the pydantic `model`; None once the request is over (the
+    client went away, or it was answered 400 with BentoML's body)."""
+    from pydantic import ValidationError
+
+    body = await read_body(receive)
+    if body is None:
+        return None
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        await respond(send, HTTPStatus.BAD_REQUEST, validation_error(exc))
+        return None
+
+
 async def answer(send: Send, call: Any, label: str) -> None:
     """Run `call()` (a service method) and send its pydantic result, or the error it raised
     with its status (BentoML's exceptions) or as a 500 the log explains."""
@@ -96,15 +111,9 @@ class LeanScore:
             await self.app(scope, receive, send)
             return
         from bentoml import get_current_service
-        from pydantic import ValidationError
 
-        body = await read_body(receive)
-        if body is None:
-            return
-        try:
-            data = self.input_model.model_validate_json(body or b"{}")
-        except ValidationError as exc:
-            await respond(send, HTTPStatus.BAD_REQUEST, validation_error(exc))
+        data = await parsed(receive, send, self.input_model)
+        if data is None:
             return
         instance = get_current_service()
         method = getattr(instance, self.method)

@@ -21,7 +21,7 @@ from typing import Any
 from ml_assets.core.lineage_spec import LineageSpec
 from serving import tabular
 from serving.errors import ASGIApp, Receive, Scope, Send
-from serving.fastpath import answer, read_body, respond, validation_error
+from serving.fastpath import answer, parsed, read_body, respond
 
 PREFIX = "/v1/models/"
 RETRY_AFTER_S = 30  # a lineage waiting for validation is minutes away, not seconds
@@ -121,15 +121,8 @@ class LineageRoutes:
             return
         route = routes_of(name)[1 if batch else 0]
         api = next(m for m in methods_for(role, spec).values() if m.route == route)
-        body = await read_body(receive)
-        if body is None:
-            return
-        from pydantic import ValidationError
-
-        try:
-            data = api.input_spec.model_validate_json(body or b"{}")
-        except ValidationError as exc:
-            await respond(send, HTTPStatus.BAD_REQUEST, validation_error(exc))
+        data = await parsed(receive, send, api.input_spec)
+        if data is None:
             return
         argument = "rows" if batch else "features"
         await answer(send, lambda: api.func(instance, getattr(data, argument)), scope["path"])

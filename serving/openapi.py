@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA
+from ml_assets.core.gate_record import GATE_RECORD_SCHEMA
+from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, ENTRY_SCHEMA
 from serving.errors import max_body_bytes
 
 REF = "#/components/schemas/{}"
@@ -68,7 +69,6 @@ SCHEMAS["ServingBundle"] = {
     "required": ["schema", "models"],
     "properties": {
         "schema": {"type": "string", "enum": [BUNDLE_SCHEMA]},
-        "threshold": {"type": "number"},
         "models": {
             "type": "object",
             "minProperties": 1,
@@ -90,20 +90,82 @@ SCHEMAS["ServingBundle"] = {
         },
     },
 }
-SCHEMAS["BundledModel"] = {
-    "title": "BundledModel",
-    "type": "object",
-    "required": ["role", "registered_model", "version", "files"],
-    "properties": {
-        "role": {"type": "string"},
-        "registered_model": {"type": "string"},
-        "version": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-        "files": {"type": "object", "additionalProperties": {"type": "string"}},
-        "provenance": {"type": "array", "items": {"type": "object"}},
-        "info": {"type": "object"},
-        "gate": {"type": "object"},
+_TEXT, _OBJECT, _BOOL = {"type": "string"}, {"type": "object"}, {"type": "boolean"}
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": kind, "nullable": True}
+
+
+def _closed(title: str, properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An object with exactly `properties`, each required (what the contracts' from_json read:
+    ml_assets/schemas/ml.bundle.entry.v1.json and ml.gate.record.v1.json)."""
+    return {
+        "title": title,
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+        **extra,
+    }
+
+
+_VERDICT = _closed(
+    "RecordedVerdict",
+    {
+        "asset": _TEXT,
+        "check": _TEXT,
+        "data_version": _nullable("string"),
+        "passed": _nullable("boolean"),
+        "run_id": _nullable("string"),
+        "evaluation_id": _nullable("integer"),
+        "evaluated_at": _nullable("number"),
+        "target_storage_id": _nullable("integer"),
+        "origin": _closed(
+            "Origin",
+            {
+                "run_id": _TEXT,
+                **{k: _nullable("string") for k in ("step", "job", "status", "location")},
+            },
+            nullable=True,
+        ),
     },
-}
+)
+SCHEMAS["GateRecord"] = _closed(
+    "GateRecord",
+    {
+        "schema": {"type": "string", "enum": [GATE_RECORD_SCHEMA]},
+        "approved": _BOOL,
+        "evaluated_at": _TEXT,
+        "gates": {
+            "type": "array",
+            "items": _closed("Gate", {"name": _TEXT, "passed": _BOOL, "detail": _TEXT}),
+        },
+        "verdicts": {"type": "array", "items": _VERDICT},
+        "evidence": _OBJECT,
+        "records_used": {"type": "array", "items": _TEXT},
+        "records_ignored": {"type": "array", "items": _TEXT},
+        "margin": _closed(
+            "Margin", {"value": {"type": "number"}, "relative": _BOOL, "source": _TEXT}
+        ),
+        "source": _TEXT,
+    },
+    description="The promotion gate's record of one version (a versioned gate record).",
+)
+SCHEMAS["BundledModel"] = _closed(
+    "BundledModel",
+    {
+        "schema": {"type": "string", "enum": [ENTRY_SCHEMA]},
+        "role": _TEXT,
+        "registered_model": _TEXT,
+        "version": _TEXT,
+        "files": {"type": "object", "additionalProperties": _TEXT},
+        "provenance": {"type": "array", "items": _OBJECT},
+        "info": _OBJECT,
+        "gate": {"anyOf": [{"$ref": REF.format("GateRecord")}, {"type": "null"}]},
+    },
+    description="One model of the bundle (a versioned bundle entry).",
+)
 REQUEST_PROPERTIES = {
     "/reload": {
         "bundle": {

@@ -20,7 +20,7 @@ from ml_assets.core.serving_bundle import (
     ModelEntry,
     entries_of,
 )
-from serving import runtime
+from serving import registry, runtime
 from serving.bundled import find_model_dir
 
 
@@ -35,15 +35,15 @@ def production_set(
     version is not in the model store yet, 503 when the registry cannot say."""
     pins = pinned(bundle)
     try:
-        entries = runtime.resolve_production(
+        entries = registry.resolve_production(
             os.environ.get("MLFLOW_TRACKING_URI", ""),
             find_model_dir,
             reload_roles(current, bundled, pins),
         )
-    except runtime.NotBundledError as exc:
+    except registry.NotBundledError as exc:
         on_error("not_bundled", "reload", exc)
         raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
-    except runtime.NoProductionVersion as exc:
+    except registry.NoProductionVersion as exc:
         on_error("not_in_production", "reload", exc)
         if pins is None:  # a model served now lost its alias: the registry cannot say
             raise ServiceUnavailable(str(exc)) from exc
@@ -51,7 +51,7 @@ def production_set(
             f"{exc}: the bundle pins a model that is not in production",
             error_code=HTTPStatus.CONFLICT,
         ) from exc
-    except (runtime.RegistryError, BundleIntegrityError) as exc:
+    except (registry.RegistryError, BundleIntegrityError) as exc:
         on_error("registry", "reload", exc)
         raise ServiceUnavailable(str(exc)) from exc
     search = search_for_reload(current, entries, bundle, pins)

@@ -1,35 +1,33 @@
-"""The serving runtime without BentoML: verified model loading, the release file that keeps
-every worker on the same versions, the registry lookup behind /reload, and search access.
+"""The serving runtime without BentoML: verified model loading (one generation of models, with
+/v1/score's decision) and the release file that keeps every worker on the same versions. The
+registry lookup behind /reload is serving/registry.py.
 
-Imports onnxruntime, tokenizers, numpy, psycopg and httpx — never torch or scikit-learn.
+Imports onnxruntime, tokenizers and numpy — never torch or scikit-learn.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.core.score_route import ScoreRoute
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
-    MODEL_MANIFEST,
-    PRODUCTION_ALIAS,
     BundleIntegrityError,
     ModelEntry,
-    bento_tag,
     lineage_of_entry,
     require_verdicts,
     score_role,
+    score_route,
     served_lineages,
     verify_model_dir,
     write_json_atomic,
@@ -41,19 +39,6 @@ log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bento
 MAX_BATCH = 1_000
 MAX_EMBED_TEXTS = 256
 MAX_TEXT_CHARS = 20_000
-DEFAULT_THRESHOLD = 0.5
-
-
-class RegistryError(RuntimeError):
-    """The registry cannot say (or the store cannot supply) the production versions."""
-
-
-class NoProductionVersion(RegistryError):
-    """The registry holds no `production` version of that name (or refuses the name)."""
-
-
-class NotBundledError(RegistryError):
-    """A production version has not been bundled into the local model store yet."""
 
 
 @dataclass
@@ -73,6 +58,10 @@ class LoadedModels:
     # any other unserved name, 404 (serving/lineage_path.py).
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
+    # /v1/score's decision, as the scorer's lineage declares it, and the threshold it applies
+    # (its variable read once per generation); set by load_models.
+    score_route: ScoreRoute | None = None
+    threshold: float | None = None
     # The served lineages' specs (each entry's schema), by role.
     specs: dict[str, LineageSpec] = field(init=False)
 
@@ -100,26 +89,27 @@ def declared_of(
 
 
 def load_models(
-    entries: dict[str, ModelEntry],
+    release: Release,
     locate: Callable[[ModelEntry], Path],
-    generation: int,
-    embed_threads: int = 1,
-    search: dict[str, Any] | None = None,
     previous: LoadedModels | None = None,
-    declared: dict[str, dict[str, Any]] | None = None,
+    embed_threads: int = 1,
 ) -> LoadedModels:
-    """Check each entry carries passed gate verdicts and every file its pinned sha256, then
-    build the ONNX Runtime sessions. A model whose entry is unchanged from `previous` keeps its
-    session (its bytes were verified when it was loaded), so a reload builds only what changed."""
+    """The generation `release` names: check each entry carries passed gate verdicts and every
+    file its pinned sha256, then build the ONNX Runtime sessions. A model whose entry is
+    unchanged from `previous` keeps its session (its bytes were verified when it was loaded),
+    so a reload builds only what changed."""
+    entries = release.entries
     if EMBEDDER not in entries:
         raise BundleIntegrityError(f"the bundle has no {EMBEDDER} model")
     scoring = score_role(entries)
-    task = (lineage_of_entry(entries[scoring]) or {}).get("task")
+    lineage = lineage_of_entry(entries[scoring]) or {}
+    task = lineage.get("task")
     if task != "classification":
         raise BundleIntegrityError(
             f"{entries[scoring].label} declares score_routes, but /v1/score answers a "
             f"probability and a verdict: its lineage must be a classification one, not {task!r}"
         )
+    route = score_route(LineageSpec.from_dict(lineage))
     for entry in entries.values():
         require_verdicts(entry)
 
@@ -147,17 +137,18 @@ def load_models(
     return LoadedModels(
         dict(entries),
         embedder,
-        generation,
-        search_for(entries[EMBEDDER], search),
+        release.generation,
+        search_for(entries[EMBEDDER], release.search),
         tabular,
-        declared_of(entries, declared),
+        declared_of(entries, release.declared),
+        score_route=route,
+        threshold=route.threshold_from(os.environ),
     )
 
 
 def tabular_scorer(entry: ModelEntry, locate: Callable[[ModelEntry], Path]) -> Any:
     """A declared lineage's model (its verdicts checked by load_models): bytes checked, its
     feature schema from the lineage the entry carries."""
-    from ml_assets.core.lineage_spec import LineageSpec
     from ml_assets.core.tabular_scorer import OnnxTabularScorer
 
     lineage = lineage_of_entry(entry)
@@ -206,7 +197,7 @@ def describe(models: LoadedModels | None) -> dict[str, Any]:
                 "sha256": e.files,
                 "provenance": e.provenance,
                 "info": e.info,
-                "gate": e.gate,
+                "gate": None if e.gate is None else e.gate.to_json(),
             }
             for role, e in models.entries.items()
         },
@@ -216,86 +207,6 @@ def describe(models: LoadedModels | None) -> dict[str, Any]:
         # ONNX Runtime's providers of the embedder session (CUDA first when it runs there).
         "embedder_providers": models.embedder.providers,
     }
-
-
-def model_entry_from_dir(model_dir: Path) -> ModelEntry:
-    import json
-
-    return ModelEntry.from_dict(json.loads((Path(model_dir) / MODEL_MANIFEST).read_text()))
-
-
-# ---- the registry (MLflow REST: the serving image carries no MLflow client) ----------------
-
-
-def production_versions(
-    tracking_uri: str, roles: dict[str, str], timeout_s: float = 5.0
-) -> dict[str, dict[str, Any]]:
-    """{role: {"version": v, "tags": {...}}} for each served model's `production` alias
-    (`roles`: role -> registered model, as the bundle names them)."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        raise RegistryError(
-            f"MLFLOW_TRACKING_URI must be the MLflow server's http(s) address for /reload, "
-            f"got {tracking_uri!r}"
-        )
-    out: dict[str, dict[str, Any]] = {}
-    with httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s) as client:
-        for role, name in roles.items():
-            try:
-                resp = client.get(
-                    "/api/2.0/mlflow/registered-models/alias",
-                    params={"name": name, "alias": PRODUCTION_ALIAS},
-                )
-            except httpx.HTTPError as exc:
-                raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from exc
-            if 400 <= resp.status_code < 500:  # no such model or alias, or a name it refuses
-                raise NoProductionVersion(f"{name} has no {PRODUCTION_ALIAS!r} alias in MLflow")
-            if resp.status_code != 200:
-                raise RegistryError(f"MLflow answered {resp.status_code}: {resp.text[:200]}")
-            mv = resp.json()["model_version"]
-            tags = {t["key"]: t["value"] for t in mv.get("tags", [])}
-            out[role] = {"version": str(mv["version"]), "tags": tags}
-    return out
-
-
-def expected_files(role: str, name: str, tags: dict[str, str]) -> dict[str, str]:
-    """The sha256 the registry recorded for each file of a version (what was validated)."""
-    try:
-        if role == EMBEDDER:
-            return {"model.onnx": tags["sha256"], "tokenizer.json": tags["tokenizer_sha256"]}
-        return {"model.onnx": tags["onnx_sha256"]}
-    except KeyError as exc:
-        raise RegistryError(
-            f"{name}: the production version has no {exc.args[0]} tag; "
-            "it was not exported by this platform"
-        ) from exc
-
-
-def resolve_production(
-    tracking_uri: str,
-    find_model_dir: Callable[[str], Path | None],
-    roles: dict[str, str],
-) -> dict[str, ModelEntry]:
-    """The production versions as bundled entries, cross-checked against the registry's hashes
-    (`roles`: role -> registered model of what this server serves)."""
-    entries: dict[str, ModelEntry] = {}
-    for role, prod in production_versions(tracking_uri, roles).items():
-        name = roles[role]
-        want = expected_files(role, name, prod["tags"])
-        tag = bento_tag(name, prod["version"], want["model.onnx"])
-        model_dir = find_model_dir(tag)
-        if model_dir is None:
-            raise NotBundledError(
-                f"{name} v{prod['version']} is {PRODUCTION_ALIAS} in MLflow but is not in the "
-                f"BentoML model store yet ({tag}); the model_promotion_sensor's run bundles "
-                "it — reload again once that run has finished"
-            )
-        entry = model_entry_from_dir(model_dir)
-        if any(entry.files.get(k) != v for k, v in want.items()):
-            raise BundleIntegrityError(
-                f"{tag}: bundled hashes {entry.files} differ from the registry's {want}"
-            )
-        entries[role] = entry
-    return entries
 
 
 # ---- the release file: every worker serves the generation it names -------------------------
@@ -338,7 +249,7 @@ def write_release(path: Path, models: LoadedModels, server: str | None = None) -
             "generation": models.generation,
             "server": server or server_identity(),
             "written_at": time.time(),
-            "models": {r: e.to_dict() for r, e in models.entries.items()},
+            "models": {r: e.to_json() for r, e in models.entries.items()},
             "search": models.search,
             "declared": models.declared,
         },
@@ -347,8 +258,6 @@ def write_release(path: Path, models: LoadedModels, server: str | None = None) -
 
 def read_release(path: Path, server: str | None = None) -> Release | None:
     """This server's latest release, or None (none yet, or written by another server)."""
-    import json
-
     try:
         data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
@@ -357,7 +266,7 @@ def read_release(path: Path, server: str | None = None) -> Release | None:
         return None
     return Release(
         int(data["generation"]),
-        {r: ModelEntry.from_dict(d) for r, d in data["models"].items()},
+        {r: ModelEntry.from_json(d) for r, d in data["models"].items()},
         dict(data.get("search") or {}),
         dict(data.get("declared") or {}),
     )
@@ -390,14 +299,3 @@ class ReleaseWatcher(threading.Thread):
 
     def stop(self) -> None:
         self._stop.set()
-
-
-# ---- request helpers ------------------------------------------------------------------------
-
-
-def check_finite(records: Sequence[dict[str, Any]]) -> None:
-    """JSON has no NaN, but Python's parser accepts the NaN/Infinity tokens: refuse them."""
-    for i, r in enumerate(records):
-        for k, v in r.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"transaction {i}: {k} must be a finite number, got {v}")

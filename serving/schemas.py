@@ -1,15 +1,17 @@
 """The API's request and response models (the OpenAPI document is these pydantic models).
 
-/v1/score's `Transaction` is generated from the feature schema of the lineage that declares
-`score_routes` (the fraud detector's YAML in this project), like every lineage's row model in
-serving/tabular.py: strict types, the declared ranges and categories, unknown fields refused.
+/v1/score's models come from the lineage that declares `score_routes`: `Transaction` from its
+feature schema, like every lineage's row model in serving/tabular.py (strict types, the declared
+ranges and categories, unknown fields refused), and `ScoreResult` from its declared decision
+(the boolean field it names).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.core.score_route import ScoreRoute
 from serving.tabular import row_model
 
 
@@ -22,17 +24,26 @@ def transaction_model(spec: LineageSpec) -> type[BaseModel]:
     return model
 
 
-class ScoreResult(BaseModel):
-    probability: float
-    is_fraud: bool
-    threshold: float
-    model_version: str
-
-
-class BatchResult(BaseModel):
-    results: list[ScoreResult]
-    model_version: str
-    count: int
+def score_models(route: ScoreRoute) -> tuple[type[BaseModel], type[BaseModel]]:
+    """/v1/score's and /v1/score/batch's response models: the probability, the route's
+    decision under its declared name, the threshold applied and the model version."""
+    result = create_model(
+        "ScoreResult",
+        probability=(float, ...),
+        **{route.decision_field: (bool, ...)},  # type: ignore[arg-type]
+        threshold=(float, ...),
+        model_version=(str, ...),
+    )
+    result.__doc__ = (
+        f"The class-1 probability and `{route.decision_field}`: probability >= threshold."
+    )
+    batch = create_model(
+        "BatchResult",
+        results=(list[result], ...),  # type: ignore[valid-type]
+        model_version=(str, ...),
+        count=(int, ...),
+    )
+    return result, batch
 
 
 class EmbedResult(BaseModel):

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import bentoml
-from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from bentoml.exceptions import BentoMLException
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,11 +31,8 @@ from starlette.routing import Route
 
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
-    BundleIntegrityError,
-    ModelEntry,
 )
 from serving import (
-    bundled,
     card_routes,
     edge,
     errors,
@@ -48,23 +45,21 @@ from serving import (
     runtime,
     tabular,
 )
-from serving.bundled import BUNDLE_DECLARED, BUNDLE_SEARCH, ENTRIES, LINEAGES, SCORER
+from serving.bundled import ENTRIES, LINEAGES, SCORE_ROUTE, SCORER
 from serving.cache import EmbeddingCache
 from serving.embed_path import EmbedPath, Overloaded, too_many
 from serving.inference_log import InferenceLog, LogSettings
+from serving.lifecycle import ModelLifecycle
 from serving.metrics import Metrics, create_metrics, metrics_endpoint
-from serving.schemas import (
-    BatchResult,
-    EmbedResult,
-    ScoreResult,
-    SearchResult,
-    transaction_model,
-)
+from serving.schemas import EmbedResult, SearchResult, score_models, transaction_model
 from serving.search_path import SearchPath
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
-# /v1/score's request model: the features of the lineage that declares `score_routes`.
+# /v1/score's models: the features of the lineage that declares `score_routes` in, its
+# probability and declared decision (a boolean field it names) out.
 Transaction = transaction_model(LINEAGES[SCORER])
+ScoreResult, BatchResult = score_models(SCORE_ROUTE)
+DECISION = SCORE_ROUTE.decision_field
 
 
 # A text field Postgres stores: no NUL character (a pattern the OpenAPI document declares).
@@ -91,13 +86,12 @@ HOT_ROUTES = ["/v1/score", "/embed", "/search", "/v1/models/", "/metrics", "/liv
     },
 )
 @tabular.with_lineage_routes(LINEAGES, ENTRIES)
-class MLService:
+class MLService(ModelLifecycle):
     """Scores, embeds and searches with the models pinned in bundle.json (or a later reload)."""
 
     text_embedder = bentoml.models.BentoModel(ENTRIES[EMBEDDER].bento_tag)
 
     def __init__(self) -> None:
-        self.threshold = bundled.threshold()
         self.metrics: Metrics = create_metrics()
         self.cache = EmbeddingCache.from_env()
         self.embed_path = EmbedPath.from_env(self.metrics, self.cache)
@@ -118,79 +112,6 @@ class MLService:
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
 
-    # ---- model lifecycle ----------------------------------------------------------------
-
-    def _start_release(self) -> None:
-        """Serve the latest release another worker of this server wrote, or else the Bento's
-        own bundle (a restarted server starts on its bundle, not an earlier server's reload)."""
-        release = runtime.read_release(self._release, self._server)
-        if release is None:
-            release = runtime.Release(0, ENTRIES, BUNDLE_SEARCH, BUNDLE_DECLARED)
-        try:
-            self._install_release(release)
-        except Exception as exc:  # not ready: /readyz says 503 and the log names the file
-            self._load_error = str(exc)
-            log.error("models not loaded, service not ready: %s", exc)
-
-    def _install(self, models: runtime.LoadedModels) -> None:
-        old = self._models
-        self._models = models  # one reference swap: requests in flight keep `old`
-        self._load_error = None
-        self.cache.clear()  # keyed by the embedder's hash anyway; a reload starts it afresh
-        self.metrics.cache_entries.set(0)
-        # A bundle may add or drop models: a model no longer served reads 0.
-        for role, entry in (old.entries if old is not None else {}).items():
-            if models.entries.get(role) != entry:
-                self._mark_loaded(entry, 0)
-        for entry in models.entries.values():
-            self._mark_loaded(entry, 1)
-        log.info(
-            "serving generation %d: %s, search %s (service code %s)",
-            models.generation,
-            models.versions(),
-            "on" if models.search.get("enabled") else f"off ({models.search.get('reason')})",
-            __file__,
-        )
-
-    def _mark_loaded(self, entry: ModelEntry, value: int) -> None:
-        self.metrics.model_loaded.labels(
-            role=entry.role,
-            model=entry.registered_model,
-            version=entry.version,
-            sha256=entry.files["model.onnx"][:16],
-        ).set(value)
-
-    def _follow_release(self) -> None:
-        release = runtime.read_release(self._release, self._server)
-        current = self._models.generation if self._models else -1
-        if release is None or release.generation <= current:
-            return
-        with self._reload_lock:
-            self._install_release(release)
-
-    def _install_release(self, release: runtime.Release) -> None:
-        self._install(
-            runtime.load_models(
-                release.entries,
-                bundled.locate,
-                release.generation,
-                search=release.search,
-                previous=self._models,
-                declared=release.declared,
-            )
-        )
-
-    def _error(self, kind: str, endpoint: str, exc: Exception) -> None:
-        self.metrics.errors.labels(endpoint=endpoint, type=kind).inc()
-        log.info("%s %s: %s", endpoint, kind, exc)
-
-    def _ready_models(self, endpoint: str) -> runtime.LoadedModels:
-        models = self._models
-        if models is None:
-            self._error("not_ready", endpoint, RuntimeError(self._load_error))
-            raise ServiceUnavailable(f"models are not loaded: {self._load_error}")
-        return models
-
     def __is_ready__(self) -> bool:
         return self._models is not None
 
@@ -207,7 +128,7 @@ class MLService:
 
     # ---- scoring ------------------------------------------------------------------------
 
-    def _score(self, records: list[dict[str, Any]], endpoint: str) -> tuple[list[ScoreResult], str]:
+    def _score(self, records: list[dict[str, Any]], endpoint: str) -> tuple[list[Any], str]:
         models = self._ready_models(endpoint)
         start = time.perf_counter()
         proba = models.tabular[SCORER].predict_records(records)
@@ -216,11 +137,12 @@ class MLService:
         )
         version = models.entries[SCORER].label
         self.inference_log.record(models.specs[SCORER], models.entries[SCORER], records, proba)
+        threshold = models.threshold
         return [
             ScoreResult(
                 probability=float(p),
-                is_fraud=bool(p >= self.threshold),
-                threshold=self.threshold,
+                **{DECISION: bool(p >= threshold)},
+                threshold=threshold,
                 model_version=version,
             )
             for p in proba
@@ -228,7 +150,7 @@ class MLService:
 
     @bentoml.api(route="/v1/score")
     async def score(self, transaction: Transaction) -> ScoreResult:  # type: ignore[valid-type]
-        """Fraud probability of one transaction and the decision at the configured threshold."""
+        """The class-1 probability of one row and the declared decision at the threshold."""
         # async on purpose: one row is ~10 us in ONNX Runtime, far less than the hop to
         # BentoML's thread pool that a sync API pays on every request. Served by
         # serving/fastpath.py unless ML_SERVING_LEAN_SCORE=0; both answer with score_one.
@@ -320,16 +242,6 @@ class MLService:
 
     # ---- operations ---------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
-        models = self._models
-        return {
-            "ready": models is not None,
-            "error": self._load_error,
-            "generation": None if models is None else models.generation,
-            "threshold": self.threshold,
-            **runtime.describe(models),
-        }
-
     @bentoml.api(route="/reload")
     def reload(self, ctx: bentoml.Context, bundle: dict[str, Any] | None = None) -> dict[str, Any]:
         """Switch every worker to the current MLflow `production` versions (API key).
@@ -340,39 +252,7 @@ class MLService:
         now are reloaded, and search keeps its configuration only while the embedder is
         unchanged."""
         reload_path.require_admin_key(ctx)
-        start = time.perf_counter()
-        entries, search, declared = reload_path.production_set(
-            self._models, ENTRIES, bundle, self._error
-        )
-        with self._reload_lock:
-            current = self._models
-            if (
-                current is not None
-                and current.entries == entries
-                and current.search == search
-                and current.declared == declared
-            ):
-                return {"changed": False, **self.describe(), "seconds": 0.0}
-            release = runtime.read_release(self._release, self._server)
-            generation = max(
-                current.generation if current else 0, release.generation if release else 0
-            )
-            try:
-                models = runtime.load_models(
-                    entries,
-                    bundled.locate,
-                    generation + 1,
-                    search=search,
-                    previous=current,
-                    declared=declared,
-                )
-            except BundleIntegrityError as exc:
-                self._error("refused", "reload", exc)
-                raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
-            self._install(models)
-            runtime.write_release(self._release, models, self._server)
-        self.metrics.reloads.inc()
-        return {"changed": True, **self.describe(), "seconds": time.perf_counter() - start}
+        return self._reload(bundle)
 
 
 # GET routes (BentoML APIs are POST): /models describes what this worker serves, /metrics

@@ -409,7 +409,9 @@ def test_the_component_is_a_plain_python_object_too():
     with pytest.raises(ValidationError, match="bogus"):
         ModelLineage(**lineage.model_dump(), bogus=1)
     with pytest.raises(ValidationError, match="score_routes is for classification"):
-        ModelLineage(**{**lineage.model_dump(), "score_routes": True})
+        ModelLineage(
+            **{**lineage.model_dump(), "score_routes": {"decision_field": "x", "threshold": 0.5}}
+        )
     with pytest.raises(ValidationError, match="not a regression metric"):
         ModelLineage(**{**lineage.model_dump(), "metrics": {"primary": "roc_auc"}})
 

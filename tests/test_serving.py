@@ -1160,7 +1160,7 @@ def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
     # At /reload: the production model's store manifest lost its verdicts.
     store_manifest = next((home / "models" / FRAUD).glob(f"v{prod['version']}-*/ml_model.json"))
     entry = json.loads(store_manifest.read_text())
-    entry["gate"] = {}
+    entry["gate"] = None
     store_manifest.write_text(json.dumps(entry))
     tag = f"ml-assets:{bento.parents[2].name}"
     env = {"MLFLOW_TRACKING_URI": platform["mlflow_url"], "ML_SERVING_API_KEY": API_KEY}

@@ -51,17 +51,15 @@ def promote_model(
 ) -> Output:
     """The promotion gate; a rejection fails the run with every gate's verdict."""
     try:
+        # The config's who, why and how are promote()'s own keyword arguments.
         event = promotion.promote(
             mlflow.client,
             postgres.dsn,
             config.model,
             config.version,
-            actor=config.actor,
-            reason=config.reason,
-            margin=config.margin,
-            rollback=config.rollback,
             records=DagsterRecords.of(context),
             source="dagster",
+            **config.model_dump(include={"actor", "reason", "margin", "rollback"}),
         )
     except promotion.PromotionRejected as exc:
         raise Failure(

@@ -1,11 +1,10 @@
 """Serving: the promoted models → a Bento (serving_bundle), smoke-tested over HTTP, and the job
-the model_promotion_sensor launches (the promotion gate's job: assets/promotion_job.py)."""
+the model_promotion_sensor launches, which also switches the running endpoint to it
+(assets/serving_deployment.py; the promotion gate's job: assets/promotion_job.py)."""
 
 import json
-import os
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,18 @@ from dagster import (
     AssetKey,
     AssetObservation,
     AssetSelection,
-    Config,
     Definitions,
-    Failure,
     MetadataValue,
     Output,
     asset,
     asset_check,
     define_asset_job,
 )
-from pydantic import Field
 
+from ml_assets.assets.serving_deployment import serving_deployment
 from ml_assets.components.defs_folder import after_lineages
 from ml_assets.core import lineage_spec
-from ml_assets.core.artifacts import ArtifactRef, lineage_of
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
@@ -79,12 +76,6 @@ def declared_lineages(served: set[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-class BundleConfig(Config):
-    threshold: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Fraud decision threshold the Bento serves."
-    )
-
-
 @asset(
     group_name=GROUP,
     code_version=CODE_VERSION,
@@ -93,7 +84,6 @@ class BundleConfig(Config):
 )
 def serving_bundle(
     context: AssetExecutionContext,
-    config: BundleConfig,
     store: ArtifactStore,
     mlflow: MlflowResource,
     bento: BentoResource,
@@ -115,7 +105,7 @@ def serving_bundle(
         search = search_evidence(records, embedder_sha)
         if not search["enabled"]:
             context.log.warning(f"search will not be served: {search['reason']}")
-        manifest = bundle_manifest(entries, config.threshold, search)
+        manifest = bundle_manifest(entries, search)
         manifest["lineages"] = declared_lineages({e.role for e in entries})
         manifest_bytes = canonical_json(manifest)
         bundle_sha = sha256_bytes(manifest_bytes)
@@ -123,7 +113,7 @@ def serving_bundle(
             "bundle": manifest,
             "bundle_sha256": bundle_sha,
             "staging": str(stage),
-            "models": [{"entry": e.to_dict(), "dir": str(stage / e.role)} for e in entries],
+            "models": [{"entry": e.to_json(), "dir": str(stage / e.role)} for e in entries],
         }
         context.log.info(
             "building the Bento for "
@@ -160,15 +150,15 @@ def serving_bundle(
     verdicts = [
         {
             "model": e.label,
-            "asset": v["asset"],
-            "check": v["check"],
-            "data version": str(v["data_version"])[:16],
-            "verdict": "passed" if v["passed"] else "FAILED",
-            "run": v["run_id"],
-            "evaluation": v["evaluation_id"],
+            "asset": v.asset,
+            "check": v.check,
+            "data version": str(v.data_version)[:16],
+            "verdict": "passed" if v.passed else "FAILED",
+            "run": v.run_id,
+            "evaluation": v.evaluation_id,
         }
         for e in entries
-        for v in e.gate["verdicts"]
+        for v in (e.gate.verdicts if e.gate is not None else ())
     ]
     chain = [
         {
@@ -337,93 +327,6 @@ def serving_bundle_smoke(
             "bento_tag": MetadataValue.text(tag),
             "ready_s": MetadataValue.float(round(ready_s, 2)),
             "results": MetadataValue.md(md_table(rows)),
-        },
-    )
-
-
-def served_versions(url: str, attempts: int = 12) -> set[str]:
-    """What the endpoint's workers serve. Each /models answer comes from one worker, and a
-    kept-alive connection always reaches the same one: every attempt opens a new connection,
-    so the kernel spreads them over the workers."""
-    seen: set[str] = set()
-    for _ in range(attempts):
-        with httpx.Client(base_url=url, timeout=10.0, headers={"Connection": "close"}) as client:
-            models = client.get("/models").json()["models"]
-        seen.add(
-            ",".join(f"{m['registered_model']}@{m['version']}" for _, m in sorted(models.items()))
-        )
-    return seen
-
-
-@asset(
-    group_name=GROUP,
-    code_version="serving_deployment@1",
-    output_required=False,
-    description="Switch the running endpoint (ML_SERVING_URL) to the bundled production versions.",
-)
-def serving_deployment(
-    context: AssetExecutionContext, serving_bundle: ArtifactRef, store: ArtifactStore
-) -> Iterator[Output[ArtifactRef]]:
-    url = os.environ.get("ML_SERVING_URL")
-    if not url:
-        context.log.info(
-            "ML_SERVING_URL is not set: no running endpoint to switch (the Bento is built and "
-            "smoke-tested; `ml-assets up` sets it for its own endpoint)"
-        )
-        return
-    key = os.environ.get("ML_SERVING_API_KEY", "")
-    manifest = json.loads(serving_bundle.read_verified())
-    want = ",".join(
-        f"{m['registered_model']}@{m['version']}" for _, m in sorted(manifest["models"].items())
-    )
-    start = time.perf_counter()
-    try:
-        # The manifest goes along: the endpoint serves the search configuration it carries.
-        resp = httpx.post(
-            f"{url}/reload", json={"bundle": manifest}, headers={"X-API-Key": key}, timeout=120
-        )
-    except httpx.ConnectError as exc:
-        # Nothing listens there: no endpoint to switch. When it starts it serves the newest
-        # bundle (`ml-assets up` starts the one this run built).
-        context.log.warning(f"no endpoint is running at {url} ({exc}); nothing to switch")
-        return
-    except httpx.HTTPError as exc:
-        raise Failure(f"the endpoint at {url} did not answer the reload: {exc}") from exc
-    if resp.status_code != 200:
-        raise Failure(f"POST {url}/reload answered {resp.status_code}: {resp.text[:500]}")
-    deadline = time.monotonic() + 30
-    while (served := served_versions(url)) != {want} and time.monotonic() < deadline:
-        time.sleep(0.2)
-    seconds = time.perf_counter() - start
-    if served != {want}:
-        raise Failure(
-            f"after the reload {url} serves {sorted(served)}, the bundle pins {want}; "
-            "a newer promotion may be in flight (its serving run will switch it)"
-        )
-    record = {
-        "url": url,
-        "served": want,
-        "bundle_sha256": serving_bundle.sha256,
-        "bento_tag": serving_bundle.extra["bento_tag"],
-        "changed": resp.json().get("changed"),
-    }
-    ref = store.content().put(
-        "serving_deployment",
-        canonical_json(record),
-        ".json",
-        code_version="serving_deployment@1",
-        lineage=lineage_of(serving_bundle),
-    )
-    context.log.info(f"{url} serves {want} ({seconds:.2f} s from reload to every worker)")
-    yield hashed_output(
-        ref,
-        upstream={"serving_bundle": serving_bundle},
-        wall_time_s=seconds,
-        metadata={
-            "endpoint": MetadataValue.url(url),
-            "served": MetadataValue.text(want),
-            "reload_to_all_workers_s": MetadataValue.float(round(seconds, 3)),
-            "changed": MetadataValue.bool(bool(record["changed"])),
         },
     )
 

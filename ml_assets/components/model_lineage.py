@@ -21,6 +21,7 @@ from ml_assets.components.lineage_assets import build_lineage
 from ml_assets.components.monitoring import Monitoring
 from ml_assets.components.resolve import resolve_plan
 from ml_assets.components.scaffold import ModelLineageScaffolder
+from ml_assets.components.score_routes import ScoreRoutes
 from ml_assets.core import lineage_spec
 from ml_assets.core.lineage_spec import FeatureSpec, LineageSpec
 from ml_assets.core.tabular_model import HIGHER_IS_BETTER, TASK_METRICS
@@ -289,13 +290,13 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
         ),
     ] = Field(default_factory=Card)
     score_routes: Annotated[
-        bool,
+        ScoreRoutes | None,
         _about(
-            "Also serve this model at POST /v1/score and /v1/score/batch (the fraud routes: "
-            "this lineage's features in, a probability and a verdict at the threshold out; "
-            "classification only). At most one lineage of a code location may set it."
+            "Also serve this model at POST /v1/score and /v1/score/batch: this lineage's "
+            "features in; the probability and the declared decision at its threshold out "
+            "(classification only). At most one lineage of a code location may set it."
         ),
-    ] = False
+    ] = None
     monitoring: Annotated[
         Monitoring, _about("The inference log's sampling and retention, drift thresholds.")
     ] = Field(default_factory=Monitoring)
@@ -367,7 +368,7 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
             id_column=self.dataset.id_column,
             min_rows=self.dataset.min_rows,
             label_rate=None if self.dataset.label_rate is None else tuple(self.dataset.label_rate),
-            score_routes=self.score_routes,
+            score_routes=None if self.score_routes is None else self.score_routes.spec(),
             card={**self.card.model_dump(), "description": self.description},
             monitoring=self.monitoring.spec(),
         )

@@ -32,7 +32,7 @@ IN_PROCESS = ""
 
 
 def step_of(asset: str) -> str:
-    """The step key Dagster gives the op of asset `asset` ("fraud/onnx" -> "fraud__onnx")."""
+    """The step key Dagster gives the op of asset `asset` ("credit/onnx" -> "credit__onnx")."""
     return "__".join(asset.split("/")).replace("-", "_").replace(".", "_")
 
 
@@ -62,7 +62,7 @@ class EvidenceRule:
 
     location: str = CODE_LOCATION
     modules: tuple[str, ...] = (DEFINITIONS_MODULE,)
-    # Each declared job's assets and checks ("fraud/onnx", "fraud/onnx:check"); None when the
+    # Each declared job's assets and checks ("credit/onnx", "credit/onnx:check"); None when the
     # caller has no definitions at hand (the service): then only asset jobs' records count and
     # any declared job's, as the gate already judged it.
     jobs: Mapping[str, frozenset[str]] | None = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ml_assets.core.score_route import ScoreRoute
+
 Task = Literal["classification", "regression"]
 
 
@@ -61,8 +63,8 @@ class LineageSpec:
     min_rows: int = 1
     # Expectation (classification): the positive rate's bounds, or None.
     label_rate: tuple[float, float] | None = None
-    # Served at /v1/score and /v1/score/batch too (at most one lineage).
-    score_routes: bool = False
+    # Served at /v1/score and /v1/score/batch too, with this decision (at most one lineage).
+    score_routes: ScoreRoute | None = None
     # The model card's declared fields (owner, purpose, intended_use, limitations, license).
     card: dict[str, Any] = field(default_factory=dict)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
@@ -112,6 +114,7 @@ class LineageSpec:
                 "card": dict(data.get("card") or {}),
                 "label_rate": tuple(data["label_rate"]) if data.get("label_rate") else None,
                 "monitoring": MonitoringSpec(**(data.get("monitoring") or {})),
+                "score_routes": ScoreRoute.from_json(data.get("score_routes")),
             }
         )
 

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ml_assets.core import events, gate_subjects
+from ml_assets.core.gate_record import Gate, GateRecord, Margin, RecordedVerdict
 from ml_assets.core.gate_subjects import Subject
 from ml_assets.core.hashing import sha256_bytes
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
@@ -48,13 +49,6 @@ class PromotionRejected(RuntimeError):
             f"{decision.model} v{decision.version} was not promoted; failed gate(s): "
             + "; ".join(f"{g.name}: {g.detail}" for g in failed)
         )
-
-
-@dataclass(frozen=True)
-class Gate:
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass
@@ -83,20 +77,20 @@ class Decision:
             for g in self.gates
         ]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> GateRecord:
         """What a bundle carries: every gate, the check evaluations behind them, the facts."""
-        return {
-            "approved": self.approved,
-            "evaluated_at": self.evaluated_at,
-            "gates": [asdict(g) for g in self.gates],
-            "verdicts": [v.to_dict() for v in self.evidence.verdicts],
-            "evidence": self.evidence.facts,
-            "records_used": self.evidence.used,
-            "records_ignored": self.evidence.ignored,
-            "margin": {"value": self.margin, "relative": True, "source": self.margin_source},
-            "source": "dagster asset check evaluations by data version, written by this code "
+        return GateRecord(
+            approved=self.approved,
+            evaluated_at=self.evaluated_at,
+            gates=tuple(self.gates),
+            verdicts=tuple(RecordedVerdict.of(v) for v in self.evidence.verdicts),
+            evidence=dict(self.evidence.facts),
+            records_used=tuple(self.evidence.used),
+            records_ignored=tuple(self.evidence.ignored),
+            margin=Margin(self.margin, True, self.margin_source),
+            source="dagster asset check evaluations by data version, written by this code "
             "location's own successful runs (ml_assets/core/evidence.py)",
-        }
+        )
 
 
 def event_schema() -> dict[str, Any]:

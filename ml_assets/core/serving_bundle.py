@@ -13,14 +13,19 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ml_assets.core.evidence import verdict_problem
+from ml_assets.core.gate_record import ContractError, GateRecord, exact_keys, typed
 from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.core.score_route import ScoreRoute
 
-BUNDLE_SCHEMA = "ml-assets.serving-bundle.v2"
+# v3: each model entry is a versioned contract (ENTRY_SCHEMA) and /v1/score's decision is the
+# one its lineage's `score_routes` declares (no bundle-wide threshold).
+BUNDLE_SCHEMA = "ml-assets.serving-bundle.v3"
+ENTRY_SCHEMA = "ml-assets.bundle-entry.v1"
 MODEL_MANIFEST = "ml_model.json"
 BUNDLE_MANIFEST = "bundle.json"
 # A bundle's models by role: the text embedder's, and each declared lineage's under its name.
@@ -36,9 +41,16 @@ class BundleIntegrityError(RuntimeError):
     """A bundled file is missing or its bytes differ from the sha256 the manifest pins."""
 
 
+_ENTRY_KEYS = ("schema", "role", "registered_model", "version", "files", "provenance", "info")
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """One served model: which registry version it is and what its files hash to."""
+    """One served model: which registry version it is and what its files hash to.
+
+    Its JSON form (`to_json`; schema ml_assets/schemas/ml.bundle.entry.v1.json) is a bundle's
+    `models.<role>`, the model directory's ml_model.json and the release file's; `from_json`
+    refuses unknown and missing keys."""
 
     role: str
     registered_model: str
@@ -46,9 +58,10 @@ class ModelEntry:
     files: dict[str, str]  # file name -> sha256
     provenance: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)  # variant, metrics, mlflow run id, ...
-    # The promotion gate's verdicts for this version, from the platform's records (Dagster
-    # check evaluations by data version): each with the run and evaluation it came from.
-    gate: dict[str, Any] = field(default_factory=dict)
+    # The promotion gate's record for this version, from the platform's records (Dagster check
+    # evaluations by data version), each verdict with the run and evaluation it came from;
+    # None: never gated (the service refuses to serve it).
+    gate: GateRecord | None = None
 
     @property
     def bento_tag(self) -> str:
@@ -58,20 +71,44 @@ class ModelEntry:
     def label(self) -> str:
         return f"{self.registered_model}@{self.version}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": ENTRY_SCHEMA,
+            "role": self.role,
+            "registered_model": self.registered_model,
+            "version": self.version,
+            "files": dict(self.files),
+            "provenance": list(self.provenance),
+            "info": dict(self.info),
+            "gate": None if self.gate is None else self.gate.to_json(),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelEntry:
-        return cls(
-            role=data["role"],
-            registered_model=data["registered_model"],
-            version=str(data["version"]),
-            files=dict(data["files"]),
-            provenance=list(data.get("provenance", [])),
-            info=dict(data.get("info", {})),
-            gate=dict(data.get("gate", {})),
-        )
+    def from_json(cls, data: object) -> ModelEntry:
+        """Parse a bundle entry; a BundleIntegrityError names what is unknown or missing."""
+        try:
+            d = exact_keys(data, (*_ENTRY_KEYS, "gate"), "a bundle entry")
+            if d["schema"] != ENTRY_SCHEMA:
+                raise ContractError(f"schema {d['schema']!r}, this code reads {ENTRY_SCHEMA!r}")
+            files = typed(d["files"], (dict,), "files")
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+                raise ContractError("files maps file names to sha256 strings")
+            provenance = typed(d["provenance"], (list,), "provenance")
+            return cls(
+                role=typed(d["role"], (str,), "role"),
+                registered_model=typed(d["registered_model"], (str,), "registered_model"),
+                version=typed(d["version"], (str,), "version"),
+                files=dict(files),
+                provenance=[typed(link, (dict,), "a provenance link") for link in provenance],
+                info=dict(typed(d["info"], (dict,), "info")),
+                gate=None if d["gate"] is None else GateRecord.from_json(d["gate"]),
+            )
+        except ContractError as exc:
+            role = data.get("role") if isinstance(data, dict) else None
+            raise BundleIntegrityError(
+                f"{role or 'a model'}: not a bundle entry this code serves ({exc}); rebuild the "
+                "bundle with the serving_job"
+            ) from exc
 
 
 def bento_tag(registered_model: str, version: str | int, model_sha256: str) -> str:
@@ -123,15 +160,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def bundle_manifest(
-    entries: list[ModelEntry], threshold: float, search: dict[str, Any]
-) -> dict[str, Any]:
+def bundle_manifest(entries: list[ModelEntry], search: dict[str, Any]) -> dict[str, Any]:
     """`search`: the configuration the search quality report judged for the bundled embedder
     ({"enabled": True, "config": ...}) or why search is not served ({"enabled": False, ...})."""
     return {
         "schema": BUNDLE_SCHEMA,
-        "threshold": threshold,
-        "models": {e.role: e.to_dict() for e in entries},
+        "models": {e.role: e.to_json() for e in entries},
         "search": search,
     }
 
@@ -142,7 +176,7 @@ def entries_of(manifest: dict[str, Any]) -> dict[str, ModelEntry]:
             f"not a serving bundle manifest (schema {manifest.get('schema')!r}, "
             f"expected {BUNDLE_SCHEMA!r})"
         )
-    return {role: ModelEntry.from_dict(d) for role, d in manifest["models"].items()}
+    return {role: ModelEntry.from_json(d) for role, d in manifest["models"].items()}
 
 
 # The blocking checks whose passed evaluations a served model's manifest must carry (the gate
@@ -171,9 +205,17 @@ def score_role(entries: dict[str, ModelEntry]) -> str:
     if len(roles) != 1:
         raise BundleIntegrityError(
             f"the bundle has {len(roles)} models declaring score_routes ({roles}); /v1/score "
-            "needs exactly one: set `score_routes: true` on one lineage's YAML and promote it"
+            "needs exactly one: declare `score_routes: {decision_field: ..., threshold: ...}` in "
+            "one lineage's YAML and promote it"
         )
     return roles[0]
+
+
+def score_route(spec: LineageSpec) -> ScoreRoute:
+    """The decision /v1/score answers with `spec`'s model: what its `score_routes` declares."""
+    if spec.score_routes is None:
+        raise BundleIntegrityError(f"lineage {spec.name!r} declares no score_routes")
+    return spec.score_routes
 
 
 def required_verdicts(entry: ModelEntry) -> tuple[str, ...]:
@@ -193,13 +235,9 @@ def missing_verdicts(entry: ModelEntry) -> list[str]:
     answer the question the same way."""
     required = required_verdicts(entry)
     gate = entry.gate
-    if not gate or gate.get("approved") is not True:
+    if gate is None or not gate.approved:
         return ["an approved gate record", *required]
-    passed = {
-        v.get("check")
-        for v in gate.get("verdicts", [])
-        if isinstance(v, dict) and verdict_problem(v) is None
-    }
+    passed = {v.check for v in gate.verdicts if verdict_problem(v.to_json()) is None}
     return [c for c in required if c not in passed]
 
 

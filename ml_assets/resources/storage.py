@@ -13,7 +13,7 @@ from ml_assets.core.artifacts import ArtifactRef, ContentStore, atomic_write
 def ref_path(base_dir: str | Path, asset: str, partition: str | None = None) -> Path:
     """Where ArtifactRefIOManager keeps an asset's latest ref (per partition if partitioned).
 
-    `asset`: its key as a user string (`fraud/onnx`) or its path joined by `__`."""
+    `asset`: its key as a user string (`credit/onnx`) or its path joined by `__`."""
     asset = asset.replace("/", "__")
     leaf = f"{asset}@{partition}.json" if partition else f"{asset}.json"
     return Path(base_dir) / "refs" / leaf
