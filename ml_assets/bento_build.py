@@ -37,7 +37,6 @@ CORE_MODULES = (
     "tabular_scorer",
     "model_card",  # serving/card_routes.py renders and verifies the bundled cards
     "inference_tables",  # serving/inference_log.py and feedback_routes.py name their tables
-    "search_spec",  # lineage_spec.register imports it (not called when serving)
 )
 SERVING_MODULES = (
     "__init__",

@@ -36,8 +36,10 @@ def promote_cmd(args: argparse.Namespace) -> int:
     os.environ.update(env)
     from dagster import DagsterInstance
 
+    # Dagster and the defs folder load once the environment above is set.
+    from ml_assets.components.defs_folder import load_catalog
     from ml_assets.dagster_records import DagsterRecords, rule_of
-    from ml_assets.definitions import defs  # also declares the lineages the gate knows
+    from ml_assets.definitions import defs
 
     try:
         with DagsterInstance.get() as instance:
@@ -46,6 +48,7 @@ def promote_cmd(args: argparse.Namespace) -> int:
                 env["ML_VECTOR_PG_DSN"],
                 args.model,
                 args.version,
+                catalog=load_catalog(),
                 records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
                 actor=args.actor or os.environ.get("USER", "cli"),
                 reason=args.reason,
@@ -102,9 +105,9 @@ def status_cmd(_: argparse.Namespace) -> int:
     env = prepare(settings)
     client = MlflowClient(settings.mlflow_tracking_uri or env["MLFLOW_BACKEND_STORE_URI"])
     os.environ.update(env)
-    import ml_assets.definitions  # noqa: F401  (declares the lineages)
+    from ml_assets.components.defs_folder import load_catalog  # after the environment is set
 
-    statuses = collect(client, env["ML_ARTIFACT_ROOT"], env["ML_SERVING_URL"])
+    statuses = collect(client, env["ML_ARTIFACT_ROOT"], env["ML_SERVING_URL"], load_catalog())
     print(md_table([s.row() for s in statuses]))
     differing = [s for s in statuses if s.note]
     say(
