@@ -38,6 +38,14 @@ class LineagePlan:
     trainer_fn: Callable[..., Any]
     code_versions: Mapping[str, str]
 
+    def key(self, stage: str) -> dg.AssetKey:
+        """`[name, stage]`: every asset of a lineage is keyed by its name, then its stage."""
+        return dg.AssetKey([self.lineage.name, stage])
+
+    def ins(self, *stages: str) -> dict[str, dg.AssetIn]:
+        """The inputs of an asset that reads these stages of its own lineage."""
+        return {s: dg.AssetIn(self.key(s)) for s in stages}
+
     def trainer_args(
         self, seed: int | None = None, params: Mapping[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
