@@ -94,6 +94,7 @@ def pinned_packages() -> list[str]:
 
 
 def _sources() -> list[tuple[str, Path]]:
+    # Where the two packages live, looked up only when a Bento is built.
     import ml_assets
     import serving
 

@@ -6,6 +6,8 @@ import argparse
 import os
 import shlex
 
+# Each command imports MLflow, Dagster and the defs folder inside its function: after `prepare`
+# has set the environment they read, and never for `--help`.
 from ml_assets.local_env import prepare, say
 from ml_assets.stack import Settings, stop_embedded_postgres
 from ml_assets.up import up

@@ -134,7 +134,7 @@ def collect(
 ) -> list[ModelStatus]:
     """The platform's models, from its declarations (`catalog`), the registry (`client`), the
     newest bundle under `artifact_root` and the endpoint (None: not asked)."""
-    from ml_assets.resources.storage import latest_ref
+    from ml_assets.resources.storage import latest_ref  # Dagster: loaded when asked, not for --help
 
     declared = {s.name: s.registered_model for s in catalog.lineages}
     embedder = catalog.embedder_model()
