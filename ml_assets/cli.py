@@ -41,7 +41,7 @@ def promote_cmd(args: argparse.Namespace) -> int:
     # Dagster and the defs folder load once the environment above is set.
     from ml_assets.components.defs_folder import load_catalog
     from ml_assets.dagster_records import DagsterRecords, rule_of
-    from ml_assets.definitions import defs
+    from ml_assets.definitions import build_definitions
 
     try:
         with DagsterInstance.get() as instance:
@@ -51,7 +51,7 @@ def promote_cmd(args: argparse.Namespace) -> int:
                 args.model,
                 args.version,
                 catalog=load_catalog(),
-                records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
+                records=DagsterRecords(instance, rule_of(build_definitions().get_repository_def())),
                 actor=args.actor or os.environ.get("USER", "cli"),
                 reason=args.reason,
                 margin=args.margin,

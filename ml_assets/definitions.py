@@ -1,6 +1,6 @@
 """The ml_assets code location: the per-stage Definitions, merged."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, definitions, in_process_executor
 
 from ml_assets import jobs, schedules
 from ml_assets.assets import ops, promotion_job, serving
@@ -30,5 +30,7 @@ def build_definitions() -> Definitions:
     )
 
 
-# Dagster allows one module-level Definitions per code location.
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    """The code location, built when Dagster loads it (Python callers: `build_definitions`)."""
+    return build_definitions()

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,8 @@ from ml_assets.serving_process import ServerProcess, start_server
 from ml_assets.stack import Settings, stop_embedded_postgres
 
 if TYPE_CHECKING:
+    from dagster import Definitions
+
     from ml_assets.core.catalog import Catalog
 
 # The whole asset graph: each declared lineage's job (fraud, curves, ...), then the search
@@ -61,13 +64,21 @@ def load_catalog() -> Catalog:
     return load()
 
 
+@cache
+def code_location() -> Definitions:
+    """The code location's Definitions, built once per `up` (after `prepare` set the env)."""
+    from ml_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
 def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
     """True when any asset of `jobs` was never materialized (partitioned ops assets and the
     optional deployment step are not part of the first start)."""
     os.environ.update(env)
     from dagster import AssetKey, DagsterInstance
 
-    from ml_assets.definitions import defs
+    defs = code_location()
 
     keys = {
         k
@@ -85,7 +96,7 @@ def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
     """Each declared lineage's job (ml_assets/lineages; the one behind /v1/score first), then
     the search lineage's."""
     os.environ.update(env)
-    from ml_assets.definitions import defs
+    defs = code_location()
 
     known = {job.name for job in defs.resolve_all_job_defs()}
     lineages = sorted(load_catalog().lineages, key=lambda s: (not s.score_routes, s.name))
@@ -164,7 +175,8 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
     from dagster import DagsterInstance
 
     from ml_assets.dagster_records import DagsterRecords, rule_of
-    from ml_assets.definitions import defs
+
+    defs = code_location()
 
     with DagsterInstance.get() as instance:
         return promotion.bootstrap(

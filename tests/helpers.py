@@ -16,14 +16,15 @@ import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from ml_assets.components.defs_folder import load_catalog
-from ml_assets.definitions import defs as DEFS
+from ml_assets.definitions import build_definitions
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
 FRAUD = "fraud"
 STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
 LINEAGE = tuple(f"{FRAUD}/{s}" for s in STAGES)
 RAW, SPLITS, MODEL, ONNX, REPORT = LINEAGE
-# The shipped declarations (ml_assets/lineages), as the code location's Definitions get them.
+# The code location, and the shipped declarations (ml_assets/lineages) its builders get.
+DEFS = build_definitions()
 CATALOG = load_catalog()
 FRAUD_MODEL = CATALOG.lineage(FRAUD).registered_model
 # The text embedder's registered model, from the SearchIndex YAML.
