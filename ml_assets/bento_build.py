@@ -39,7 +39,6 @@ CORE_MODULES = (
     "tabular_scorer",
     "model_card",  # serving/card_routes.py renders and verifies the bundled cards
     "inference_tables",  # serving/inference_log.py and feedback_routes.py name their tables
-    "search_spec",  # lineage_spec.register imports it (not called when serving)
 )
 SERVING_MODULES = (
     "__init__",
@@ -99,6 +98,7 @@ def pinned_packages() -> list[str]:
 
 
 def _sources() -> list[tuple[str, Path]]:
+    # Where the two packages live, looked up only when a Bento is built.
     import ml_assets
     import serving
 

@@ -6,6 +6,8 @@ import argparse
 import os
 import shlex
 
+# Each command imports MLflow, Dagster and the defs folder inside its function: after `prepare`
+# has set the environment they read, and never for `--help`.
 from ml_assets.local_env import prepare, say
 from ml_assets.stack import Settings, stop_embedded_postgres
 from ml_assets.up import up
@@ -36,8 +38,10 @@ def promote_cmd(args: argparse.Namespace) -> int:
     os.environ.update(env)
     from dagster import DagsterInstance
 
+    # Dagster and the defs folder load once the environment above is set.
+    from ml_assets.components.defs_folder import load_catalog
     from ml_assets.dagster_records import DagsterRecords, rule_of
-    from ml_assets.definitions import defs  # also declares the lineages the gate knows
+    from ml_assets.definitions import build_definitions
 
     try:
         with DagsterInstance.get() as instance:
@@ -46,7 +50,8 @@ def promote_cmd(args: argparse.Namespace) -> int:
                 env["ML_VECTOR_PG_DSN"],
                 args.model,
                 args.version,
-                records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
+                catalog=load_catalog(),
+                records=DagsterRecords(instance, rule_of(build_definitions().get_repository_def())),
                 actor=args.actor or os.environ.get("USER", "cli"),
                 reason=args.reason,
                 margin=args.margin,
@@ -102,9 +107,9 @@ def status_cmd(_: argparse.Namespace) -> int:
     env = prepare(settings)
     client = MlflowClient(settings.mlflow_tracking_uri or env["MLFLOW_BACKEND_STORE_URI"])
     os.environ.update(env)
-    import ml_assets.definitions  # noqa: F401  (declares the lineages)
+    from ml_assets.components.defs_folder import load_catalog  # after the environment is set
 
-    statuses = collect(client, env["ML_ARTIFACT_ROOT"], env["ML_SERVING_URL"])
+    statuses = collect(client, env["ML_ARTIFACT_ROOT"], env["ML_SERVING_URL"], load_catalog())
     print(md_table([s.row() for s in statuses]))
     differing = [s for s in statuses if s.note]
     say(

@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.serving_bundle import EMBEDDER, PRODUCTION_ALIAS
 
 NOT_RUNNING = "not running"
@@ -128,15 +129,17 @@ def production_versions(client: Any, models: list[str]) -> dict[str, str | None]
     return out
 
 
-def collect(client: Any, artifact_root: str, serving_url: str | None) -> list[ModelStatus]:
-    """The platform's models, from its declarations (import ml_assets.definitions first), the
-    registry (`client`), the newest bundle under `artifact_root` and the endpoint (None: not
-    asked)."""
-    from ml_assets.core import lineage_spec, search_spec
-    from ml_assets.resources.storage import latest_ref
+def collect(
+    client: Any, artifact_root: str, serving_url: str | None, catalog: Catalog
+) -> list[ModelStatus]:
+    """The platform's models, from its declarations (`catalog`), the registry (`client`), the
+    newest bundle under `artifact_root` and the endpoint (None: not asked)."""
+    from ml_assets.resources.storage import latest_ref  # Dagster: loaded when asked, not for --help
 
-    declared = {s.name: s.registered_model for s in lineage_spec.declared()}
-    declared[EMBEDDER] = search_spec.embedder_model()
+    declared = {s.name: s.registered_model for s in catalog.lineages}
+    embedder = catalog.embedder_model()
+    if embedder is not None:
+        declared[EMBEDDER] = embedder
     ref = latest_ref(artifact_root, "serving_bundle")
     bundle = json.loads(ref.read_verified()) if ref else None
     served = served_models(serving_url) if serving_url else None

@@ -12,8 +12,9 @@ import psycopg
 from dagster import AssetExecutionContext, Failure, MetadataValue
 from mlflow.exceptions import MlflowException
 
-from ml_assets.core import events, lineage_spec, promotion, search_spec
+from ml_assets.core import events, promotion
 from ml_assets.core.alerts import send_alert
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
@@ -35,12 +36,15 @@ def production_version(client: Any, name: str) -> Any:
         ) from exc
 
 
-def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
+def served_roles(client: Any, log: Any, catalog: Catalog) -> list[tuple[str, str]]:
     """(role, registered model) of everything the bundle serves: the text embedder and each
     declared lineage's model once it has a production version. The lineage behind /v1/score
     (`score_routes`) must have one: the service cannot start without it."""
-    roles = [(EMBEDDER, search_spec.embedder_model())]
-    for spec in lineage_spec.declared():
+    embedder = catalog.embedder_model()
+    if embedder is None:
+        raise Failure("no SearchIndex is declared: the bundle serves the text embedder")
+    roles = [(EMBEDDER, embedder)]
+    for spec in catalog.lineages:
         if spec.name == EMBEDDER:
             raise Failure(f"lineage name {spec.name!r} is reserved; rename the lineage")
         if spec.score_routes:
@@ -53,7 +57,11 @@ def served_roles(client: Any, log: Any) -> list[tuple[str, str]]:
 
 
 def gate_production(
-    client: Any, records: DagsterRecords, stage: Path, roles: list[tuple[str, str]]
+    client: Any,
+    records: DagsterRecords,
+    stage: Path,
+    roles: list[tuple[str, str]],
+    catalog: Catalog,
 ) -> list[tuple[str, Any, dict[str, bytes], promotion.Decision]]:
     """(role, registry version, the bytes its run holds, the gate's decision) per model.
 
@@ -65,14 +73,16 @@ def gate_production(
         dst = stage / "dl" / role
         dst.mkdir(parents=True)
         try:
-            files = promotion.fetch_files(client, mv.name, str(mv.version), dst)
+            files = promotion.fetch_files(client, catalog, mv.name, str(mv.version), dst)
         except FileNotFoundError as exc:
             files = {}
-            decision = promotion.evaluate(client, mv.name, str(mv.version), records=records)
+            decision = promotion.evaluate(
+                client, mv.name, str(mv.version), catalog=catalog, records=records
+            )
             decision.gates.insert(0, promotion.Gate("files", False, str(exc)))
         else:
             decision = promotion.evaluate(
-                client, mv.name, str(mv.version), records=records, files=files
+                client, mv.name, str(mv.version), catalog=catalog, records=records, files=files
             )
         decision.kind = "serving"
         out.append((role, mv, files, decision))
@@ -120,7 +130,12 @@ def refuse(
 
 
 def model_entry(
-    role: str, mv: Any, files: dict[str, bytes], decision: promotion.Decision, stage: Path
+    role: str,
+    mv: Any,
+    files: dict[str, bytes],
+    decision: promotion.Decision,
+    stage: Path,
+    catalog: Catalog,
 ) -> ModelEntry:
     """The bundle's entry for one gated model; its directory is written under `stage`."""
     model_dir = stage / role
@@ -129,7 +144,7 @@ def model_entry(
     served = {n: b for n, b in files.items() if n != "provenance.json"}
     for name, data in served.items():
         (model_dir / name).write_bytes(data)
-    spec = lineage_spec.by_model(mv.name)
+    spec = catalog.by_model(mv.name)
     if spec is not None:
         provenance = json.loads(files["provenance.json"])["chain"]
         info = {

@@ -19,11 +19,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ml_assets.local_env import REPO, bin_path, prepare, say
 from ml_assets.serving_process import ServerProcess, start_server
 from ml_assets.stack import Settings, stop_embedded_postgres
+
+if TYPE_CHECKING:
+    from dagster import Definitions
+
+    from ml_assets.core.catalog import Catalog
 
 # The whole asset graph: each declared lineage's job (fraud, curves, ...), then the search
 # lineage's. `--config` is the run config of the first lineage's job (the fraud lineage).
@@ -49,13 +56,29 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def load_catalog() -> Catalog:
+    """The defs folder's declarations (ml_assets/components/defs_folder.py)."""
+    # Dagster and the defs folder are heavy: imported when a step needs them, not for --help.
+    from ml_assets.components.defs_folder import load_catalog as load
+
+    return load()
+
+
+@cache
+def code_location() -> Definitions:
+    """The code location's Definitions, built once per `up` (after `prepare` set the env)."""
+    from ml_assets.definitions import build_definitions
+
+    return build_definitions()
+
+
 def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
     """True when any asset of `jobs` was never materialized (partitioned ops assets and the
     optional deployment step are not part of the first start)."""
     os.environ.update(env)
     from dagster import AssetKey, DagsterInstance
 
-    from ml_assets.definitions import defs
+    defs = code_location()
 
     keys = {
         k
@@ -73,11 +96,10 @@ def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
     """Each declared lineage's job (ml_assets/lineages; the one behind /v1/score first), then
     the search lineage's."""
     os.environ.update(env)
-    from ml_assets.core import lineage_spec
-    from ml_assets.definitions import defs
+    defs = code_location()
 
     known = {job.name for job in defs.resolve_all_job_defs()}
-    lineages = sorted(lineage_spec.declared(), key=lambda s: (not s.score_routes, s.name))
+    lineages = sorted(load_catalog().lineages, key=lambda s: (not s.score_routes, s.name))
     return (
         *(f"{s.name}_lineage_job" for s in lineages if f"{s.name}_lineage_job" in known),
         SEARCH_JOB,
@@ -116,10 +138,8 @@ def _execute_job(job: str, env: dict[str, str], config: list[str], log_path: Pat
 def sharded_search(env: dict[str, str]) -> bool:
     """Whether the declared SearchIndex spreads its embedding over shard runs (`shards:`)."""
     os.environ.update(env)
-    import ml_assets.definitions  # noqa: F401  (declares the search index)
-    from ml_assets.core import search_spec
-
-    return bool(search_spec.declared().shards)
+    index = load_catalog().index
+    return bool(index and index.shards)
 
 
 def _backfill_search(dagster_url: str, env: dict[str, str]) -> bool:
@@ -155,12 +175,14 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
     from dagster import DagsterInstance
 
     from ml_assets.dagster_records import DagsterRecords, rule_of
-    from ml_assets.definitions import defs  # also declares the lineages the gate knows
+
+    defs = code_location()
 
     with DagsterInstance.get() as instance:
         return promotion.bootstrap(
             client,
             env["ML_VECTOR_PG_DSN"],
+            catalog=load_catalog(),
             records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
             actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
         )
@@ -178,9 +200,8 @@ def _statuses(env: dict[str, str], serving_url: str | None) -> list:
     from ml_assets.platform_status import collect
 
     os.environ.update(env)
-    import ml_assets.definitions  # noqa: F401  (declares the lineages)
-
-    return collect(MlflowClient(env["MLFLOW_TRACKING_URI"]), env["ML_ARTIFACT_ROOT"], serving_url)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    return collect(client, env["ML_ARTIFACT_ROOT"], serving_url, load_catalog())
 
 
 def bundle_lags(env: dict[str, str]) -> list[str]:

@@ -15,17 +15,20 @@ import httpx
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from ml_assets.core import lineage_spec, search_spec
-from ml_assets.definitions import defs as DEFS
+from ml_assets.components.defs_folder import load_catalog
+from ml_assets.definitions import build_definitions
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
 FRAUD = "fraud"
 STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
 LINEAGE = tuple(f"{FRAUD}/{s}" for s in STAGES)
 RAW, SPLITS, MODEL, ONNX, REPORT = LINEAGE
-FRAUD_MODEL = lineage_spec.by_name(FRAUD).registered_model
+# The code location, and the shipped declarations (ml_assets/lineages) its builders get.
+DEFS = build_definitions()
+CATALOG = load_catalog()
+FRAUD_MODEL = CATALOG.lineage(FRAUD).registered_model
 # The text embedder's registered model, from the SearchIndex YAML.
-EMBEDDER_MODEL = search_spec.declared().registered_model
+EMBEDDER_MODEL = CATALOG.embedder_model()
 
 
 def op(stage: str, lineage: str = FRAUD) -> str:
@@ -105,17 +108,6 @@ FRAUD_DATA = [
     ),
     fraud_asset("splits"),
 ]
-
-
-@contextmanager
-def declared_index_restored() -> Iterator[None]:
-    """Around a test that builds its own SearchIndex: the shipped declaration is the process's
-    declared index again afterwards (one code location holds one index; the last built wins)."""
-    before = search_spec.declared()
-    try:
-        yield
-    finally:
-        search_spec.register(before)
 
 
 def wait_until_up(

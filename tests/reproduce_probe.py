@@ -16,10 +16,10 @@ from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
-from ml_assets.core import lineage_spec
+from ml_assets.components.defs_folder import load_catalog
 from ml_assets.core.embedder_export import export_fp32, quantize_int8
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.definitions import defs
+from ml_assets.definitions import build_definitions
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.helpers import assets_of_lineage, data_versions
@@ -27,7 +27,8 @@ from tests.helpers import assets_of_lineage, data_versions
 
 def lineage_hashes(root: Path, mlflow: MlflowResource, rows: int | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for spec in lineage_spec.declared():
+    defs = build_definitions()
+    for spec in load_catalog().lineages:
         config = {"rows": rows} if rows else {}
         result = materialize(
             assets_of_lineage(defs, spec.name),

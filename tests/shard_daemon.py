@@ -22,6 +22,7 @@ from dataclasses import replace
 from ml_assets.assets.export import embedding_model_onnx
 from ml_assets.assets.search import build_search_corpus
 from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.corpus import default_queries_path
 from ml_assets.core.search_spec import shipped
 from ml_assets.resources.defaults import resource_defs
@@ -36,7 +37,7 @@ defs = dg.Definitions.merge(
                 build_sharded_index(spec)],
         jobs=[sharded_jobs(spec)[1], index_job],
     ),
-    resource_defs(),
+    resource_defs(Catalog(index=spec)),
     dg.Definitions(executor=dg.in_process_executor),
 )
 """

@@ -41,10 +41,13 @@ from ml_assets.components import (
     Tenant,
     Trainer,
 )
-from ml_assets.core import lineage_spec, search_spec
+from ml_assets.components.defs_folder import catalog_of
+from ml_assets.core import search_spec
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.corpus import default_corpus_path
 from ml_assets.core.hashing import sha256_file
+from ml_assets.core.lineage_spec import FeatureSpec
 from ml_assets.core.search_spec import SearchSpecError
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import check_estimator, select_features, to_onnx_bytes
@@ -57,10 +60,10 @@ from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import ref_path
 from tests.conftest import REPO
 from tests.helpers import (
+    CATALOG,
     EMBEDDER_MODEL,
     FRAUD_MODEL,
     assets_of_lineage,
-    declared_index_restored,
 )
 
 CURVES_ROWS = 5_000
@@ -107,15 +110,6 @@ def run_dg(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return subprocess.run(
         [str(dg), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def declared_lineages_restored():
-    """The lineages this module declares (loans, flats, ...) do not leak into later modules."""
-    before = dict(lineage_spec._REGISTRY)
-    yield
-    lineage_spec._REGISTRY.clear()
-    lineage_spec._REGISTRY.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -237,14 +231,14 @@ def test_curves_lineage_materializes_with_hashes_registry_and_checks(curves, dag
         client.download_artifacts(mv.run_id, "provenance.json")
     )
     served = Path(client.download_artifacts(mv.run_id, "onnx/model.onnx")).read_bytes()
-    scorer = OnnxTabularScorer(served, lineage_spec.by_model(name).features, "regression")
+    scorer = OnnxTabularScorer(served, CATALOG.by_model(name).features, "regression")
     records = test.head(3).to_dict("records")
     assert scorer.predict_records(records).shape == (3,)
 
     # The gate's own reading of Dagster's records (verdicts by data version, not tags).
     evidence = model_evidence(
         DagsterRecords(dagster_instance),
-        chain_of(lineage_spec.by_model(name)),
+        chain_of(CATALOG.by_model(name)),
         f"{name}@{version}",
         versions["curves/onnx"],
         provenance,
@@ -313,7 +307,7 @@ def test_a_doctored_onnx_fails_output_parity(curves, dagster_instance):
     # The gate refuses these bytes twice over: never exported, and their report failed.
     evidence = model_evidence(
         DagsterRecords(dagster_instance),
-        chain_of(lineage_spec.by_model("curve-forecaster")),
+        chain_of(CATALOG.by_model("curve-forecaster")),
         f"curve-forecaster@{good.extra['model_version']}",
         bad.sha256,
         None,
@@ -323,7 +317,7 @@ def test_a_doctored_onnx_fails_output_parity(curves, dagster_instance):
 
 
 def test_generated_expectations_reject_bad_frames(curves_defs: Definitions):
-    spec = lineage_spec.by_model("curve-forecaster")
+    spec = CATALOG.by_model("curve-forecaster")
     assert spec is not None
     good = forward_curves(300, seed=3)
     kwargs = {"label": spec.label, "task": spec.task, "id_column": "curve_point_id"}
@@ -370,7 +364,7 @@ def test_a_bad_source_file_is_stopped_by_the_blocking_expectations(
 
 def test_a_bare_estimator_over_numeric_features_exports_with_named_inputs():
     df = forward_curves(400, seed=2)
-    features = [lineage_spec.FeatureSpec(n, "float") for n in ("settle_lag1", "volatility")]
+    features = [FeatureSpec(n, "float") for n in ("settle_lag1", "volatility")]
     names = [f.name for f in features]
     for bare in (Ridge(), make_pipeline(StandardScaler(), Ridge())):
         model = select_features(bare, features).fit(df[names], df["next_settlement"])
@@ -402,7 +396,7 @@ def test_the_component_is_a_plain_python_object_too():
     defs = build_defs_for_component(lineage)
     keys = {k.to_user_string() for a in defs.assets or [] for k in a.keys}
     assert keys == {f"curves_py/{s}" for s in (*STAGES, "inference_drift")}
-    assert lineage_spec.by_model("curve-forecaster-py").higher_is_better is False
+    assert lineage.spec().higher_is_better is False
     relative = lineage.model_copy(update={"trainer": Trainer(function=".train:make_model")})
     with pytest.raises(ValueError, match="relative to this component's defs folder"):
         build_defs_for_component(relative)
@@ -428,8 +422,7 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
     )
     spec = index.spec(base=tmp_path, declared_in="x/defs.yaml")
     assert spec.corpus_path == (tmp_path / "c.jsonl").resolve()
-    with declared_index_restored():
-        defs = index.definitions()  # a plain Python object too
+    defs = index.definitions()  # a plain Python object too
     assert {a.key.to_user_string() for a in defs.assets if hasattr(a, "key")} == {
         "embedding_model_onnx",
         "search_corpus",
@@ -442,8 +435,8 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
         SearchIndex(tenants=[Tenant(id="acme")])  # the embedder's name is the YAML's to give
     # The embedder's name cannot be a lineage's model: the gate would not know which it is.
     clash = SearchIndex(registered_model=FRAUD_MODEL, tenants=[Tenant(id="acme")])
-    with declared_index_restored(), pytest.raises(SearchSpecError, match="lineage 'fraud'"):
-        clash.definitions()
+    with pytest.raises(SearchSpecError, match="lineage 'fraud'"):
+        Catalog(lineages=CATALOG.lineages, index=clash.spec())
     bad = {
         "registered_model 'no spaces'": dict(registered_model="no spaces"),
         "set `corpus` and `queries` together": dict(corpus="c.jsonl"),
@@ -466,11 +459,11 @@ def test_each_lineage_example_row_is_inside_its_request_schema(curves_defs: Defi
     from serving.tabular import row_model
 
     for name in ("fraud", "curves"):
-        spec = lineage_spec.by_name(name)
+        spec = CATALOG.lineage(name)
         row = spec.example_row()
         assert set(row) == {f.name for f in spec.features}
         row_model(spec).model_validate(row)
-    fraud = lineage_spec.by_name("fraud")
+    fraud = CATALOG.lineage("fraud")
     transaction_model(fraud).model_validate(fraud.example_row())
     with pytest.raises(ValidationError, match="merchant_category"):
         transaction_model(fraud).model_validate({**fraud.example_row(), "merchant_category": "x"})
@@ -598,7 +591,8 @@ def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
         (folder / "defs.yaml").write_text(NEW_LINEAGE_YAML)
         (folder / "train.py").write_text(NEW_LINEAGE_TRAIN)
         (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
-        with sandbox.build_all_defs() as defs:
+        with sandbox.build_component_tree() as tree:
+            catalog, defs = catalog_of(tree), tree.build_defs()
             resources = local_resources(tmp_path / "artifacts", mlflow_resource)
             result = materialize(
                 assets_of_lineage(defs, "loans"), resources=resources, instance=dagster_instance
@@ -608,7 +602,7 @@ def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
     report = metadata_of(result, "loans/export_validation_report")
     assert report["native_roc_auc"] > 0.65
     assert report["registered_model"].startswith("loan-default v")
-    spec = lineage_spec.by_model("loan-default")
+    spec = catalog.by_model("loan-default")
     assert spec is not None and spec.higher_is_better and spec.primary_metric == "roc_auc"
     onnx_ref = ArtifactRef.from_json(ref_path(tmp_path / "artifacts", "loans__onnx").read_text())
     scorer = OnnxTabularScorer(onnx_ref.read_verified(), spec.features, spec.task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import operator
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactIntegrityError, ArtifactRef, ContentStore, lineage_of
 from ml_assets.core.environment import SIMD_FLAGS, environment_snapshot, package_versions
 from ml_assets.core.hashing import (
@@ -26,6 +26,7 @@ from ml_assets.core.hashing import (
     sha256_bytes,
     sha256_file,
 )
+from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.onnx_bytes import canonical_onnx, canonical_onnx_bytes
 from ml_assets.core.tabular_expectations import validate_frame
 from ml_assets.core.tabular_model import from_skops_bytes, native_threads
@@ -55,13 +56,13 @@ def to_skops_bytes(model: Pipeline) -> bytes:
     return tabular_skops_bytes(model)[0]
 
 
-def fraud_spec() -> lineage_spec.LineageSpec:
+@cache
+def fraud_spec() -> LineageSpec:
     """The fraud lineage as ml_assets/lineages/fraud/defs.yaml declares it."""
-    import ml_assets.definitions  # noqa: F401  (loads the defs folder, registering the lineages)
+    # Dagster and the defs folder load only for the tests that need the declared lineage.
+    from ml_assets.components.defs_folder import load_catalog
 
-    spec = lineage_spec.by_name("fraud")
-    assert spec is not None
-    return spec
+    return load_catalog().lineage("fraud")
 
 
 def to_onnx_bytes(model: Pipeline) -> bytes:

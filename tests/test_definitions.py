@@ -10,10 +10,12 @@ from pathlib import Path
 
 from dagster import AssetKey, Definitions
 
-from ml_assets.definitions import defs
+from ml_assets.definitions import build_definitions
 from ml_assets.stack import with_database
 
 REPO = Path(__file__).resolve().parents[1]
+# What `@dg.definitions` in ml_assets/definitions.py hands Dagster.
+defs = build_definitions()
 
 STAGES = ("raw_data", "splits", "model", "onnx", "export_validation_report")
 CURVES = tuple(f"curves/{s}" for s in STAGES)

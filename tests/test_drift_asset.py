@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from ml_assets.core import lineage_spec, promotion
+from ml_assets.core import promotion
 from ml_assets.core.inference_tables import log_table
 from ml_assets.core.serving_bundle import ModelEntry
 from ml_assets.core.tabular_scorer import OnnxTabularScorer
@@ -33,9 +33,9 @@ from ml_assets.resources.storage import latest_ref
 from serving.inference_log import InferenceLog, LogSettings
 from serving.request_ids import RequestIds
 from tests.conftest import TEST_ROWS
-from tests.helpers import DEFS, FRAUD, FRAUD_ASSETS, run_config
+from tests.helpers import CATALOG, DEFS, FRAUD, FRAUD_ASSETS, run_config
 
-SPEC = lineage_spec.by_name(FRAUD)
+SPEC = CATALOG.lineage(FRAUD)
 NAMES = [f.name for f in SPEC.features]
 TODAY = datetime.now(UTC).date()
 # The asset the fraud component declares (ml_assets/lineages/fraud/defs.yaml), as deployed.
@@ -57,7 +57,7 @@ def promoted(tmp_path_factory, mlflow_resource, vector_dsn):
     client = mlflow_resource.client
     promotion.promote(
         client, vector_dsn, SPEC.registered_model, version, actor="pytest",
-        reason="drift fixture", margin=1.0, records=DagsterRecords(instance),
+        reason="drift fixture", margin=1.0, catalog=CATALOG, records=DagsterRecords(instance),
     )  # fmt: skip
     onnx = latest_ref(root, SPEC.asset("onnx"))
     yield {

@@ -32,6 +32,7 @@ from ml_assets.resources.storage import latest_ref
 from ml_assets.serving_process import start_server
 from tests.conftest import REPO, TEST_ROWS
 from tests.helpers import (
+    CATALOG,
     EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -101,7 +102,7 @@ def bundled(tmp_path_factory, mlflow_resource, vector_dsn: str, search_state):
     """The fraud lineage materialized, it and the embedder promoted, serving_bundle built."""
     root, instance = search_state["root"], search_state["instance"]
     home = tmp_path_factory.mktemp("bentoml_home")
-    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    resources = local_resources(root, mlflow_resource, vector_dsn, home, CATALOG)
     lineage = materialize(
         FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
     )
@@ -112,8 +113,15 @@ def bundled(tmp_path_factory, mlflow_resource, vector_dsn: str, search_state):
     embedder = latest_ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
     events = [
         promotion.promote(
-            client, vector_dsn, name, v, records=records, actor="pytest", reason=f"card test {name}"
-        )
+            client,
+            vector_dsn,
+            name,
+            v,
+            catalog=CATALOG,
+            records=records,
+            actor="pytest",
+            reason=f"card test {name}",
+        )  # fmt: skip
         for name, v in ((FRAUD_MODEL, version), (EMBEDDER_MODEL, embedder))
     ]
     bundle = materialize([serving_bundle], resources=resources, instance=instance)

@@ -41,6 +41,7 @@ from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_sched
 from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
+    CATALOG,
     EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -102,7 +103,7 @@ def test_ops_and_schedules_definitions_load():
     from ml_assets.assets import ops
     from ml_assets.resources.defaults import resource_defs
 
-    defs = Definitions.merge(ops.build_defs(), schedules.defs, resource_defs())
+    defs = Definitions.merge(ops.build_defs(CATALOG), schedules.defs, resource_defs(CATALOG))
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     for key in ("nightly_validation", "nightly_smoke"):
@@ -279,7 +280,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     the production Bento built."""
     root = search_state["root"]
     home = tmp_path_factory.mktemp("nightly_bentoml")
-    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    resources = local_resources(root, mlflow_resource, vector_dsn, home, CATALOG)
     instance = search_state["instance"]
     assert materialize(
         FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
@@ -300,6 +301,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
             actor="pytest",
             reason="nightly fixture",
             margin=1.0,
+            catalog=CATALOG,
             records=DagsterRecords(instance),
         )
     assert materialize([serving_bundle], resources=resources, instance=instance).success
@@ -585,10 +587,9 @@ def curves_in_production(platform):
     """The declared curves lineage (ml_assets/lineages/curves) materialized and promoted here;
     the alias is dropped afterwards (the registry is shared by the session, the records are
     this module's)."""
-    from ml_assets.components.defs_folder import lineage_defs
+    from ml_assets.components.defs_folder import load_defs_folder
 
-    defs = lineage_defs()  # declares the lineage to the gate
-    curves = assets_of_lineage(defs, "curves")
+    curves = assets_of_lineage(load_defs_folder().defs, "curves")
     run = materialize(
         curves,
         resources=platform["resources"],
@@ -606,6 +607,7 @@ def curves_in_production(platform):
         actor="pytest",
         reason="nightly: a declared lineage in production",
         margin=1.0,
+        catalog=CATALOG,
         records=DagsterRecords(platform["instance"]),
     )
     try:
@@ -615,15 +617,13 @@ def curves_in_production(platform):
 
 
 def test_a_declared_lineage_is_validated_on_its_own_records(platform, curves_in_production):
-    from ml_assets.core import lineage_spec
-
     result = _run(platform, nightly_validation, "2026-12-01")
     assert result.success, failure_text(result)
     night = _record(platform, "nightly_validation", "2026-12-01")
     curves = night["models"]["curves"]
     assert curves["version"] == f"{CURVES}@{curves_in_production}"
     assert curves["status"] == "completed" and curves["primary_metric"] == "mae"
-    assert curves["thresholds"] == lineage_spec.by_model(CURVES).thresholds
+    assert curves["thresholds"] == CATALOG.by_model(CURVES).thresholds
     assert curves["expectations"]["passed"] and curves["tonight"]["test_rows"] > 0
     assert curves["tonight"]["onnx"] == pytest.approx(curves["validated"]["onnx"])
     assert curves["bundle"] == {"pins": None}  # promoted, not yet bundled: recorded as such

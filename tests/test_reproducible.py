@@ -12,11 +12,10 @@ from importlib import metadata
 
 import pytest
 
-from ml_assets.core import lineage_spec
 from ml_assets.core.environment import simd_flags
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import REPO
-from tests.helpers import STAGES  # (loads the definitions: every declared lineage)
+from tests.helpers import CATALOG, STAGES
 
 # Seeds 0 and 1 order skl2onnx's set of opset domains differently (12345 orders it as 0 does):
 # before canonical_onnx the fraud export was 8c4fb76523fa under one and 5d25edeb82d6 under the
@@ -77,7 +76,7 @@ def readme_golden() -> tuple[dict[str, str], dict[str, str], list[str]]:
 
 def test_every_export_is_the_same_bytes_under_two_hash_seeds(probes):
     first, second = probes
-    want = {f"{s.name}/{stage}" for s in lineage_spec.declared() for stage in STAGES}
+    want = {f"{s.name}/{stage}" for s in CATALOG.lineages for stage in STAGES}
     assert set(first) == want | {"embedding_model_onnx fp32", "embedding_model_onnx int8"}
     differ = {k: (first[k][:12], second[k][:12]) for k in first if first[k] != second[k]}
     assert not differ, f"bytes depend on PYTHONHASHSEED ({SEEDS}): {differ}"

@@ -22,6 +22,7 @@ from ml_assets.assets.search import (
     load_embedder,
     search_corpus,
 )
+from ml_assets.components.defs_folder import catalog_of
 from ml_assets.core import gate_subjects
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
@@ -50,7 +51,7 @@ from ml_assets.resources.storage import latest_ref, ref_path
 from ml_assets.sensors import promotion as promotion_sensor
 from ml_assets.stack import with_database
 from tests.conftest import fresh_vector_database
-from tests.helpers import EMBEDDER_MODEL, declared_index_restored, failure_text, latest_metadata
+from tests.helpers import CATALOG, EMBEDDER_MODEL, failure_text, latest_metadata
 
 
 @pytest.fixture(scope="module")
@@ -567,15 +568,18 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
         (folder / "defs.yaml").write_text(USER_INDEX_YAML)
         for file in ("corpus.jsonl", "queries.jsonl"):
             shutil.copy(tmp_path / file, folder / file)
-        # (The index registers itself as the declared one when its defs build: restored after.)
-        with declared_index_restored(), sandbox.build_all_defs() as defs:
+        with sandbox.build_component_tree() as tree:
+            # The sandbox's own catalog: the loader's, over the sandbox's defs folder.
+            catalog, defs = catalog_of(tree), tree.build_defs()
             assets = {a.key.to_user_string(): a for a in defs.assets or [] if hasattr(a, "key")}
             (sensor,) = [s for s in defs.sensors or [] if s.name == "reindex_sensor"]
             # The embedder's registered name is the YAML's: the gate and the promotion sensor
             # know it by that name, and by no other.
-            names = gate_subjects.names()
+            names = gate_subjects.names(catalog)
             assert "lab-embedder" in names and EMBEDDER_MODEL not in names
-            assert "lab-embedder" in promotion_sensor.watched_models()
+            assert "lab-embedder" in promotion_sensor.production_aliases(
+                resources["mlflow"], catalog
+            )
             result = materialize(
                 [
                     embedding_model_onnx.to_source_asset(),
@@ -609,7 +613,7 @@ def test_a_declared_index_takes_its_own_corpus_and_tenants(
                 },
                 raise_on_error=False,
             )
-    assert EMBEDDER_MODEL in gate_subjects.names()  # the shipped declaration again
+    assert EMBEDDER_MODEL in gate_subjects.names(CATALOG)  # the shipped catalog is its own
     corpus_md = {
         k: v.value
         for e in result.get_asset_materialization_events()

@@ -40,6 +40,7 @@ from ml_assets.assets.serving import (
 )
 from ml_assets.core import events, promotion
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, PRODUCTION_ALIAS
@@ -49,10 +50,11 @@ from ml_assets.resources import MlflowResource
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
-from ml_assets.sensors.promotion import model_promotion_sensor
+from ml_assets.sensors.promotion import promotion_sensor
 from ml_assets.serving_process import free_port, start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
+    CATALOG,
     EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -93,7 +95,8 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     index, report and their Dagster records); an MLflow server for /reload."""
     root = search_state["root"]
     home = tmp_path_factory.mktemp("bentoml_home")
-    resources = local_resources(root, mlflow_resource, vector_dsn, home)
+    # The shipped catalog; a test that declares another lineage swaps it here for its span.
+    resources = local_resources(root, mlflow_resource, vector_dsn, home, CATALOG)
     instance = search_state["instance"]
     first = materialize(
         FRAUD_ASSETS,
@@ -156,6 +159,7 @@ def _promote(platform, name: str, version: str, **kw):
         platform["events_dsn"],
         name,
         version,
+        catalog=platform["resources"]["catalog"],
         records=DagsterRecords(platform["instance"]),
         actor=kw.pop("actor", "pytest"),
         reason=kw.pop("reason", "test promotion"),
@@ -202,7 +206,11 @@ def _gate_rows(decision) -> dict[str, promotion.Gate]:
 
 def _records_metric(platform, version: str) -> float:
     decision = promotion.evaluate(
-        platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
+        platform["client"],
+        FRAUD,
+        version,
+        catalog=CATALOG,
+        records=DagsterRecords(platform["instance"]),
     )
     assert decision.approved, decision.table()
     return decision.candidate_value
@@ -216,7 +224,9 @@ def test_gate_rejects_worse_than_champion(platform):
     )
     _promote(platform, FRAUD, better, reason="first champion")
     records = DagsterRecords(platform["instance"])
-    decision = promotion.evaluate(platform["client"], FRAUD, worse, records=records, margin=0.0)
+    decision = promotion.evaluate(
+        platform["client"], FRAUD, worse, catalog=CATALOG, records=records, margin=0.0
+    )
     assert [g.name for g in decision.gates if not g.passed] == ["champion"]
     with pytest.raises(promotion.PromotionRejected, match="champion"):
         _promote(platform, FRAUD, worse, margin=0.0)
@@ -234,7 +244,11 @@ def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(plat
     blocking check: the version stays admissible on the report that passed."""
     version = platform["fraud_b"]  # the newest export: what a report-only run reads
     before = promotion.evaluate(
-        platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
+        platform["client"],
+        FRAUD,
+        version,
+        catalog=CATALOG,
+        records=DagsterRecords(platform["instance"]),
     ).evidence.facts
     strict = materialize(
         FRAUD_ASSETS,
@@ -255,7 +269,11 @@ def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(plat
     upstream = newest.asset_materialization.metadata["upstream_data_versions"].value
     assert upstream[ONNX] == before["onnx_sha256"], "the strict report covers the same bytes"
     decision = promotion.evaluate(
-        platform["client"], FRAUD, version, records=DagsterRecords(platform["instance"])
+        platform["client"],
+        FRAUD,
+        version,
+        catalog=CATALOG,
+        records=DagsterRecords(platform["instance"]),
     )
     rows = _gate_rows(decision)
     assert rows["export_validation"].passed, decision.table()
@@ -267,8 +285,6 @@ def test_promotion_margin_is_the_lineages_own_and_relative(platform):
     """The YAML's promotion_margin (relative) decides the champion gate; --margin overrides."""
     from dataclasses import replace
 
-    from ml_assets.core import lineage_spec
-
     records = DagsterRecords(platform["instance"])
     a, b = platform["fraud_a"], platform["fraud_b"]
     value = {v: _records_metric(platform, v) for v in (a, b)}
@@ -277,23 +293,29 @@ def test_promotion_margin_is_the_lineages_own_and_relative(platform):
     baseline = _alias(platform, FRAUD)
     _promote(platform, FRAUD, better, reason="margin test champion", rollback=True)
     needed = (value[better] - value[worse]) / abs(value[better])  # just admits the worse one
-    declared = lineage_spec.by_model(FRAUD)
+    declared = CATALOG.by_model(FRAUD)
+    others = tuple(s for s in CATALOG.lineages if s is not declared)
     try:
         for margin, admitted in ((needed / 2, False), (needed * 2, True)):
-            lineage_spec.register(replace(declared, promotion_margin=margin))
-            decision = promotion.evaluate(platform["client"], FRAUD, worse, records=records)
+            lineages = (*others, replace(declared, promotion_margin=margin))
+            decision = promotion.evaluate(
+                platform["client"],
+                FRAUD,
+                worse,
+                catalog=replace(CATALOG, lineages=lineages),
+                records=records,
+            )
             gate = _gate_rows(decision)["champion"]
             assert gate.passed is admitted, gate.detail
             assert f"promotion_margin of lineage '{declared.name}'" in gate.detail
             assert decision.margin == margin
         # An explicit override (the CLI's --margin) wins over the declaration.
         decision = promotion.evaluate(
-            platform["client"], FRAUD, worse, records=records, margin=needed / 2
+            platform["client"], FRAUD, worse, catalog=CATALOG, records=records, margin=needed / 2
         )
         gate = _gate_rows(decision)["champion"]
         assert not gate.passed and "explicit override" in gate.detail
     finally:
-        lineage_spec.register(declared)
         _promote(platform, FRAUD, baseline, reason="module baseline", rollback=True)
 
 
@@ -312,12 +334,12 @@ def test_promotion_records_event_and_tags(platform):
 
 
 def _sensor_tick(platform, cursor: str | None):
-    """model_promotion_sensor on the module's instance, registry and artifact store."""
+    """model_promotion_sensor on the module's instance, registry, artifact store and catalog."""
     resources = {k: platform["resources"][k] for k in ("mlflow", "store")}
     context = build_sensor_context(
         cursor=cursor, resources=resources, instance=platform["instance"]
     )
-    return model_promotion_sensor(context)
+    return promotion_sensor(platform["resources"]["catalog"])(context)
 
 
 def test_sensor_requests_one_run_per_move_and_keeps_its_cursor(platform):
@@ -391,11 +413,12 @@ def test_the_validation_of_a_version_is_found_by_the_sensor_in_the_records(platf
     records, client = DagsterRecords(platform["instance"]), platform["client"]
     for name, version in ((FRAUD, platform["fraud_b"]), (EMBEDDER, platform["embedder"])):
         tags = dict(client.get_model_version(name, version).tags)
-        key = validation_key(records, name, version, tags)
+        key = validation_key(records, CATALOG.by_model(name), name, version, tags)
         assert key and all(part.isdigit() for part in key.split(",")), (name, key)
     tags = dict(client.get_model_version(FRAUD, platform["fraud_b"]).tags)
     never = {**tags, "onnx_sha256": "0" * 64}  # bytes this platform never exported
-    assert validation_key(records, FRAUD, platform["fraud_b"], never) is None
+    spec = CATALOG.by_model(FRAUD)
+    assert validation_key(records, spec, FRAUD, platform["fraud_b"], never) is None
 
 
 @pytest.fixture(scope="module")
@@ -1057,7 +1080,9 @@ def test_records_forged_with_the_instance_api_admit_nothing(server, platform, mo
             )
         )
 
-    decision = promotion.evaluate(client, FRAUD, version, records=DagsterRecords(instance))
+    decision = promotion.evaluate(
+        client, FRAUD, version, catalog=CATALOG, records=DagsterRecords(instance)
+    )
     rows = _gate_rows(decision)
     assert not decision.approved
     assert not rows["onnx_export"].passed and not rows["export_validation"].passed
@@ -1106,7 +1131,9 @@ def test_a_report_posted_to_the_webservers_rest_api_blocks_nothing(
     assert failed.status_code == 200, failed.text
     assert _newest(instance, REPORT).run_id == "", "the poison is the newest report"
 
-    decision = promotion.evaluate(client, FRAUD, validated, records=DagsterRecords(instance))
+    decision = promotion.evaluate(
+        client, FRAUD, validated, catalog=CATALOG, records=DagsterRecords(instance)
+    )
     assert decision.approved, decision.table()
     evidence = _gate_rows(decision)["evidence"].detail
     assert re.search(rf"ignored \d+ records? of {REPORT}: runless", evidence), evidence
@@ -1247,9 +1274,9 @@ CURVES = "curve-forecaster"
 def test_a_declared_lineage_is_gated_bundled_and_served(platform, tmp_path):
     """The curves lineage (YAML only, ml_assets/lineages/curves): materialize, promote through
     the gate, bundle, and call its generated route over HTTP."""
-    from ml_assets.components.defs_folder import lineage_defs
+    from ml_assets.components.defs_folder import load_defs_folder
 
-    defs = lineage_defs()  # building the defs folder declares its lineages to the gate
+    defs = load_defs_folder().defs
 
     curves = assets_of_lineage(defs, "curves")
     run = materialize(
@@ -1368,7 +1395,7 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
     other models keep answering; its MLflow versions stay."""
     from dagster.components.testing import create_defs_folder_sandbox
 
-    from ml_assets.core import lineage_spec
+    from ml_assets.components.defs_folder import catalog_of
     from tests.test_components import (
         NEW_LINEAGE_GENERATOR,
         NEW_LINEAGE_TRAIN,
@@ -1377,7 +1404,6 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
 
     monkeypatch.setenv("ML_SERVING_URL", server.url)
     monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
-    declared_before = dict(lineage_spec._REGISTRY)
     cursor = _sensor_tick(platform, None).cursor
     client = platform["client"]
     with create_defs_folder_sandbox() as sandbox:
@@ -1386,7 +1412,9 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
         (folder / "defs.yaml").write_text(NEW_LINEAGE_YAML)
         (folder / "train.py").write_text(NEW_LINEAGE_TRAIN)
         (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
-        with sandbox.build_all_defs() as defs:
+        with sandbox.build_component_tree() as tree:
+            (loans,) = catalog_of(tree).lineages
+            defs = tree.build_defs()
             run = materialize(
                 assets_of_lineage(defs, "loans"),
                 resources=platform["resources"],
@@ -1396,6 +1424,8 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
     version = max(int(v.version) for v in client.search_model_versions("name='loan-default'"))
     risky = {"income_k": 30.0, "debt_ratio": 2.5, "age": 25, "term": "60m"}
     safe = {"income_k": 200.0, "debt_ratio": 0.1, "age": 50, "term": "36m"}
+    # The code location with the new defs folder: the shipped declarations and the loans one.
+    platform["resources"]["catalog"] = Catalog.of((*CATALOG.lineages, loans), CATALOG.index)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:
             # Before: the running Bento has no such model.
@@ -1438,10 +1468,7 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
             assert "ml-assets promote loan-default" in waiting.json()["error"]
 
             # Removed: its declaration is gone (the defs folder without it).
-            lineage_spec._REGISTRY.clear()
-            lineage_spec._REGISTRY.update(
-                {k: v for k, v in declared_before.items() if v.name != "loans"}
-            )
+            platform["resources"]["catalog"] = CATALOG
             manifest = _bundle(platform, smoke=False)
             assert "loans" not in manifest["lineages"] and "loans" not in manifest["models"]
             _, failures = _deploy_under_load(platform, server)
@@ -1460,8 +1487,7 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
         assert str(client.get_model_version("loan-default", str(version)).version) == str(version)
         assert platform["instance"].get_latest_materialization_event(AssetKey(["loans", "onnx"]))
     finally:
-        lineage_spec._REGISTRY.clear()
-        lineage_spec._REGISTRY.update(declared_before)
+        platform["resources"]["catalog"] = CATALOG
         if _alias(platform, "loan-default"):
             client.delete_registered_model_alias("loan-default", PRODUCTION_ALIAS)
 

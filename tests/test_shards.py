@@ -125,13 +125,12 @@ def test_the_yaml_field_alone_makes_the_shipped_index_sharded():
 
     from ml_assets.components import SearchIndex, Tenant
     from ml_assets.resources.defaults import resource_defs
-    from tests.helpers import EMBEDDER_MODEL, declared_index_restored
+    from tests.helpers import CATALOG, EMBEDDER_MODEL
 
-    with declared_index_restored():
-        index = SearchIndex(
-            registered_model=EMBEDDER_MODEL, tenants=[Tenant(id="acme")], shards=16
-        ).definitions()
-    defs = Definitions.merge(index, resource_defs())
+    index = SearchIndex(
+        registered_model=EMBEDDER_MODEL, tenants=[Tenant(id="acme")], shards=16
+    ).definitions()
+    defs = Definitions.merge(index, resource_defs(CATALOG))
     graph = defs.resolve_asset_graph()
     node = graph.get(AssetKey("embedding_shards"))
     assert node.partitions_def.get_partition_keys() == shard_keys(16)

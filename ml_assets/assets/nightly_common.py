@@ -17,9 +17,10 @@ from typing import Any
 
 from dagster import AssetExecutionContext, DailyPartitionsDefinition, Failure
 
-from ml_assets.core import lineage_spec, nightly
+from ml_assets.core import nightly
 from ml_assets.core.alerts import send_alert
 from ml_assets.core.artifacts import atomic_write
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json
 from ml_assets.core.validation_records import ValidationRecords
 from ml_assets.resources.storage import ArtifactStore
@@ -96,7 +97,7 @@ def newest_bundle(records: ValidationRecords, store: ArtifactStore) -> Bundle:
     return bundle
 
 
-def not_yet_served(manifest: dict[str, Any]) -> dict[str, str]:
+def not_yet_served(manifest: dict[str, Any], catalog: Catalog) -> dict[str, str]:
     """Declared lineages the bundle `manifest` does not serve, and why: a night reports them as
     "not yet served", never as a failure (it covers the set the bundle serves)."""
     served, waiting = manifest.get("models", {}), manifest.get("lineages", {})
@@ -104,6 +105,6 @@ def not_yet_served(manifest: dict[str, Any]) -> dict[str, str]:
         spec.name: waiting.get(spec.name, {}).get("reason")
         or "declared since the newest serving bundle was built: the serving_job serves it once "
         f"{spec.registered_model} has a production version"
-        for spec in lineage_spec.declared()
+        for spec in catalog.lineages
         if spec.name not in served
     }

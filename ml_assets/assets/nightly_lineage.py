@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.components.lineage_report import latencies_ms
-from ml_assets.core import lineage_spec, tabular_model
+from ml_assets.core import tabular_model
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import read_parquet_bytes, sha256_bytes
 from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.nightly import COMPLETED, FAILED
@@ -47,8 +48,8 @@ class Subject:
     spec: LineageSpec
 
 
-def subject(role: str, registered_model: str) -> Subject:
-    spec = lineage_spec.by_model(registered_model)
+def subject(catalog: Catalog, role: str, registered_model: str) -> Subject:
+    spec = catalog.by_model(registered_model)
     if spec is None:
         raise ValueError(f"{registered_model} is not a declared lineage's model")
     return Subject(

@@ -22,6 +22,7 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Output,
+    ResourceParam,
     asset,
     define_asset_job,
     job,
@@ -41,6 +42,7 @@ from ml_assets.assets.nightly_common import (
 )
 from ml_assets.core import nightly
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.plots import md_image
 from ml_assets.core.serving_bundle import entries_of, score_role, served_lineages
@@ -150,6 +152,7 @@ def nightly_smoke(
     config: NightlySmokeConfig,
     store: ArtifactStore,
     bento: BentoResource,
+    catalog: ResourceParam[Catalog],
 ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
     """The production Bento under the warm-up → ramp → peak → cool-down load profile."""
     key, out_dir = context.partition_key, nightly_dir(store, SMOKE)
@@ -209,7 +212,7 @@ def nightly_smoke(
             "baseline": None if baseline is None else baseline["partition"],
             "regressions": regressions,
             # Declared lineages the bundle does not serve yet: reported, not loaded, no failure.
-            "not_yet_served": not_yet_served(manifest),
+            "not_yet_served": not_yet_served(manifest, catalog),
         }
         atomic_write(out_dir / f"{key}.json", canonical_json(record))
         ref = store.content().put(

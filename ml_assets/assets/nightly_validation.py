@@ -15,6 +15,7 @@ from dagster import (
     Config,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
     define_asset_job,
 )
@@ -34,6 +35,7 @@ from ml_assets.assets.nightly_lineage import subject, tabular_part
 from ml_assets.assets.nightly_search import search_part
 from ml_assets.core import nightly
 from ml_assets.core.artifacts import ArtifactRef, atomic_write
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json
 from ml_assets.core.inline_plots import inline_plot
 from ml_assets.core.plots import md_image
@@ -127,6 +129,7 @@ def nightly_validation(
     store: ArtifactStore,
     mlflow: MlflowResource,
     postgres: PostgresResource,
+    catalog: ResourceParam[Catalog],
 ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
     """Expectations, export parity and search quality re-run on each production version's
     own lineage records, judged against its validated report and the last night."""
@@ -136,21 +139,21 @@ def nightly_validation(
         client = mlflow.client
         bundle = find_bundle(records, store)
         manifest = {} if bundle is None else bundle.manifest
-        roles = served_roles(client, context.log)
+        roles = served_roles(client, context.log, catalog)
         # Declared lineages the bundle does not serve: "not yet served", never a failure (one
         # with a production version is still re-validated, its bundle pin recorded as none).
-        waiting = not_yet_served(manifest) if bundle is not None else {}
+        waiting = not_yet_served(manifest, catalog) if bundle is not None else {}
         for name, reason in waiting.items():
             context.log.info(f"{name}: not yet served ({reason})")
         context.log.info("gating the production versions on the platform's records")
-        gated = gate_production(client, records, Path(tmp), roles)
+        gated = gate_production(client, records, Path(tmp), roles, catalog)
         models = {}
         for role, mv, files, decision in gated:
             if role == EMBEDDER:
                 continue
             context.log.info(f"re-validating {mv.name}@{mv.version} on its own lineage")
             models[role] = tabular_part(
-                subject(role, mv.name),
+                subject(catalog, role, mv.name),
                 mv,
                 files,
                 decision,

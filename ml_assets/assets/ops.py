@@ -4,6 +4,7 @@ action that adopts a smoke baseline."""
 
 from dagster import Definitions
 
+from ml_assets.assets.lineage_deps import after_lineages
 from ml_assets.assets.nightly_common import DAILY, GROUP, SMOKE, VALIDATION, nightly_dir
 from ml_assets.assets.nightly_smoke import (
     nightly_smoke,
@@ -12,7 +13,7 @@ from ml_assets.assets.nightly_smoke import (
     set_smoke_baseline_job,
 )
 from ml_assets.assets.nightly_validation import nightly_validation, nightly_validation_job
-from ml_assets.components.defs_folder import after_lineages
+from ml_assets.core.catalog import Catalog
 
 __all__ = [
     "DAILY",
@@ -30,9 +31,12 @@ __all__ = [
 ]
 
 
-def build_defs() -> Definitions:
+def build_defs(catalog: Catalog) -> Definitions:
     """The nightly assets; validation downstream of every declared lineage's report."""
     return Definitions(
-        assets=[after_lineages(nightly_validation, "export_validation_report"), nightly_smoke],
+        assets=[
+            after_lineages(nightly_validation, "export_validation_report", catalog),
+            nightly_smoke,
+        ],
         jobs=[nightly_validation_job, nightly_smoke_job, set_smoke_baseline_job],
     )

@@ -11,12 +11,14 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    ResourceParam,
     job,
     op,
 )
 from pydantic import Field
 
 from ml_assets.core import promotion
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.dagster_records import DagsterRecords
 from ml_assets.provenance import md_table
@@ -48,6 +50,7 @@ def promote_model(
     config: PromoteConfig,
     mlflow: MlflowResource,
     postgres: PostgresResource,
+    catalog: ResourceParam[Catalog],
 ) -> Output:
     """The promotion gate; a rejection fails the run with every gate's verdict."""
     try:
@@ -57,6 +60,7 @@ def promote_model(
             postgres.dsn,
             config.model,
             config.version,
+            catalog=catalog,
             records=DagsterRecords.of(context),
             source="dagster",
             **config.model_dump(include={"actor", "reason", "margin", "rollback"}),

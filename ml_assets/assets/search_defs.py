@@ -6,7 +6,6 @@ from ml_assets.assets.export import build_embedding_model_onnx
 from ml_assets.assets.search import build_embedding_index, build_search_corpus
 from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
 from ml_assets.assets.search_validation import build_search_quality_report
-from ml_assets.core import search_spec
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.sensors.reindex import build_reindex_sensor, reindex_job
 from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor, sharded_jobs
@@ -19,7 +18,6 @@ def build_search_defs(spec: SearchIndexSpec) -> Definitions:
     corpus pays no per-run overhead). With `shards: N`, `embedding_shards` (N partitions, one
     run each) embeds and `embedding_index` assembles, indexes and switches.
     """
-    search_spec.register(spec)
     if spec.shards:
         index = [build_embedding_shards(spec), build_sharded_index(spec)]
         staged = sharded_jobs(spec)

@@ -20,15 +20,16 @@ from dagster import (
     Definitions,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
     asset_check,
     define_asset_job,
 )
 
+from ml_assets.assets.lineage_deps import after_lineages
 from ml_assets.assets.serving_deployment import serving_deployment
-from ml_assets.components.defs_folder import after_lineages
-from ml_assets.core import lineage_spec
 from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json, sha256_bytes
 from ml_assets.core.serving_bundle import (
     EMBEDDER,
@@ -58,12 +59,12 @@ GROUP = "serving"
 CODE_VERSION = "serving_bundle@1"
 
 
-def declared_lineages(served: set[str]) -> dict[str, dict[str, Any]]:
+def declared_lineages(served: set[str], catalog: Catalog) -> dict[str, dict[str, Any]]:
     """Every declared lineage, served by this bundle or not (and what to do about it): the
     service answers a declared lineage's routes 503 with the reason until it is served, and
     any other name 404."""
     out: dict[str, dict[str, Any]] = {}
-    for spec in lineage_spec.declared():
+    for spec in catalog.lineages:
         status: dict[str, Any] = {"registered_model": spec.registered_model}
         status["served"] = spec.name in served
         if not status["served"]:
@@ -88,6 +89,7 @@ def serving_bundle(
     mlflow: MlflowResource,
     bento: BentoResource,
     postgres: PostgresResource,
+    catalog: ResourceParam[Catalog],
 ) -> Output[ArtifactRef]:
     """A Bento of the `production` models, each gated on the platform's records, by sha256."""
     records = DagsterRecords.of(context)
@@ -95,18 +97,19 @@ def serving_bundle(
         stage = Path(tmp)
         client = mlflow.client
         context.log.info("fetching the production versions from MLflow; gating their bytes")
-        gated = gate_production(client, records, stage, served_roles(client, context.log))
+        roles = served_roles(client, context.log, catalog)
+        gated = gate_production(client, records, stage, roles, catalog)
         rejected = [d for _, _, _, d in gated if not d.approved]
         if rejected:
             raise refuse(context, postgres.dsn, rejected)
-        entries = [model_entry(role, mv, files, d, stage) for role, mv, files, d in gated]
+        entries = [model_entry(role, mv, files, d, stage, catalog) for role, mv, files, d in gated]
         entries = attach_cards(entries, records, store.content(), client, postgres.dsn, stage)
         embedder_sha = next(e for e in entries if e.role == EMBEDDER).files["model.onnx"]
         search = search_evidence(records, embedder_sha)
         if not search["enabled"]:
             context.log.warning(f"search will not be served: {search['reason']}")
         manifest = bundle_manifest(entries, search)
-        manifest["lineages"] = declared_lineages({e.role for e in entries})
+        manifest["lineages"] = declared_lineages({e.role for e in entries}, catalog)
         manifest_bytes = canonical_json(manifest)
         bundle_sha = sha256_bytes(manifest_bytes)
         spec = {
@@ -339,11 +342,11 @@ serving_job = define_asset_job(
 )
 
 
-def build_defs() -> Definitions:
+def build_defs(catalog: Catalog) -> Definitions:
     """The serving assets, the bundle downstream of every declared lineage's ONNX export (the
     edges the UI's graph shows; the gate, not the edge, decides what is served)."""
     return Definitions(
-        assets=[after_lineages(serving_bundle, "onnx"), serving_deployment],
+        assets=[after_lineages(serving_bundle, "onnx", catalog), serving_deployment],
         asset_checks=[serving_bundle_smoke],
         jobs=[serving_job],
     )

@@ -1,15 +1,15 @@
 """Dagster Components of the platform: a declared spec in, assets, checks and jobs out."""
 
-from ml_assets.components.model_lineage import (
+from ml_assets.components.lineage_fields import (
     Card,
     Dataset,
     ExportValidation,
     Feature,
     Metrics,
-    ModelLineage,
     Split,
     Trainer,
 )
+from ml_assets.components.model_lineage import ModelLineage
 from ml_assets.components.search_index import ReindexSensor, SearchIndex, Tenant
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""From a `ModelLineage`'s fields to what its assets run: imported functions and code versions."""
+"""From a lineage's declaration (a `ModelLineage`'s fields, `DeclaredLineage`) to what its assets
+run: imported functions and code versions."""
 
 from __future__ import annotations
 
@@ -6,16 +7,14 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 
+from ml_assets.components.lineage_fields import DeclaredLineage
 from ml_assets.core.hashing import canonical_json, sha256_bytes, sha256_file
 from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.tabular_model import ONNX_TARGET_OPSET, check_estimator, select_features
-
-if TYPE_CHECKING:
-    from ml_assets.components.model_lineage import ModelLineage
 
 # The platform's own version of each stage's code; bump one when its asset function changes.
 STAGE_CODE = {
@@ -31,13 +30,21 @@ STAGE_CODE = {
 class LineagePlan:
     """A lineage ready to build: its fields, its spec, its functions and its code versions."""
 
-    lineage: ModelLineage
+    lineage: DeclaredLineage
     spec: LineageSpec
     generator: Callable[[int, int], Any] | None
     generator_ref: str | None
     trainer_ref: str
     trainer_fn: Callable[..., Any]
     code_versions: Mapping[str, str]
+
+    def key(self, stage: str) -> dg.AssetKey:
+        """`[name, stage]`: every asset of a lineage is keyed by its name, then its stage."""
+        return dg.AssetKey([self.lineage.name, stage])
+
+    def ins(self, *stages: str) -> dict[str, dg.AssetIn]:
+        """The inputs of an asset that reads these stages of its own lineage."""
+        return {s: dg.AssetIn(self.key(s)) for s in stages}
 
     def trainer_args(
         self, seed: int | None = None, params: Mapping[str, Any] | None = None
@@ -121,7 +128,7 @@ def _source_sha(fn: Callable[..., Any]) -> str:
     return sha256_file(path) if path else ""
 
 
-def code_versions(lineage: ModelLineage, sources: Mapping[str, str]) -> dict[str, str]:
+def code_versions(lineage: DeclaredLineage, sources: Mapping[str, str]) -> dict[str, str]:
     """Each stage's code version: the platform's stage code plus what the YAML says about it."""
     common = {
         "task": lineage.task,
@@ -151,7 +158,7 @@ def code_versions(lineage: ModelLineage, sources: Mapping[str, str]) -> dict[str
     return out
 
 
-def resolve_plan(lineage: ModelLineage, context: dg.ComponentLoadContext | None) -> LineagePlan:
+def resolve_plan(lineage: DeclaredLineage, context: dg.ComponentLoadContext | None) -> LineagePlan:
     """Import the lineage's functions (failing at load time, not at run time) and version it."""
     generator = generator_ref = None
     sources: dict[str, str] = {}

@@ -15,11 +15,13 @@ fails to load (its assets would have the same keys) rather than share the first 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field, PrivateAttr
 
+from ml_assets.assets.search_defs import build_search_defs
 from ml_assets.core.search_spec import SearchIndexSpec, from_attributes
 
 
@@ -115,23 +117,32 @@ class SearchIndex(dg.Component, dg.Model, dg.Resolvable):
         ),
     ] = Field(default_factory=dict)
 
-    def spec(self, *, base=None, declared_in: str = "(python)") -> SearchIndexSpec:
-        """The declaration, validated, with paths resolved against `base` (the YAML's folder)."""
-        return from_attributes(self.model_dump(), base=base, declared_in=declared_in)
+    # Where the YAML declared this index (its folder resolves relative paths): set by `load`
+    # when the defs folder builds the component, None for one built in Python.
+    _declared_at: tuple[Path, str] | None = PrivateAttr(default=None)
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from ml_assets.assets.search_defs import build_search_defs
-
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> SearchIndex:
+        index = super().load(attributes, context)
         yaml = context.path / "defs.yaml" if context.path.is_dir() else context.path
         try:
             declared_in = str(yaml.relative_to(context.project_root))
         except ValueError:
             declared_in = str(yaml)
         base = context.path if context.path.is_dir() else context.path.parent
-        return build_search_defs(self.spec(base=base, declared_in=declared_in))
+        index._declared_at = (base, declared_in)
+        return index
+
+    def spec(self, *, base: Path | None = None, declared_in: str = "(python)") -> SearchIndexSpec:
+        """The declaration, validated, with paths resolved against `base` (the YAML's folder;
+        by default the folder it was loaded from)."""
+        if base is None and self._declared_at is not None:
+            base, declared_in = self._declared_at
+        return from_attributes(self.model_dump(), base=base, declared_in=declared_in)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return build_search_defs(self.spec())
 
     def definitions(self) -> dg.Definitions:
         """The index's Definitions outside a defs folder (absolute paths, or relative to cwd)."""
-        from ml_assets.assets.search_defs import build_search_defs
-
         return build_search_defs(self.spec())

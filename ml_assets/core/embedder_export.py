@@ -264,6 +264,7 @@ def _torch_reference() -> tuple[Any, Any]:
 
 def torch_embed(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
     """PyTorch reference embeddings (BERT, mean pooling, L2 norm), rows in input order."""
+    # torch, and ONNX Runtime behind text_embedder, load only for the reference path.
     import torch
 
     from ml_assets.core.text_embedder import plan_batches

@@ -4,13 +4,14 @@ A `Subject` says where a model's served files are in its MLflow run, how its evi
 from the platform's records, which metric compares it with the champion, and which registry tag
 copies its served file's sha256. There are two kinds:
 
-- a **tabular model**: a declared lineage (its `LineageSpec`, ml_assets/core/lineage_spec.py),
+- a **tabular model**: a declared lineage (its `LineageSpec` in the `Catalog`),
   judged by `model_evidence` over its `Chain`;
 - the **text embedder**: judged by `embedder_evidence` over its export's checks.
 
-`subject(name)` is the only place a registered name turns into gate behaviour; the gate itself
-(ml_assets/core/promotion.py) never names a model. Every registered name comes from a YAML:
-the embedder's from the SearchIndex's `registered_model`, a lineage's from its own.
+`subject(catalog, name)` is the only place a registered name turns into gate behaviour; the
+gate itself (ml_assets/core/promotion.py) never names a model. Every registered name comes
+from a YAML: the embedder's from the SearchIndex's `registered_model`, a lineage's from its
+own.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ml_assets.core import lineage_spec, search_spec
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import sha256_bytes
+from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.validation_records import (
     Chain,
     Evidence,
@@ -126,7 +128,7 @@ def _embedder(name: str) -> Subject:
     )
 
 
-def _declared(spec: lineage_spec.LineageSpec) -> Subject:
+def _declared(spec: LineageSpec) -> Subject:
     return tabular(
         spec.registered_model,
         chain_of(spec),
@@ -138,18 +140,16 @@ def _declared(spec: lineage_spec.LineageSpec) -> Subject:
     )
 
 
-def names() -> list[str]:
+def names(catalog: Catalog) -> list[str]:
     """Every registered model the gate knows: the embedder and each declared lineage's."""
-    return sorted(
-        {search_spec.embedder_model(), *(s.registered_model for s in lineage_spec.declared())}
-    )
+    return catalog.registered_models()
 
 
-def subject(name: str) -> Subject:
+def subject(catalog: Catalog, name: str) -> Subject:
     """The gate's view of `name`; ValueError (listing the known ones) for any other name."""
-    spec = lineage_spec.by_model(name)
+    spec = catalog.by_model(name)
     if spec is not None:
         return _declared(spec)
-    if name == search_spec.embedder_model():
+    if name == catalog.embedder_model():
         return _embedder(name)
-    raise ValueError(f"unknown model {name!r}; promotable models: {names()}")
+    raise ValueError(f"unknown model {name!r}; promotable models: {names(catalog)}")

@@ -1,10 +1,10 @@
 """What the platform needs to know about a declared model lineage, without Dagster.
 
-A `ModelLineage` component (ml_assets/components/) turns its YAML into a `LineageSpec` and
-registers it here; the promotion gate, the promotion sensor, the serving bundle and the
-service read lineages only through this registry, so no platform module names a model. The
-spec travels one way: YAML -> component -> assets (metadata) -> registry version (tags) ->
-bundle (manifest) -> service (request schema).
+A `ModelLineage` component (ml_assets/components/) turns its YAML into a `LineageSpec`; the
+declared ones are gathered into the `Catalog` (ml_assets/core/catalog.py) that the gate, the
+promotion sensor and the serving bundle are given, so no platform module names a model. The
+spec travels one way: YAML -> component -> catalog -> assets (metadata) -> registry version
+(tags) -> bundle (manifest) -> service (request schema).
 """
 
 from __future__ import annotations
@@ -117,49 +117,3 @@ class LineageSpec:
                 "score_routes": ScoreRoute.from_json(data.get("score_routes")),
             }
         )
-
-
-_REGISTRY: dict[str, LineageSpec] = {}
-
-
-def register(spec: LineageSpec) -> LineageSpec:
-    """Make a lineage known to the gate, the sensors and the bundle (idempotent per spec)."""
-    from ml_assets.core import search_spec
-
-    if spec.registered_model == search_spec.embedder_model():
-        raise ValueError(
-            f"lineage {spec.name!r}: registered model {spec.registered_model!r} is the search "
-            "index's embedder; give the lineage's model its own name"
-        )
-    known = _REGISTRY.get(spec.registered_model)
-    if known is not None and known.name != spec.name:
-        raise ValueError(
-            f"registered model {spec.registered_model!r} is declared by two lineages: "
-            f"{known.name!r} and {spec.name!r}"
-        )
-    routed = [s.name for s in _REGISTRY.values() if s.score_routes and s.name != spec.name]
-    if spec.score_routes and routed:
-        raise ValueError(
-            f"lineages {routed[0]!r} and {spec.name!r} both set score_routes: only one model "
-            "can answer /v1/score"
-        )
-    _REGISTRY[spec.registered_model] = spec
-    return spec
-
-
-def by_model(registered_model: str) -> LineageSpec | None:
-    return _REGISTRY.get(registered_model)
-
-
-def by_name(name: str) -> LineageSpec | None:
-    """The declared lineage called `name` (its asset key prefix), if any."""
-    return next((s for s in _REGISTRY.values() if s.name == name), None)
-
-
-def score_lineage() -> LineageSpec | None:
-    """The lineage served at /v1/score, if one declares `score_routes`."""
-    return next((s for s in _REGISTRY.values() if s.score_routes), None)
-
-
-def declared() -> list[LineageSpec]:
-    return sorted(_REGISTRY.values(), key=lambda s: s.name)

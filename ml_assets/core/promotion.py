@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ml_assets.core import events, gate_subjects
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.gate_record import Gate, GateRecord, Margin, RecordedVerdict
 from ml_assets.core.gate_subjects import Subject
 from ml_assets.core.hashing import sha256_bytes
@@ -109,21 +110,23 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
         return None
 
 
-def promotable() -> list[str]:
+def promotable(catalog: Catalog) -> list[str]:
     """Every registered model the gate knows: the built-in ones and each declared lineage."""
-    return gate_subjects.names()
+    return gate_subjects.names(catalog)
 
 
-def file_paths(name: str, tags: dict[str, str]) -> dict[str, str]:
+def file_paths(catalog: Catalog, name: str, tags: dict[str, str]) -> dict[str, str]:
     """{served file name: its path in the version's MLflow run}."""
-    return gate_subjects.subject(name).files(tags)
+    return gate_subjects.subject(catalog, name).files(tags)
 
 
-def fetch_files(client: MlflowClient, name: str, version: str, dst: Path) -> dict[str, bytes]:
+def fetch_files(
+    client: MlflowClient, catalog: Catalog, name: str, version: str, dst: Path
+) -> dict[str, bytes]:
     """The bytes a version's MLflow run holds for each served file (what would be served)."""
     mv = client.get_model_version(name, version)
     out: dict[str, bytes] = {}
-    for fname, path in file_paths(name, dict(mv.tags)).items():
+    for fname, path in file_paths(catalog, name, dict(mv.tags)).items():
         if not mv.run_id:
             raise FileNotFoundError(f"{name} v{version} has no MLflow run to fetch {path} from")
         try:
@@ -167,6 +170,7 @@ def evaluate(
     name: str,
     version: str,
     *,
+    catalog: Catalog,
     records: ValidationRecords,
     margin: float | None = None,
     rollback: bool = False,
@@ -178,7 +182,7 @@ def evaluate(
     `files`: the bytes that would be served (the bundle passes what it downloaded); fetched
     from the version's MLflow run when omitted.
     """
-    subject = gate_subjects.subject(name)
+    subject = gate_subjects.subject(catalog, name)
     if margin is None:
         margin, margin_source = subject.margin, subject.margin_source
     else:
@@ -194,7 +198,7 @@ def evaluate(
     if files is None:
         try:
             with tempfile.TemporaryDirectory(prefix="ml-gate-") as tmp:
-                files = fetch_files(client, name, version, Path(tmp))
+                files = fetch_files(client, catalog, name, version, Path(tmp))
         except FileNotFoundError as exc:
             files = None
             gates.append(Gate("files", False, str(exc)))
@@ -256,6 +260,7 @@ def promote(
     name: str,
     version: str,
     *,
+    catalog: Catalog,
     records: ValidationRecords,
     actor: str,
     reason: str,
@@ -266,7 +271,9 @@ def promote(
     """Move `production` to `name` v`version` if every gate passes; returns the event."""
     if not reason.strip():
         raise ValueError("a promotion needs a reason")
-    decision = evaluate(client, name, version, records=records, margin=margin, rollback=rollback)
+    decision = evaluate(
+        client, name, version, catalog=catalog, records=records, margin=margin, rollback=rollback
+    )
     if not decision.approved:
         raise PromotionRejected(decision)
     tags = _tags(client, name, decision.version)
@@ -330,6 +337,7 @@ def bootstrap(
     client: MlflowClient,
     events_dsn: str,
     *,
+    catalog: Catalog,
     records: ValidationRecords,
     actor: str,
     variant: str = "int8",
@@ -337,21 +345,22 @@ def bootstrap(
     """On a fresh platform: promote, per model without a champion, its newest version that
     passes every gate (for the embedder, of `variant`, the one the index is built with)."""
     promoted: dict[str, str] = {}
-    for name in gate_subjects.names():
+    for name in gate_subjects.names(catalog):
         if champion_version(client, name) is not None:
             continue
         versions = sorted(
             client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)
         )
         for mv in versions:
-            if not gate_subjects.subject(name).first_candidate(dict(mv.tags), variant):
+            if not gate_subjects.subject(catalog, name).first_candidate(dict(mv.tags), variant):
                 continue
-            if evaluate(client, name, str(mv.version), records=records).approved:
+            if evaluate(client, name, str(mv.version), catalog=catalog, records=records).approved:
                 promote(
                     client,
                     events_dsn,
                     name,
                     str(mv.version),
+                    catalog=catalog,
                     records=records,
                     actor=actor,
                     reason="first production version of a fresh platform",

@@ -161,37 +161,6 @@ def from_attributes(
     )
 
 
-_DECLARED: list[SearchIndexSpec] = []
-
-
-def register(spec: SearchIndexSpec) -> SearchIndexSpec:
-    """Make the declared index's embedder known to the gate, the sensors and the bundle.
-
-    One code location holds one SearchIndex (its tables are the vector store's `search`
-    schema): the index built last is the declared one."""
-    from ml_assets.core import lineage_spec
-
-    owner = lineage_spec.by_model(spec.registered_model)
-    if owner is not None:
-        raise SearchSpecError(
-            f"search index {spec.name!r} ({spec.declared_in}): registered_model "
-            f"{spec.registered_model!r} is lineage {owner.name!r}'s model; give the embedder "
-            "its own name"
-        )
-    _DECLARED[:] = [spec]
-    return spec
-
-
-def declared() -> SearchIndexSpec:
-    """The declared search index: the one the defs folder built, else the shipped YAML's."""
-    return _DECLARED[0] if _DECLARED else shipped()
-
-
-def embedder_model() -> str:
-    """The text embedder's registered model name, as the declared index's YAML gives it."""
-    return declared().registered_model
-
-
 @cache
 def shipped() -> SearchIndexSpec:
     """The platform's own text index, as ml_assets/lineages/text/defs.yaml declares it."""

@@ -24,6 +24,7 @@ from dagster import AssetExecutionContext
 
 from ml_assets.assets.nightly_common import BUNDLE, DAILY, alert
 from ml_assets.core import tabular_model
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.hashing import canonical_json, read_parquet_bytes, sha256_bytes
 from ml_assets.core.inference_tables import ensure_tables, read_day
 from ml_assets.core.lineage_spec import LineageSpec
@@ -112,8 +113,9 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
         day = context.partition_key
         with timed() as t, tempfile.TemporaryDirectory() as tmp:
             roles = [(spec.name, spec.registered_model)]
+            # The gate judges this lineage's own production version: a catalog of it alone.
             _, mv, files, decision = gate_production(
-                mlflow.client, DagsterRecords.of(context), Path(tmp), roles
+                mlflow.client, DagsterRecords.of(context), Path(tmp), roles, Catalog((spec,))
             )[0]
             train, hashes = training_reference(spec, files, decision.evidence.facts, store)
             live = live_day(postgres.dsn, spec, day, hashes["onnx_sha256"])

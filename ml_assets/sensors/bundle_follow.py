@@ -22,7 +22,7 @@ from typing import Any
 
 from dagster import RunRequest
 
-from ml_assets.core import lineage_spec
+from ml_assets.core.lineage_spec import LineageSpec
 from ml_assets.core.serving_bundle import EMBEDDER
 from ml_assets.core.validation_records import (
     Evidence,
@@ -78,11 +78,15 @@ def _key(ev: Evidence) -> str | None:
 
 
 def validation_key(
-    records: ValidationRecords, name: str, version: str, tags: dict[str, str]
+    records: ValidationRecords,
+    spec: LineageSpec | None,
+    name: str,
+    version: str,
+    tags: dict[str, str],
 ) -> str | None:
     """The passing evaluations that validate `name` v`version` (its registry tags say which
-    bytes to look the records up by), or None."""
-    spec = lineage_spec.by_model(name)
+    bytes to look the records up by), or None. `spec`: the lineage `name` is the model of;
+    None for the embedder."""
     if spec is not None:
         sha = tags.get("onnx_sha256")
         if not sha:

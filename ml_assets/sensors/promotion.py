@@ -14,6 +14,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -21,7 +22,7 @@ from dagster import (
 )
 
 from ml_assets.assets.serving import serving_job
-from ml_assets.core import lineage_spec, search_spec
+from ml_assets.core.catalog import Catalog
 from ml_assets.core.promotion import champion_version
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.core.validation_records import search_evidence
@@ -31,29 +32,18 @@ from ml_assets.resources.storage import ArtifactStore
 from ml_assets.sensors import bundle_follow
 
 
-def bundle_needs() -> frozenset[str]:
-    """The models a bundle cannot be built without: the embedder and the lineage behind
-    /v1/score."""
-    scorer = lineage_spec.score_lineage()
-    embedder = search_spec.embedder_model()
-    return frozenset({embedder, *([scorer.registered_model] if scorer else [])})
-
-
-def watched_models() -> list[str]:
-    """The embedder and every declared lineage's registered model."""
-    declared = (s.registered_model for s in lineage_spec.declared())
-    return sorted({search_spec.embedder_model(), *declared})
-
-
-def production_aliases(mlflow: MlflowResource) -> dict[str, str | None]:
-    """{registered model: version the `production` alias points at, or None}."""
-    return {name: champion_version(mlflow.client, name) for name in watched_models()}
+def production_aliases(mlflow: MlflowResource, catalog: Catalog) -> dict[str, str | None]:
+    """{registered model: version the `production` alias points at, or None}, for the
+    embedder and every declared lineage's registered model."""
+    return {name: champion_version(mlflow.client, name) for name in catalog.registered_models()}
 
 
 def decide(
-    cursor: str | None, current: dict[str, str | None]
+    cursor: str | None, current: dict[str, str | None], needs: frozenset[str]
 ) -> tuple[list[RunRequest], str, str | None]:
     """Pure decision: (run requests, new cursor, skip reason).
+
+    `needs`: the models a bundle cannot be built without (`Catalog.bundle_needs`).
 
     The cursor holds the alias targets last seen and how often each `name@version` became
     production, so promoting v2, rolling back to v1 and promoting v2 again runs again
@@ -71,7 +61,6 @@ def decide(
         return [], new_cursor, "no production alias moved"
     # The bundle needs the embedder and the /v1/score model; any other lineage is served
     # once it has a production version.
-    needs = bundle_needs()
     missing = [name for name, version in current.items() if version is None and name in needs]
     if missing:
         # A bundle needs both models; the move is remembered and the bundle follows the other
@@ -103,10 +92,11 @@ def decide_all(
     bundle: bundle_follow.Bundled | None,
     validated: dict[str, str | None],
     search: str | None,
+    needs: frozenset[str],
 ) -> tuple[list[RunRequest], str, str | None]:
     """Pure decision: alias moves first (their build sees the evidence there is now, which the
     cursor remembers); else a check that passed since (bundle_follow.follow)."""
-    requests, new_cursor, skip = decide(cursor, current)
+    requests, new_cursor, skip = decide(cursor, current, needs)
     if requests:
         return requests, bundle_follow.remember(new_cursor, current, validated, search), None
     if skip and skip != "no production alias moved":
@@ -115,18 +105,19 @@ def decide_all(
 
 
 def observe(
-    mlflow: MlflowResource, records: DagsterRecords, base_dir: str
+    mlflow: MlflowResource, records: DagsterRecords, base_dir: str, catalog: Catalog
 ) -> tuple[dict[str, str | None], bundle_follow.Bundled | None, dict[str, str | None], str | None]:
     """(production versions, the latest bundle, the validation keys of the production versions
     it lacks, the key of the passing search report for the embedder it would serve)."""
-    current = production_aliases(mlflow)
+    current = production_aliases(mlflow, catalog)
     bundle = bundle_follow.bundled(base_dir)
     validated, tags = {}, {}
     for name, version in current.items():
         if version and (bundle is None or bundle.versions.get(name) != version):
             tags[name] = dict(mlflow.client.get_model_version(name, version).tags)
-            validated[name] = bundle_follow.validation_key(records, name, version, tags[name])
-    embedder = search_spec.embedder_model()
+            spec = catalog.by_model(name)
+            validated[name] = bundle_follow.validation_key(records, spec, name, version, tags[name])
+    embedder = catalog.embedder_model()
     if bundle is not None and bundle.versions.get(embedder) == current.get(embedder):
         sha = bundle.embedder_sha256
     else:
@@ -135,21 +126,30 @@ def observe(
     return current, bundle, validated, search
 
 
-@sensor(
-    job=serving_job,
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Bundles and smoke-tests the production models whenever an alias moves, or a "
-    "check the bundle needs passes after it was built.",
-)
-def model_promotion_sensor(
-    context: SensorEvaluationContext, mlflow: MlflowResource, store: ArtifactStore
-) -> SensorResult:
-    records = DagsterRecords.of(context)
-    requests, cursor, skip = decide_all(context.cursor, *observe(mlflow, records, store.base_dir))
-    if not requests:
-        return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
-    return SensorResult(run_requests=requests, cursor=cursor)
+def promotion_sensor(catalog: Catalog) -> SensorDefinition:
+    """model_promotion_sensor over the catalog's registered models."""
+    needs = catalog.bundle_needs()
+
+    @sensor(
+        name="model_promotion_sensor",
+        job=serving_job,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Bundles and smoke-tests the production models whenever an alias moves, or "
+        "a check the bundle needs passes after it was built.",
+    )
+    def model_promotion_sensor(
+        context: SensorEvaluationContext, mlflow: MlflowResource, store: ArtifactStore
+    ) -> SensorResult:
+        records = DagsterRecords.of(context)
+        seen = observe(mlflow, records, store.base_dir, catalog)
+        requests, cursor, skip = decide_all(context.cursor, *seen, needs)
+        if not requests:
+            return SensorResult(skip_reason=SkipReason(skip), cursor=cursor)
+        return SensorResult(run_requests=requests, cursor=cursor)
+
+    return model_promotion_sensor
 
 
-defs = Definitions(sensors=[model_promotion_sensor])
+def build_defs(catalog: Catalog) -> Definitions:
+    return Definitions(sensors=[promotion_sensor(catalog)])
