@@ -86,7 +86,7 @@ def quantize_variant(fp32: bytes, **options: Any) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ml_assets.core.embedder_export import _canonical_bytes
+    from ml_assets.core.embedder_export import canonical_bytes
 
     exclude = options.pop("nodes_to_exclude", None)
     extra = {
@@ -107,7 +107,7 @@ def quantize_variant(fp32: bytes, **options: Any) -> bytes:
             extra_options=extra,
             **options,
         )
-        return _canonical_bytes(onnx.load(dst))
+        return canonical_bytes(onnx.load(dst))
 
 
 def _attention(graph: Any) -> list[str]:
@@ -145,7 +145,7 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
         quantize_static,
     )
 
-    from ml_assets.core.embedder_export import _canonical_bytes
+    from ml_assets.core.embedder_export import canonical_bytes
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -169,7 +169,7 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        return _canonical_bytes(onnx.load(dst))
+        return canonical_bytes(onnx.load(dst))
 
 
 def calibration_feeds(tokenizer: Any, texts: Sequence[str], batch: int = 8) -> list[dict]:

@@ -143,7 +143,7 @@ def _export_raw(module: Any) -> bytes:
     return buf.getvalue()
 
 
-def _canonical_bytes(model: Any) -> bytes:
+def canonical_bytes(model: Any) -> bytes:
     """Serialise with every free-text field that could carry a path or a timestamp cleared."""
     model.doc_string = ""
     model.graph.doc_string = ""
@@ -208,7 +208,7 @@ def export_fp32(path: Path | None = None) -> bytes:
     width = optimized.model.graph.output[0].type.tensor_type.shape.dim[1]
     width.Clear()
     width.dim_value = HIDDEN_SIZE
-    data = _canonical_bytes(optimized.model)
+    data = canonical_bytes(optimized.model)
     _check_parity(module, data)
     if path is not None:
         Path(path).write_bytes(data)
@@ -242,7 +242,7 @@ def quantize_int8(fp32: bytes) -> bytes:
                     "DefaultTensorType": onnx.TensorProto.FLOAT,
                 },
             )
-            return _canonical_bytes(onnx.load(dst))
+            return canonical_bytes(onnx.load(dst))
     finally:
         root.removeFilter(hint)
 
