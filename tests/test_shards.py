@@ -25,9 +25,9 @@ from ml_assets.core.corpus import (
 )
 from ml_assets.core.search_index import reindex
 from ml_assets.core.search_shards import (
-    shard_lock_key,
     shard_digest,
     shard_keys,
+    shard_lock_key,
     shard_of,
     shard_status,
     split,

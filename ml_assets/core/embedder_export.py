@@ -7,7 +7,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def _export_raw(module: Any) -> bytes:
     return buf.getvalue()
 
 
-def canonical_bytes(model: Any) -> bytes:
+def _canonical_bytes(model: Any) -> bytes:
     """Serialise with every free-text field that could carry a path or a timestamp cleared."""
     model.doc_string = ""
     model.graph.doc_string = ""
@@ -155,6 +155,17 @@ def canonical_bytes(model: Any) -> bytes:
             # Fused ops live in ORT's contrib domain; the optimizer only declares it on save().
             model.opset_import.add(domain="com.microsoft", version=1)
     return canonical_onnx(model)
+
+
+def quantized_bytes(fp32: bytes, quantize: Callable[[Path, Path], None]) -> bytes:
+    """`quantize(src, dst)` over the fp32 model in a temporary folder: dst's canonical bytes."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="embedder-quantize-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "quantized.onnx"
+        src.write_bytes(fp32)
+        quantize(src, dst)
+        return _canonical_bytes(onnx.load(dst))
 
 
 def _check_parity(module: Any, onnx_bytes: bytes) -> None:
@@ -208,7 +219,7 @@ def export_fp32(path: Path | None = None) -> bytes:
     width = optimized.model.graph.output[0].type.tensor_type.shape.dim[1]
     width.Clear()
     width.dim_value = HIDDEN_SIZE
-    data = canonical_bytes(optimized.model)
+    data = _canonical_bytes(optimized.model)
     _check_parity(module, data)
     if path is not None:
         Path(path).write_bytes(data)
@@ -224,9 +235,8 @@ def quantize_int8(fp32: bytes) -> bytes:
     hint = _DropPreprocessHint()
     root.addFilter(hint)
     try:
-        with tempfile.TemporaryDirectory(prefix="embedder-int8-") as tmp:
-            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            src.write_bytes(fp32)
+
+        def int8(src: Path, dst: Path) -> None:
             quantize_dynamic(
                 src,
                 dst,
@@ -242,7 +252,8 @@ def quantize_int8(fp32: bytes) -> bytes:
                     "DefaultTensorType": onnx.TensorProto.FLOAT,
                 },
             )
-            return canonical_bytes(onnx.load(dst))
+
+        return quantized_bytes(fp32, int8)
     finally:
         root.removeFilter(hint)
 

@@ -1,16 +1,15 @@
 """The index from its shards: once every shard of a model version holds the corpus, build
 (or update) the model's index table from the staging table, then switch the live view.
 
-The same two paths as `search_index.reindex`, with the embedding already done by the shard
-runs: a model version without a table is built beside the live one (rows copied, then HNSW
-and GIN, then one switch); a model version with a table is updated in place in one
-transaction (only rows whose content hash changed). While any shard is missing or stale
-nothing is written and ShardsIncomplete names the shards to (re)run.
+The same writer as `search_index.reindex` (`index_documents`), with the rows copied from the
+shard runs' staging table instead of embedded: a model version without a table is built beside
+the live one (rows copied, then HNSW and GIN, then one switch); a model version with a table is
+updated in place in one transaction (only rows whose content hash changed). While any shard is
+missing or stale nothing is written and ShardsIncomplete names the shards to (re)run.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import psycopg
@@ -21,9 +20,7 @@ from ml_assets.core.search_index import (
     IndexStats,
     Rows,
     Source,
-    reindex_lock,
-    switcher,
-    write_index,
+    index_documents,
 )
 from ml_assets.core.search_shards import (
     ShardsIncomplete,
@@ -40,10 +37,7 @@ from ml_assets.core.search_switch import (
 from ml_assets.core.search_tables import (
     INDEX_COLUMNS,
     SCHEMA,
-    connect,
-    ensure_schema,
     table_dim,
-    table_name,
 )
 
 # What each index column takes from the staging table (which has no tags_text).
@@ -81,38 +75,35 @@ def assemble(
     switch_backoff_s: float = SWITCH_BACKOFF_S,
 ) -> IndexStats:
     """Bring the index of `model_version` in line with `docs` from its `n` complete shards."""
-    started = time.perf_counter()
     stage = staging_table(model_version, n)
-    switch = switcher(lock_timeout_s, switch_attempts, switch_backoff_s)
 
     def staged(todo: Sequence[Document]) -> Rows:
         keys = [(d.tenant_id, d.id) for d in todo]
         return Rows(lambda conn, table: _copy_from_staging(conn, table, stage, keys))
 
-    with connect(dsn) as conn:
-        ensure_schema(conn)
-        with reindex_lock(conn):
-            status = shard_status(conn, docs, n, model_version)
-            missing = incomplete(status)
-            if missing:
-                live = live_index(conn)
-                serving = f"{SCHEMA}.{live['table_name']}" if live else "no index yet"
-                raise ShardsIncomplete(
-                    f"{len(missing)} of {n} shards of {SCHEMA}.{stage} are not done for this "
-                    f"corpus: {', '.join(f'{k} ({status[k]})' for k in missing)}. Materialize "
-                    "those partitions of embedding_shards (each can be retried alone from the "
-                    f"asset's partition view), then this asset again. Nothing was switched: "
-                    f"search still serves {serving}."
-                )
-            source = Source(table_dim(conn, stage), f"{SCHEMA}.{stage}", staged)
-            return write_index(
-                conn,
-                table_name(model_version),
-                docs,
-                model_version,
-                corpus_sha256,
-                source,
-                log,
-                started,
-                switch,
+    def source(conn: psycopg.Connection) -> Source:
+        status = shard_status(conn, docs, n, model_version)
+        missing = incomplete(status)
+        if missing:
+            live = live_index(conn)
+            serving = f"{SCHEMA}.{live['table_name']}" if live else "no index yet"
+            raise ShardsIncomplete(
+                f"{len(missing)} of {n} shards of {SCHEMA}.{stage} are not done for this "
+                f"corpus: {', '.join(f'{k} ({status[k]})' for k in missing)}. Materialize "
+                "those partitions of embedding_shards (each can be retried alone from the "
+                f"asset's partition view), then this asset again. Nothing was switched: "
+                f"search still serves {serving}."
             )
+        return Source(table_dim(conn, stage), f"{SCHEMA}.{stage}", staged)
+
+    return index_documents(
+        dsn,
+        docs,
+        model_version,
+        corpus_sha256,
+        source,
+        log,
+        lock_timeout_s=lock_timeout_s,
+        switch_attempts=switch_attempts,
+        switch_backoff_s=switch_backoff_s,
+    )

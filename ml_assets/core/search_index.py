@@ -3,7 +3,7 @@
 The tables, their statistics and their DDL are in `search_tables`; the switch of the live view
 (one transaction, bounded lock waits) in `search_switch`. This module embeds and reindexes:
 only new or changed documents are embedded, a new model version is built beside the live table.
-`write_index` is the one writer of an index table, from freshly embedded rows (`reindex`) or
+`index_documents` is the one writer of an index table, from freshly embedded rows (`reindex`) or
 from the shards' staging table (`search_assemble`).
 
 Only the switch locks what readers lock (the view, AccessExclusive): it waits at most
@@ -65,14 +65,11 @@ __all__ = [
     "connect",
     "embed_documents",
     "embedding_text",
-    "index_event",
     "live_index",
     "lock_holders",
     "reindex",
-    "reindex_lock",
-    "switcher",
+    "index_documents",
     "table_name",
-    "write_index",
 ]
 
 # Any number; only reindexes take this lock, so two never write the index at once.
@@ -126,7 +123,7 @@ def embed_documents(embedder: Embedder, docs: Sequence[Document]) -> tuple[np.nd
     return vectors.astype(np.float32), truncated
 
 
-def switcher(
+def _switcher(
     lock_timeout_s: float = SWITCH_LOCK_TIMEOUT_S,
     switch_attempts: int = SWITCH_ATTEMPTS,
     switch_backoff_s: float = SWITCH_BACKOFF_S,
@@ -146,7 +143,7 @@ def switcher(
 
 
 @contextmanager
-def reindex_lock(conn: psycopg.Connection) -> Iterator[None]:
+def _reindex_lock(conn: psycopg.Connection) -> Iterator[None]:
     """Hold the reindex advisory lock (or raise ReindexBusyError) and release it on the way out."""
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (REINDEX_LOCK_KEY,)).fetchone()
     if not locked or not locked[0]:
@@ -188,8 +185,6 @@ def reindex(
         raise ValueError(
             f"model_version must be the embedder's sha256 (64 hex digits), got {model_version!r}"
         )
-    started = time.perf_counter()
-    switch = switcher(lock_timeout_s, switch_attempts, switch_backoff_s)
 
     def embedded(todo: Sequence[Document]) -> Rows:
         vectors, truncated = embed_documents(embedder, todo)
@@ -199,23 +194,20 @@ def reindex(
             truncated=truncated,
         )
 
-    with connect(dsn) as conn:
-        ensure_schema(conn)
-        with reindex_lock(conn):
-            return write_index(
-                conn,
-                table_name(model_version),
-                docs,
-                model_version,
-                corpus_sha256,
-                Source(embedder.dim, "the embedder", embedded),
-                log,
-                started,
-                switch,
-            )
+    return index_documents(
+        dsn,
+        docs,
+        model_version,
+        corpus_sha256,
+        lambda _conn: Source(embedder.dim, "the embedder", embedded),
+        log,
+        lock_timeout_s=lock_timeout_s,
+        switch_attempts=switch_attempts,
+        switch_backoff_s=switch_backoff_s,
+    )
 
 
-def index_event(
+def _index_event(
     kind: str,
     table: str,
     model_version: str,
@@ -260,7 +252,43 @@ class Source:
     rows: Callable[[Sequence[Document]], Rows]
 
 
-def write_index(
+def index_documents(
+    dsn: str,
+    docs: Sequence[Document],
+    model_version: str,
+    corpus_sha256: str,
+    source: Callable[[psycopg.Connection], Source],
+    log: Callable[[str], None],
+    *,
+    lock_timeout_s: float,
+    switch_attempts: int,
+    switch_backoff_s: float,
+) -> IndexStats:
+    """Under the reindex lock, write the index of `model_version` from `source(conn)`, make it live.
+
+    `source` runs once the lock is held, so what it checks (the shards, say) cannot change
+    before the write. The switch waits as `reindex` describes; ReindexBusyError while another
+    reindex runs.
+    """
+    started = time.perf_counter()
+    switch = _switcher(lock_timeout_s, switch_attempts, switch_backoff_s)
+    with connect(dsn) as conn:
+        ensure_schema(conn)
+        with _reindex_lock(conn):
+            return _write_index(
+                conn,
+                table_name(model_version),
+                docs,
+                model_version,
+                corpus_sha256,
+                source(conn),
+                log,
+                started,
+                switch,
+            )
+
+
+def _write_index(
     conn: psycopg.Connection,
     table: str,
     docs: Sequence[Document],
@@ -273,7 +301,7 @@ def write_index(
 ) -> IndexStats:
     """Build `table` beside the live one, or update it in place, then make it live.
 
-    The caller holds `reindex_lock`. A change appends its event in the switch's transaction;
+    The caller holds `_reindex_lock`. A change appends its event in the switch's transaction;
     no change appends none (the live row only learns a new corpus version).
     """
     wanted = {(d.tenant_id, d.id): d for d in docs}
@@ -352,7 +380,7 @@ def write_index(
         kind = mode = "full"
     event = None
     if kind is not None:
-        event = index_event(kind, table, model_version, dim, corpus_sha256, live, counts, docs)
+        event = _index_event(kind, table, model_version, dim, corpus_sha256, live, counts, docs)
         # The view already reads `table` unless the live index moves: replacing it anyway
         # would make an in-place update wait for every reader's lock.
         switch(
