@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import itertools
 import json
 import os
@@ -25,16 +24,14 @@ import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_throughput import make_texts  # noqa: E402
+from benchmarks.load_loop import post_loop  # noqa: E402
 from ml_assets.serving_process import ServerProcess, start_server  # noqa: E402
 
 TARGET_RATIO = 2.0
@@ -53,56 +50,31 @@ def cpu_model() -> str:
 
 def load(url: str, clients: int, texts: int, seconds: float, counter: itertools.count) -> dict:
     """`clients` threads posting `texts` new texts each to /embed, back to back."""
-    host, port = url.removeprefix("http://").split(":")
-    lat: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
     versions: set[str] = set()
-    barrier = threading.Barrier(clients)
-    stop = [0.0]
 
-    def worker(i: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        headers = {"Content-Type": "application/json"}
-        barrier.wait()
-        while time.monotonic() < stop[0]:
-            n = next(counter)
-            batch = [f"{SENTENCES[(n + j) % len(SENTENCES)]} (#{n}.{j})" for j in range(texts)]
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", "/embed", json.dumps({"texts": batch}), headers)
-                resp = conn.getresponse()
-                body = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(repr(exc))
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=60)
-                continue
-            lat[i].append(time.perf_counter() - t0)
-            if resp.status != 200:
-                errors.append(f"{resp.status} {body[:200]!r}")
-            else:
-                data = json.loads(body)
-                if len(data["vectors"]) != texts:
-                    errors.append(f"{len(data['vectors'])} vectors for {texts} texts")
-                versions.add(data["model_version"])
-        conn.close()
+    def body() -> str:
+        n = next(counter)
+        return json.dumps(
+            {"texts": [f"{SENTENCES[(n + j) % len(SENTENCES)]} (#{n}.{j})" for j in range(texts)]}
+        )
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    stop[0] = time.monotonic() + seconds
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
-    ms = np.array([x for xs in lat for x in xs]) * 1000
+    def check(status: int, answer: bytes) -> str | None:
+        if status != 200:
+            return f"{status} {answer[:200]!r}"
+        data = json.loads(answer)
+        versions.add(data["model_version"])
+        if len(data["vectors"]) != texts:
+            return f"{len(data['vectors'])} vectors for {texts} texts"
+        return None
+
+    loop = post_loop(url, "/embed", clients, seconds, body, check)
     return {
-        "rps": len(ms) / wall,
-        "texts_per_s": len(ms) * texts / wall,
-        "p50": float(np.percentile(ms, 50)),
-        "p95": float(np.percentile(ms, 95)),
-        "p99": float(np.percentile(ms, 99)),
-        "errors": errors,
+        "rps": loop.rps,
+        "texts_per_s": loop.rps * texts,
+        "p50": loop.percentile(50),
+        "p95": loop.percentile(95),
+        "p99": loop.percentile(99),
+        "errors": loop.errors,
         "versions": versions,
     }
 

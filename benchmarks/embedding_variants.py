@@ -86,7 +86,7 @@ def quantize_variant(fp32: bytes, **options: Any) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ml_assets.core.embedder_export import _canonical_bytes
+    from ml_assets.core.embedder_export import quantized_bytes
 
     exclude = options.pop("nodes_to_exclude", None)
     extra = {
@@ -94,20 +94,21 @@ def quantize_variant(fp32: bytes, **options: Any) -> bytes:
         "DefaultTensorType": onnx.TensorProto.FLOAT,
         **options.pop("extra_options", {}),
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(fp32)
+    per_channel = options.pop("per_channel", True)
+
+    def dynamic(src: Path, dst: Path) -> None:
         quantize_dynamic(
             src,
             dst,
             weight_type=QuantType.QInt8,
             reduce_range=False,
-            per_channel=options.pop("per_channel", True),
+            per_channel=per_channel,
             nodes_to_exclude=exclude(onnx.load(src).graph) if exclude else None,
             extra_options=extra,
             **options,
         )
-        return _canonical_bytes(onnx.load(dst))
+
+    return quantized_bytes(fp32, dynamic)
 
 
 def _attention(graph: Any) -> list[str]:
@@ -145,7 +146,7 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
         quantize_static,
     )
 
-    from ml_assets.core.embedder_export import _canonical_bytes
+    from ml_assets.core.embedder_export import quantized_bytes
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -154,9 +155,7 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "qdq.onnx"
-        src.write_bytes(fp32)
+    def static_qdq(src: Path, dst: Path) -> None:
         quantize_static(
             src,
             dst,
@@ -169,7 +168,8 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        return _canonical_bytes(onnx.load(dst))
+
+    return quantized_bytes(fp32, static_qdq)
 
 
 def calibration_feeds(tokenizer: Any, texts: Sequence[str], batch: int = 8) -> list[dict]:

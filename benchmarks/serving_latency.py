@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import shutil
@@ -35,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.load_loop import post_loop  # noqa: E402
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION  # noqa: E402
 from ml_assets.serving_process import ServerProcess, free_port, start_server  # noqa: E402
 
@@ -82,45 +81,13 @@ def wrk(url: str, conns: int, seconds: float, lua: Path) -> dict:
 
 def closed_loop(url: str, conns: int, seconds: float) -> dict:
     """N threads, each with one keep-alive connection, sending back to back."""
-    host, port = url.removeprefix("http://").split(":")
-    lat: list[list[float]] = [[] for _ in range(conns)]
-    errors = [0] * conns
-    stop = time.monotonic() + seconds
-    barrier = threading.Barrier(conns)
-
-    def worker(i: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        headers = {"Content-Type": "application/json"}
-        barrier.wait()
-        while time.monotonic() < stop:
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", "/v1/score", BODY, headers)
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                ok = False
-            lat[i].append(time.perf_counter() - t0)
-            errors[i] += 0 if ok else 1
-        conn.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
-    ms = np.array([x for xs in lat for x in xs]) * 1000
+    loop = post_loop(url, "/v1/score", conns, seconds, lambda: BODY, timeout=30)
     return {
-        "rps": len(ms) / wall,
-        "p50": float(np.percentile(ms, 50)),
-        "p95": float(np.percentile(ms, 95)),
-        "p99": float(np.percentile(ms, 99)),
-        "errors": sum(errors),
+        "rps": loop.rps,
+        "p50": loop.percentile(50),
+        "p95": loop.percentile(95),
+        "p99": loop.percentile(99),
+        "errors": len(loop.errors),
     }
 
 
@@ -227,28 +194,16 @@ def measure(url: str, n: int, seconds: float, lua: Path) -> tuple[dict, dict]:
 def embed_concurrency(url: str, clients: int, texts: int, seconds: float) -> dict:
     """`clients` threads each posting `texts` distinct short texts to /embed, back to back."""
     counter = iter(range(10**9))
-    done: list[float] = []
-    stop = time.monotonic() + seconds
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=60) as c:
-            while time.monotonic() < stop:
-                batch = [f"power baseload contract {next(counter)} delivery" for _ in range(texts)]
-                t0 = time.perf_counter()
-                c.post("/embed", json={"texts": batch}).raise_for_status()
-                done.append(time.perf_counter() - t0)
+    def body() -> str:
+        return json.dumps(
+            {"texts": [f"power baseload contract {next(counter)} delivery" for _ in range(texts)]}
+        )
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - start
-    return {
-        "texts_per_s": len(done) * texts / wall,
-        "p95_ms": float(np.percentile(done, 95)) * 1000,
-    }
+    loop = post_loop(url, "/embed", clients, seconds, body)
+    if loop.errors:
+        raise RuntimeError(f"/embed failed under load: {loop.errors[:3]}")
+    return {"texts_per_s": loop.rps * texts, "p95_ms": loop.percentile(95)}
 
 
 def main() -> int:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from dagster import (
     DefaultScheduleStatus,
     Definitions,
+    JobDefinition,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
@@ -24,34 +26,37 @@ def night_for(scheduled: datetime) -> str | None:
     return day.isoformat() if day >= DAILY.start.date() else None
 
 
-def _request(job_name: str, context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    key = night_for(context.scheduled_execution_time)
-    if key is None:
-        return SkipReason("no complete day since the partitions' start date")
-    return RunRequest(run_key=f"{job_name}:{key}", partition_key=key)
+def nightly_schedule(job: JobDefinition, cron: str, description: str) -> ScheduleDefinition:
+    """`<job>_schedule`: at `cron` (UTC), a run of `job` over the night that just ended."""
+    job_name = job.name
+
+    @schedule(
+        name=f"{job_name.removesuffix('_job')}_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+    def _night(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        key = night_for(context.scheduled_execution_time)
+        if key is None:
+            return SkipReason("no complete day since the partitions' start date")
+        return RunRequest(run_key=f"{job_name}:{key}", partition_key=key)
+
+    return _night
 
 
-@schedule(
-    job=nightly_validation_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="02:00 UTC: expectations, export parity and search quality on production.",
+nightly_validation_schedule = nightly_schedule(
+    nightly_validation_job,
+    "0 2 * * *",
+    "02:00 UTC: expectations, export parity and search quality on production.",
 )
-def nightly_validation_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    return _request(nightly_validation_job.name, context)
-
-
 # An hour after the validation, so the load run does not share two cores with it.
-@schedule(
-    job=nightly_smoke_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="03:00 UTC: the production Bento under the nightly load profile.",
+nightly_smoke_schedule = nightly_schedule(
+    nightly_smoke_job,
+    "0 3 * * *",
+    "03:00 UTC: the production Bento under the nightly load profile.",
 )
-def nightly_smoke_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    return _request(nightly_smoke_job.name, context)
-
 
 defs = Definitions(schedules=[nightly_validation_schedule, nightly_smoke_schedule])

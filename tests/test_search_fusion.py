@@ -14,7 +14,7 @@ from ml_assets.core import events
 from ml_assets.core.corpus import LabelledQuery
 from ml_assets.core.search_config import DEFAULT_FUSION, FusionWeights
 from ml_assets.core.search_tables import LAYOUT_VERSION, table_name
-from ml_assets.core.search_tuning import Candidates, _prepare, bm25_scores, family, rerank
+from ml_assets.core.search_tuning import Candidates, bm25_scores, family, prepare, rerank
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_bm25_is_the_textbook_formula_over_the_fetched_frequencies():
 
 def test_rrf_and_convex_fusion_rank_the_pool_with_ties_to_the_smaller_doc_id():
     c = _cands()
-    p = _prepare(c, 1.2, 0.75)
+    p = prepare(c, 1.2, 0.75)
     assert p.vec_order == [2, 1, 3] and p.lex_order == [0, 1]  # c, b, d; a, b
     rrf = FusionWeights(method="rrf", ranker="bm25", vector=1.0, lexical=1.0, k=60)
     # b is in both lists; a (lexical 1st) and c (vector 1st) tie at 1/61: a < c.
@@ -117,9 +117,9 @@ def test_the_adaptive_weight_follows_the_query_feature():
     f = FusionWeights(
         method="rrf", ranker="bm25", lexical=0.0, lexical_at_1=2.0, adapt="query_terms", k=60
     )
-    p = _prepare(_cands(), 1.2, 0.75)
+    p = prepare(_cands(), 1.2, 0.75)
     short = rerank(p, f)
-    long_query = rerank(_prepare(_cands(n_terms=10), 1.2, 0.75), f)
+    long_query = rerank(prepare(_cands(n_terms=10), 1.2, 0.75), f)
     assert short[0] == "b"
     # At weight 2 a (lexical 1st only) beats c (vector 1st only); at 0.4 it does not.
     assert long_query.index("a") < long_query.index("c") and short.index("c") < short.index("a")
@@ -131,7 +131,7 @@ def test_lexical_feedback_moves_the_vector_list_towards_the_top_lexical_hits():
     # farthest of the vector list, and matches none of the query's words.
     sim = np.array([[1.0], [0.1], [0.1], [0.99]])
     c = _cands(feedback_ids=(0,), similarity=sim)
-    p = _prepare(c, 1.2, 0.75)
+    p = prepare(c, 1.2, 0.75)
     plain = FusionWeights(method="zscore", ranker="bm25", lexical=0.0, candidates=2)
     assert rerank(p, plain) == ["c", "b", "a"]  # the pool: c, b nearest, a, b lexical
     fed = replace(plain, feedback=1.0, feedback_docs=1)
@@ -140,7 +140,7 @@ def test_lexical_feedback_moves_the_vector_list_towards_the_top_lexical_hits():
     # The "top_match" gate scales the step by the share of the query's IDF that a holds (all of
     # it here: a holds both lexemes) and by nothing when the top hit holds none.
     assert rerank(p, replace(fed, feedback_gate="top_match")) == ["d", "a", "b"]
-    weak = _prepare(
+    weak = prepare(
         _cands(
             feedback_ids=(0,), similarity=sim, terms=((), (1,), (), (0,)), tfs=((), (3,), (), (1,))
         ),

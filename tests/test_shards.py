@@ -25,9 +25,9 @@ from ml_assets.core.corpus import (
 )
 from ml_assets.core.search_index import reindex
 from ml_assets.core.search_shards import (
-    _lock_key,
     shard_digest,
     shard_keys,
+    shard_lock_key,
     shard_of,
     shard_status,
     split,
@@ -312,7 +312,7 @@ def test_a_failing_shard_keeps_the_live_index_and_a_retry_of_it_alone_switches(s
     # Another session holds the shard (a stuck run): its run fails in bounded time.
     with psycopg.connect(shards_env["sharded"], autocommit=True) as holder:
         holder.execute(
-            "SELECT pg_advisory_lock(%s)", (_lock_key(staging_table(other_sha, SHARDS), held),)
+            "SELECT pg_advisory_lock(%s)", (shard_lock_key(staging_table(other_sha, SHARDS), held),)
         )
         for key in shard_keys(SHARDS):
             config = {**other, "lock_wait_s": 0.5} if key == held else other

@@ -170,31 +170,30 @@ def export_embedder(
             "registered_versions": MetadataValue.json(versions),
         },
     )
-    yield AssetCheckResult(
-        check_name="fp32_parity",
-        passed=fp32_ok,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"min_cosine": MetadataValue.float(parity["fp32_min_cosine"])},
-    )
-    yield AssetCheckResult(
-        check_name="int8_parity",
-        passed=int8_ok,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "mean_cosine": MetadataValue.float(parity["int8_mean_cosine"]),
-            "min_cosine": MetadataValue.float(parity["int8_min_cosine"]),
-        },
-    )
-    yield AssetCheckResult(
-        check_name="int8_retrieval",
-        passed=ndcg_ok,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "ndcg@10_fp32": MetadataValue.float(parity["ndcg_fp32"]),
-            "ndcg@10_int8": MetadataValue.float(parity["ndcg_int8"]),
-            "top10_overlap": MetadataValue.float(parity["top10_overlap"]),
-        },
-    )
+    checks = (
+        ("fp32_parity", fp32_ok, {"min_cosine": "fp32_min_cosine"}),
+        (
+            "int8_parity",
+            int8_ok,
+            {"mean_cosine": "int8_mean_cosine", "min_cosine": "int8_min_cosine"},
+        ),
+        (
+            "int8_retrieval",
+            ndcg_ok,
+            {
+                "ndcg@10_fp32": "ndcg_fp32",
+                "ndcg@10_int8": "ndcg_int8",
+                "top10_overlap": "top10_overlap",
+            },
+        ),
+    )  # each check: its name, its verdict, its metadata (label -> key of `parity`)
+    for name, passed, shown in checks:
+        yield AssetCheckResult(
+            check_name=name,
+            passed=passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={label: MetadataValue.float(parity[key]) for label, key in shown.items()},
+        )
 
 
 def register_embedder(

@@ -72,6 +72,18 @@ def start_part(mv: Any, decision: Decision) -> dict[str, Any]:
     }
 
 
+def run_part(
+    mv: Any, decision: Decision, measure: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """One production model's part of the night: what `measure(part)` finds, or why it failed."""
+    part = start_part(mv, decision)
+    try:
+        part.update(measure(part))
+    except PartFailed as exc:
+        part.update(status=FAILED, reason=str(exc))
+    return part
+
+
 def failed_gates(decision: Decision) -> str:
     return "; ".join(f"{g.name}: {g.detail}" for g in decision.gates if not g.passed)
 
@@ -145,12 +157,11 @@ def tabular_part(
     warmup_rows: int,
 ) -> dict[str, Any]:
     """One tabular production model, re-validated on its own lineage's records."""
-    part = start_part(mv, decision)
-    try:
-        part.update(_measure_tabular(s, files, decision, store, part, latency_rows, warmup_rows))
-    except PartFailed as exc:
-        part.update(status=FAILED, reason=str(exc))
-    return part
+    return run_part(
+        mv,
+        decision,
+        lambda part: _measure_tabular(s, files, decision, store, part, latency_rows, warmup_rows),
+    )
 
 
 def _measure_tabular(

@@ -13,11 +13,10 @@ from typing import Any
 
 import psycopg
 
-from ml_assets.assets.nightly_lineage import PartFailed, failed_gates, start_part
+from ml_assets.assets.nightly_lineage import PartFailed, failed_gates, run_part
 from ml_assets.assets.search import load_embedder
 from ml_assets.core.corpus import LabelledQuery, load_queries
 from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.nightly import FAILED
 from ml_assets.core.promotion import Decision
 from ml_assets.core.search_config import SearchServing
 from ml_assets.core.search_eval import embed_queries, evaluate
@@ -71,12 +70,11 @@ def search_part(
     `bundled`: the search record of the newest serving bundle; when it judged this embedder,
     its report (the configuration being served) is the one used, else the records' newest
     passed report for the embedder (what the next bundle will serve)."""
-    part = start_part(mv, decision)
-    try:
-        part.update(_measure_search(files, decision, records, store, postgres, part, bundled))
-    except PartFailed as exc:
-        part.update(status=FAILED, reason=str(exc))
-    return part
+    return run_part(
+        mv,
+        decision,
+        lambda part: _measure_search(files, decision, records, store, postgres, part, bundled),
+    )
 
 
 def _report_tolerance(records: ValidationRecords, report_sha: str) -> float:

@@ -200,7 +200,7 @@ def build_embedding_index(spec: SearchIndexSpec) -> AssetsDefinition:
 def index_output(
     store: ArtifactStore,
     stats: Any,
-    docs: list,
+    docs: list[Document],
     model_sha: str,
     code_version: str,
     search_corpus: ArtifactRef,
@@ -216,27 +216,20 @@ def index_output(
 
     Hashed content: what the index holds (model + every document's content hash), not how long
     it took; the same corpus and model give the same data version."""
-    state = {
-        "model_sha256": model_sha,
-        "table": stats.table,
-        "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs),
-    }
-    ref = store.content().put(
-        "embedding_index",
-        canonical_json(state),
-        ".json",
-        code_version=code_version,
-        lineage=lineage_of(search_corpus, embedding_model_onnx),
-        extra={"table": stats.table, "model_sha256": model_sha},
-    )
     log(
         f"{stats.mode}: {summary}, deleted {stats.deleted}, unchanged {stats.unchanged} in "
         f"{stats.seconds:.1f} s; live table search.{stats.table}"
     )
-    return hashed_output(
-        ref,
-        upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
-        wall_time_s=timer["seconds"],
+    return embedded_output(
+        store,
+        "embedding_index",
+        code_version,
+        {"model_sha256": model_sha, "table": stats.table},
+        docs,
+        search_corpus,
+        embedding_model_onnx,
+        timer,
+        extra={"table": stats.table, "model_sha256": model_sha},
         metadata={
             "table": MetadataValue.text(f"search.{stats.table}"),
             "model_sha256": MetadataValue.text(model_sha),
@@ -247,6 +240,38 @@ def index_output(
             "dagster/row_count": MetadataValue.int(stats.total),
             "switched_live_index": MetadataValue.bool(stats.switched),
         },
+    )
+
+
+def embedded_output(
+    store: ArtifactStore,
+    asset_name: str,
+    code_version: str,
+    state: dict[str, Any],
+    docs: list[Document],
+    search_corpus: ArtifactRef,
+    embedding_model_onnx: ArtifactRef,
+    timer: dict,
+    *,
+    extra: dict[str, Any],
+    metadata: dict[str, Any],
+) -> Output[ArtifactRef]:
+    """The output of an asset that embeds `docs`: `state` and every document's content hash,
+    stored as its content, with the corpus and the embedder as upstreams."""
+    content = {**state, "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs)}
+    ref = store.content().put(
+        asset_name,
+        canonical_json(content),
+        ".json",
+        code_version=code_version,
+        lineage=lineage_of(search_corpus, embedding_model_onnx),
+        extra=extra,
+    )
+    return hashed_output(
+        ref,
+        upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
+        wall_time_s=timer["seconds"],
+        metadata=metadata,
     )
 
 

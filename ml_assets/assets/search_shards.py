@@ -20,13 +20,12 @@ from ml_assets.assets.search import (
     GROUP,
     EmbeddingIndexConfig,
     documents_from_bytes,
+    embedded_output,
     index_output,
     load_embedder,
     model_sha_of,
 )
-from ml_assets.core.artifacts import ArtifactRef, lineage_of
-from ml_assets.core.corpus import content_hash
-from ml_assets.core.hashing import canonical_json
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.search_assemble import assemble
 from ml_assets.core.search_shards import (
     DEFAULT_LOCK_WAIT_S,
@@ -40,7 +39,7 @@ from ml_assets.core.search_shards import (
 )
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.core.search_tables import SCHEMA, connect
-from ml_assets.provenance import hashed_output, timed
+from ml_assets.provenance import timed
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
 
@@ -118,27 +117,22 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
                 )
             except ShardBusyError as exc:
                 raise Failure(str(exc)) from exc
-            mine = [d for d in docs if shard_of(d, n) == shard]
-            state = {
+        docs_per_s = stats.embedded / stats.seconds if stats.seconds > 0 else 0.0
+        return embedded_output(
+            store,
+            "embedding_shards",
+            SHARDS_CODE_VERSION,
+            {
                 "model_sha256": model_sha,
                 "shards": n,
                 "shard": shard,
                 "staging_table": stats.staging_table,
-                "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in mine),
-            }
-            ref = store.content().put(
-                "embedding_shards",
-                canonical_json(state),
-                ".json",
-                code_version=SHARDS_CODE_VERSION,
-                lineage=lineage_of(search_corpus, embedding_model_onnx),
-                extra={"model_sha256": model_sha, "shard": shard, "digest": stats.digest},
-            )
-        docs_per_s = stats.embedded / stats.seconds if stats.seconds > 0 else 0.0
-        return hashed_output(
-            ref,
-            upstream={"search_corpus": search_corpus, "embedding_model_onnx": embedding_model_onnx},
-            wall_time_s=t["seconds"],
+            },
+            [d for d in docs if shard_of(d, n) == shard],
+            search_corpus,
+            embedding_model_onnx,
+            t,
+            extra={"model_sha256": model_sha, "shard": shard, "digest": stats.digest},
             metadata={
                 "staging_table": MetadataValue.text(f"{SCHEMA}.{stats.staging_table}"),
                 "model_sha256": MetadataValue.text(model_sha),

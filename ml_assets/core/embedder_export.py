@@ -7,7 +7,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,17 @@ def _canonical_bytes(model: Any) -> bytes:
     return canonical_onnx(model)
 
 
+def quantized_bytes(fp32: bytes, quantize: Callable[[Path, Path], None]) -> bytes:
+    """`quantize(src, dst)` over the fp32 model in a temporary folder: dst's canonical bytes."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="embedder-quantize-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "quantized.onnx"
+        src.write_bytes(fp32)
+        quantize(src, dst)
+        return _canonical_bytes(onnx.load(dst))
+
+
 def _check_parity(module: Any, onnx_bytes: bytes) -> None:
     """Fail the export if the fused graph drifts from the torch module (fusion is pattern-based)."""
     import onnxruntime as ort
@@ -224,9 +235,8 @@ def quantize_int8(fp32: bytes) -> bytes:
     hint = _DropPreprocessHint()
     root.addFilter(hint)
     try:
-        with tempfile.TemporaryDirectory(prefix="embedder-int8-") as tmp:
-            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            src.write_bytes(fp32)
+
+        def int8(src: Path, dst: Path) -> None:
             quantize_dynamic(
                 src,
                 dst,
@@ -242,7 +252,8 @@ def quantize_int8(fp32: bytes) -> bytes:
                     "DefaultTensorType": onnx.TensorProto.FLOAT,
                 },
             )
-            return _canonical_bytes(onnx.load(dst))
+
+        return quantized_bytes(fp32, int8)
     finally:
         root.removeFilter(hint)
 

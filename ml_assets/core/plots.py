@@ -14,7 +14,25 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(
+    fig: plt.Figure,
+    ax: plt.Axes,
+    title: str,
+    *,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    grid_axis: str = "both",
+    legend: bool = True,
+) -> bytes:
+    """Label, grid and title the axes, then the figure as PNG bytes (and close it)."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis=grid_axis)
+    if legend:
+        ax.legend()
+    ax.set_title(title)
     buf = io.BytesIO()
     # Fixed metadata keeps the PNG bytes reproducible (matplotlib stamps its version otherwise).
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
@@ -33,12 +51,7 @@ def learning_curve_png(
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(iterations, train, marker="o", label="train PR-AUC")
     ax.plot(iterations, valid, marker="o", label="valid PR-AUC")
-    ax.set_xlabel("boosting iterations")
-    ax.set_ylabel("PR-AUC")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Learning curve")
-    return _png(fig)
+    return _png(fig, ax, "Learning curve", xlabel="boosting iterations", ylabel="PR-AUC")
 
 
 def pr_curves_png(y_true: np.ndarray, curves: dict[str, np.ndarray]) -> bytes:
@@ -47,12 +60,7 @@ def pr_curves_png(y_true: np.ndarray, curves: dict[str, np.ndarray]) -> bytes:
         precision, recall, _ = precision_recall_curve(y_true, proba)
         ax.plot(recall, precision, label=name, alpha=0.8)
     ax.axhline(float(np.mean(y_true)), color="grey", linestyle=":", label="base rate")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Precision-recall on the test split")
-    return _png(fig)
+    return _png(fig, ax, "Precision-recall on the test split", xlabel="recall", ylabel="precision")
 
 
 def latency_png(samples_ms: dict[str, np.ndarray]) -> bytes:
@@ -60,10 +68,14 @@ def latency_png(samples_ms: dict[str, np.ndarray]) -> bytes:
     ax.boxplot(list(samples_ms.values()), showfliers=False)
     ax.set_xticks(range(1, len(samples_ms) + 1), list(samples_ms.keys()))
     ax.set_yscale("log")
-    ax.set_ylabel("single-row latency (ms, log)")
-    ax.grid(alpha=0.3, axis="y")
-    ax.set_title("Single-row scoring latency")
-    return _png(fig)
+    return _png(
+        fig,
+        ax,
+        "Single-row scoring latency",
+        ylabel="single-row latency (ms, log)",
+        grid_axis="y",
+        legend=False,
+    )
 
 
 def mode_bars_png(rows: list[dict[str, float | str]], metrics: Sequence[str]) -> bytes:
@@ -76,7 +88,4 @@ def mode_bars_png(rows: list[dict[str, float | str]], metrics: Sequence[str]) ->
         ax.bar(x + i * width, [float(row[m]) for m in metrics], width, label=modes[i])
     ax.set_xticks(x + width * (len(modes) - 1) / 2, list(metrics))
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend()
-    ax.set_title("Search quality on the held-out (eval) queries")
-    return _png(fig)
+    return _png(fig, ax, "Search quality on the held-out (eval) queries", grid_axis="y")

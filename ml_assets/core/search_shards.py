@@ -21,16 +21,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import psycopg
 from psycopg import sql
 
 from ml_assets.core.corpus import Document, content_hash
 from ml_assets.core.hashing import canonical_json
-from ml_assets.core.search_index import Embedder, _embed
+from ml_assets.core.search_index import Embedder, embed_documents
 from ml_assets.core.search_spec import SHARD_COUNTS
-from ml_assets.core.search_tables import SCHEMA, connect, ensure_schema, table_name
+from ml_assets.core.search_tables import SCHEMA, connect, copy_rows, ensure_schema, table_name
 
 SHARD_STATE = "shard_state"
 # Shard runs of one staging table lock per shard (two runs of one shard never interleave);
@@ -136,7 +135,8 @@ class ShardStats:
     seconds: float
 
 
-def _lock_key(table: str, shard: str) -> int:
+def shard_lock_key(table: str, shard: str) -> int:
+    """The advisory lock key that one shard's writer holds on its staging table."""
     digest = hashlib.sha256(f"{table}/{shard}".encode()).digest()
     return (_LOCK_NAMESPACE << 32 | int.from_bytes(digest[:4], "big")) & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -197,7 +197,7 @@ def embed_shard(
                     sql.Literal(f"{max(1, round(lock_wait_s * 1000))}ms")
                 )
             )
-            conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(stage, shard),))
+            conn.execute("SELECT pg_advisory_lock(%s)", (shard_lock_key(stage, shard),))
         except psycopg.errors.LockNotAvailable as exc:
             raise ShardBusyError(
                 f"another run holds shard {shard} of {SCHEMA}.{stage} for more than "
@@ -225,7 +225,7 @@ def embed_shard(
                 f"shard {shard}/{n}: {len(wanted)} documents, {len(changed)} to embed, "
                 f"{len(reuse)} taken from {SCHEMA}.{index_table}, {len(gone)} replaced or removed"
             )
-            vectors, truncated = _embed(embedder, changed)
+            vectors, truncated = embed_documents(embedder, changed)
             with conn.transaction():
                 _write(
                     conn, stage, shard, gone, changed, vectors, reuse, index_table, model_version
@@ -242,7 +242,7 @@ def embed_shard(
                 )
         finally:
             conn.rollback()
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(stage, shard),))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (shard_lock_key(stage, shard),))
             conn.commit()
     return ShardStats(
         staging_table=stage,
@@ -276,30 +276,9 @@ def _write(conn, stage, shard, gone, changed, vectors, reuse, index_table, model
             ).format(*ident, sql.Identifier(SCHEMA), sql.Identifier(index_table)),
             (shard, [d.tenant_id for d in reuse], [d.id for d in reuse]),
         )
-    stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
-        *ident, sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
+    copy_rows(
+        conn, stage, changed, vectors, model_version, columns=_COLUMNS, fixed={"shard": shard}
     )
-    with conn.cursor().copy(stmt) as copy:
-        copy.set_types(
-            [
-                "text",
-                "text",
-                "text",
-                "text",
-                "text",
-                "text",
-                "text[]",
-                "timestamptz",
-                "text",
-                "text",
-                "vector",
-            ]  # fmt: skip
-        )
-        for doc, vec in zip(changed, vectors, strict=True):
-            copy.write_row(
-                (doc.tenant_id, doc.id, shard, doc.type, doc.title, doc.text, list(doc.tags),
-                 datetime.fromisoformat(doc.updated_at), content_hash(doc), model_version, vec)
-            )  # fmt: skip
 
 
 def shard_status(

@@ -93,7 +93,7 @@ def _describe(holder: dict) -> str:
     )
 
 
-def _switch(
+def switch_live(
     conn: psycopg.Connection,
     table: str,
     model_version: str,

@@ -17,7 +17,7 @@ Layout (schema `search` in the ml_assets database):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -149,7 +149,8 @@ def document_tsvector() -> str:
     )
 
 
-def _create_table(conn: psycopg.Connection, table: str, dim: int) -> None:
+def create_table(conn: psycopg.Connection, table: str, dim: int) -> None:
+    """Create an index table for vectors of `dim` dimensions, with its generated tsvector."""
     conn.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.{} ("
@@ -169,7 +170,7 @@ def _create_table(conn: psycopg.Connection, table: str, dim: int) -> None:
     )
 
 
-def _create_stats(conn: psycopg.Connection, table: str) -> None:
+def create_stats(conn: psycopg.Connection, table: str) -> None:
     """Lexeme document frequencies and document counts per tenant, from the whole table."""
     src = sql.Identifier(SCHEMA), sql.Identifier(table)
     for stats in (LEXEME_STATS, TENANT_STATS):
@@ -202,7 +203,7 @@ def _create_stats(conn: psycopg.Connection, table: str) -> None:
         conn.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(stats)))
 
 
-def _has_stats(conn: psycopg.Connection, table: str) -> bool:
+def has_stats(conn: psycopg.Connection, table: str) -> bool:
     """Whether the table's statistics exist and are complete (lengths included)."""
     row = conn.execute(
         sql.SQL("SELECT bool_and(total_len IS NOT NULL) FROM {}.{} WHERE table_name = %s").format(
@@ -213,7 +214,7 @@ def _has_stats(conn: psycopg.Connection, table: str) -> bool:
     return row is not None and row[0] is True
 
 
-def _update_stats(
+def update_stats(
     conn: psycopg.Connection, table: str, keys: list[tuple[str, str]], sign: int
 ) -> None:
     """Add (sign=1) or subtract (sign=-1) the rows with these (tenant_id, doc_id) keys."""
@@ -257,7 +258,8 @@ def _update_stats(
         # Tenant rows stay (at 0): their presence marks the table's statistics as built.
 
 
-def _create_indexes(conn: psycopg.Connection, table: str) -> None:
+def create_indexes(conn: psycopg.Connection, table: str) -> None:
+    """Build the HNSW and GIN indexes and the statistics of a filled table, then ANALYZE it."""
     ident = sql.Identifier(SCHEMA), sql.Identifier(table)
     conn.execute(
         sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
@@ -280,70 +282,64 @@ def _create_indexes(conn: psycopg.Connection, table: str) -> None:
             sql.Identifier(f"{table}_tsv"), *ident
         )
     )
-    _create_stats(conn, table)
+    create_stats(conn, table)
     conn.execute(sql.SQL("ANALYZE {}.{}").format(*ident))
 
 
-def _copy_rows(
+# Every column a document fills in an index or staging table, with its binary COPY type.
+COPY_TYPES = {
+    "tenant_id": "text", "doc_id": "text", "shard": "text", "type": "text", "title": "text",
+    "body": "text", "tags": "text[]", "tags_text": "text", "updated_at": "timestamptz",
+    "content_hash": "text", "model_version": "text", "embedding": "vector",
+}  # fmt: skip
+INDEX_COLUMNS = (
+    "tenant_id", "doc_id", "type", "title", "body", "tags", "tags_text", "updated_at",
+    "content_hash", "model_version", "embedding",
+)  # fmt: skip
+
+
+def copy_rows(
     conn: psycopg.Connection,
     table: str,
     docs: Sequence[Document],
     vectors: np.ndarray,
     model_version: str,
+    *,
+    columns: Sequence[str] = INDEX_COLUMNS,
+    fixed: Mapping[str, str] | None = None,
 ) -> None:
-    columns = (
-        "tenant_id",
-        "doc_id",
-        "type",
-        "title",
-        "body",
-        "tags",
-        "tags_text",
-        "updated_at",
-        "content_hash",
-        "model_version",
-        "embedding",
-    )
+    """Write these documents and their vectors into `table` by binary COPY, one row each.
+
+    `columns` name the table's columns (keys of COPY_TYPES); `fixed` gives the same value to
+    every row for columns that are not the document's (a staging table's shard).
+    """
     stmt = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
         sql.Identifier(SCHEMA),
         sql.Identifier(table),
         sql.SQL(", ").join(sql.Identifier(c) for c in columns),
     )
     with conn.cursor().copy(stmt) as copy:
-        copy.set_types(
-            [
-                "text",
-                "text",
-                "text",
-                "text",
-                "text",
-                "text[]",
-                "text",
-                "timestamptz",
-                "text",
-                "text",
-                "vector",
-            ]
-        )
+        copy.set_types([COPY_TYPES[c] for c in columns])
         for doc, vec in zip(docs, vectors, strict=True):
-            copy.write_row(
-                (
-                    doc.tenant_id,
-                    doc.id,
-                    doc.type,
-                    doc.title,
-                    doc.text,
-                    list(doc.tags),
-                    " ".join(doc.tags),
-                    datetime.fromisoformat(doc.updated_at),
-                    content_hash(doc),
-                    model_version,
-                    vec,
-                )
-            )
+            values = {
+                "tenant_id": doc.tenant_id,
+                "doc_id": doc.id,
+                "type": doc.type,
+                "title": doc.title,
+                "body": doc.text,
+                "tags": list(doc.tags),
+                "tags_text": " ".join(doc.tags),
+                "updated_at": datetime.fromisoformat(doc.updated_at),
+                "content_hash": content_hash(doc),
+                "model_version": model_version,
+                "embedding": vec,
+                **(fixed or {}),
+            }
+            copy.write_row(tuple(values[c] for c in columns))
 
 
-def _table_exists(conn: psycopg.Connection, table: str) -> bool:
+def table_exists(conn: psycopg.Connection, table: str) -> bool:
+    """Whether the index table exists in the search schema."""
     row = conn.execute(
         "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
         (SCHEMA, table),
@@ -351,7 +347,8 @@ def _table_exists(conn: psycopg.Connection, table: str) -> bool:
     return row is not None
 
 
-def _table_dim(conn: psycopg.Connection, table: str) -> int:
+def table_dim(conn: psycopg.Connection, table: str) -> int:
+    """The vector dimension of a table's embedding column."""
     row = conn.execute(
         "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass"
         " AND attname = 'embedding'",
@@ -360,6 +357,7 @@ def _table_dim(conn: psycopg.Connection, table: str) -> int:
     return int(row[0])
 
 
-def _view_exists(conn: psycopg.Connection) -> bool:
+def view_exists(conn: psycopg.Connection) -> bool:
+    """Whether the live view exists."""
     row = conn.execute("SELECT to_regclass(%s)", (EVENT_SUBJECT,)).fetchone()
     return row is not None and row[0] is not None

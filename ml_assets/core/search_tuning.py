@@ -71,18 +71,21 @@ def _ordered(keys: Sequence[float], idx: np.ndarray) -> list[int]:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One query's candidates with their BM25 scores and both lists' rank orders."""
+
     c: Candidates
     lexical: list[float]
     lex_order: list[int]
     vec_order: list[int]
 
 
-def _prepare(c: Candidates, k1: float, b: float) -> _Prepared:
+def prepare(c: Candidates, k1: float, b: float) -> Prepared:
+    """Score `c` with BM25 (k1, b) and order both candidate lists, ready for `rerank`."""
     lexical = bm25_scores(c, k1, b)
     lex_idx = np.flatnonzero(c.in_lexical)
     vec_idx = np.flatnonzero(c.in_vector)
-    return _Prepared(
+    return Prepared(
         c,
         lexical,
         _ordered([-lexical[i] for i in lex_idx], lex_idx),
@@ -90,7 +93,7 @@ def _prepare(c: Candidates, k1: float, b: float) -> _Prepared:
     )
 
 
-def _feature(p: _Prepared, adapt: str, lex: list[int]) -> float:
+def _feature(p: Prepared, adapt: str, lex: list[int]) -> float:
     c = p.c
     if adapt == "known_terms":
         return c.n_known / c.n_terms if c.n_terms else 0.0
@@ -109,7 +112,7 @@ def _normalised(x: np.ndarray, method: str) -> np.ndarray:
     return (x - x.mean()) / sd if sd != 0 else np.zeros_like(x)
 
 
-def _feedback(p: _Prepared, f: FusionWeights, lex: list[int]) -> tuple[np.ndarray, list[int]]:
+def _feedback(p: Prepared, f: FusionWeights, lex: list[int]) -> tuple[np.ndarray, list[int]]:
     """Each fetched document's similarity to hybrid's query vector (up to a positive factor,
     which neither the lists nor the normalised scores see), and the nearest `candidates`."""
     c = p.c
@@ -126,7 +129,7 @@ def _feedback(p: _Prepared, f: FusionWeights, lex: list[int]) -> tuple[np.ndarra
     return sim, _ordered((-sim).tolist(), np.arange(len(c.doc_ids)))
 
 
-def rerank(p: _Prepared, f: FusionWeights, limit: int = K) -> list[str]:
+def rerank(p: Prepared, f: FusionWeights, limit: int = K) -> list[str]:
     """The hybrid top `limit` that search's SQL gives for `f` (k1, b as prepared)."""
     lex = p.lex_order[: f.candidates]
     sim, vec_order = _feedback(p, f, lex)
@@ -149,7 +152,7 @@ def rerank(p: _Prepared, f: FusionWeights, limit: int = K) -> list[str]:
     return [p.c.doc_ids[d] for d in order[:limit]]
 
 
-def _lexical_top(p: _Prepared, limit: int = K) -> list[str]:
+def _lexical_top(p: Prepared, limit: int = K) -> list[str]:
     return [p.c.doc_ids[d] for d in p.lex_order[:limit]]
 
 
@@ -247,9 +250,9 @@ def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tunin
         raise ValueError(f"every labelled set needs {split!r} queries to tune on")
     bm25_trials: list[dict] = []
     best_bm25: tuple[float, float, float] | None = None
-    prepared: dict[tuple[float, float], dict[str, list[_Prepared]]] = {}
+    prepared: dict[tuple[float, float], dict[str, list[Prepared]]] = {}
     for k1, b in itertools.product(BM25_K1, BM25_B):
-        prep = {name: [_prepare(c, k1, b) for c in cands] for name, cands in tuned.items()}
+        prep = {name: [prepare(c, k1, b) for c in cands] for name, cands in tuned.items()}
         per_set = {n: _mean_ndcg([_lexical_top(p) for p in ps], tuned[n]) for n, ps in prep.items()}
         mean = float(np.mean(list(per_set.values())))
         bm25_trials.append({"k1": k1, "b": b, **_flat(per_set), "tune_ndcg_at_10_mean": mean})
@@ -300,7 +303,7 @@ def tune(sets: Mapping[str, Sequence[Candidates]], split: str = "tune") -> Tunin
 
 def rerank_all(cands: Sequence[Candidates], fusion: FusionWeights) -> list[list[str]]:
     """Python's hybrid top 10 for each query (to compare with the SQL's)."""
-    return [rerank(_prepare(c, fusion.k1, fusion.b), fusion) for c in cands]
+    return [rerank(prepare(c, fusion.k1, fusion.b), fusion) for c in cands]
 
 
 def family_rows(tuning: Tuning, sets: Mapping[str, Sequence[Candidates]]) -> list[dict]:

@@ -51,47 +51,6 @@ def outcome_detail(result: object) -> str:
     return "; ".join(parts)
 
 
-def suite(
-    features: Sequence[FeatureSpec],
-    *,
-    label: str,
-    task: Task,
-    id_column: str | None = None,
-    min_rows: int = 1,
-    label_rate: tuple[float, float] | None = None,
-) -> list[object]:
-    """The expectations, in the order they are reported."""
-    import great_expectations.expectations as gxe
-
-    exps: list[object] = [gxe.ExpectTableRowCountToBeBetween(min_value=min_rows)]
-    for f in features:
-        exps.append(gxe.ExpectColumnToExist(column=f.name))
-        exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=GX_TYPES[f.kind]))
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
-        if f.kind == "category":
-            exps.append(
-                gxe.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories))
-            )
-        elif f.min is not None or f.max is not None:
-            exps.append(
-                gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.min, max_value=f.max)
-            )
-    exps.append(gxe.ExpectColumnToExist(column=label))
-    exps.append(gxe.ExpectColumnValuesToNotBeNull(column=label))
-    if task == "classification":
-        exps.append(gxe.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]))
-        if label_rate is not None:
-            lo, hi = label_rate
-            exps.append(gxe.ExpectColumnMeanToBeBetween(column=label, min_value=lo, max_value=hi))
-    else:
-        exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=label, type_list=GX_TYPES["float"]))
-    if id_column:
-        exps.append(gxe.ExpectColumnToExist(column=id_column))
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=id_column))
-        exps.append(gxe.ExpectColumnValuesToBeUnique(column=id_column))
-    return exps
-
-
 def run_suite(df: pd.DataFrame, name: str, expectations: list[object]) -> list[ExpectationOutcome]:
     """Validate `df` against `expectations`; failures first, then by column."""
     import great_expectations as gx
@@ -133,13 +92,33 @@ def validate_frame(
     label_rate: tuple[float, float] | None = None,
     name: str = "lineage",
 ) -> list[ExpectationOutcome]:
-    """Run the schema's generated suite over `df`; one outcome per expectation."""
-    exps = suite(
-        features,
-        label=label,
-        task=task,
-        id_column=id_column,
-        min_rows=min_rows,
-        label_rate=label_rate,
-    )
+    """Run the suite generated from the schema over `df`; one outcome per expectation."""
+    import great_expectations.expectations as gxe
+
+    exps: list[object] = [gxe.ExpectTableRowCountToBeBetween(min_value=min_rows)]
+    for f in features:
+        exps.append(gxe.ExpectColumnToExist(column=f.name))
+        exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=f.name, type_list=GX_TYPES[f.kind]))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
+        if f.kind == "category":
+            exps.append(
+                gxe.ExpectColumnValuesToBeInSet(column=f.name, value_set=list(f.categories))
+            )
+        elif f.min is not None or f.max is not None:
+            exps.append(
+                gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=f.min, max_value=f.max)
+            )
+    exps.append(gxe.ExpectColumnToExist(column=label))
+    exps.append(gxe.ExpectColumnValuesToNotBeNull(column=label))
+    if task == "classification":
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]))
+        if label_rate is not None:
+            lo, hi = label_rate
+            exps.append(gxe.ExpectColumnMeanToBeBetween(column=label, min_value=lo, max_value=hi))
+    else:
+        exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=label, type_list=GX_TYPES["float"]))
+    if id_column:
+        exps.append(gxe.ExpectColumnToExist(column=id_column))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=id_column))
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column=id_column))
     return run_suite(df, name.replace("/", "_"), exps)

@@ -4,7 +4,7 @@ triggers one reindex."""
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    JobDefinition,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -240,14 +241,33 @@ def hold(runs: list[RunRequest], export_ready: bool, busy: list[str]) -> str | N
     return None
 
 
-def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
-    """The reindex sensor of a declared index: its corpus, its interval."""
+@dataclass(frozen=True)
+class Due:
+    """One tick of a reindex sensor: its context and resources, and what `due_runs` found."""
+
+    context: SensorEvaluationContext
+    postgres: PostgresResource
+    store: ArtifactStore
+    load: Any
+    current: IndexInputs
+    runs: list[RunRequest]
+    cursor: str
+
+
+def reindex_sensor_of(
+    spec: SearchIndexSpec,
+    jobs: Sequence[JobDefinition],
+    tick: Callable[[Due], SensorResult],
+    description: str,
+) -> SensorDefinition:
+    """`reindex_sensor` of a declared index at its interval: `tick` decides on what is due."""
 
     @sensor(
         name="reindex_sensor",
-        job=reindex_job,
+        jobs=list(jobs),
         minimum_interval_seconds=spec.reindex_interval_s,
         default_status=DefaultSensorStatus.RUNNING,
+        description=description,
     )
     def reindex_sensor(
         context: SensorEvaluationContext,
@@ -255,23 +275,35 @@ def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
         postgres: PostgresResource,
         store: ArtifactStore,
     ) -> SensorResult:
-        """Watches the corpus content hash, the embedder@production and reindex requests."""
-        _, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
-        export_ready = latest_ref(store.base_dir, "embedding_model_onnx") is not None
-        wait = hold(runs, export_ready, in_flight(context.instance) if runs else [])
-        if wait:
-            # The cursor stays: the next tick decides again on what is due then.
-            return SensorResult(skip_reason=SkipReason(wait), cursor=context.cursor)
-        if not runs:
-            return SensorResult(
-                skip_reason=SkipReason(
-                    "corpus and production embedder unchanged, no reindex request"
-                ),
-                cursor=cursor,
-            )
-        return SensorResult(run_requests=runs, cursor=cursor)
+        load, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
+        return tick(Due(context, postgres, store, load, current, runs, cursor))
 
     return reindex_sensor
+
+
+def _monolithic_tick(due: Due) -> SensorResult:
+    export_ready = latest_ref(due.store.base_dir, "embedding_model_onnx") is not None
+    runs = due.runs
+    wait = hold(runs, export_ready, in_flight(due.context.instance) if runs else [])
+    if wait:
+        # The cursor stays: the next tick decides again on what is due then.
+        return SensorResult(skip_reason=SkipReason(wait), cursor=due.context.cursor)
+    if not runs:
+        return SensorResult(
+            skip_reason=SkipReason("corpus and production embedder unchanged, no reindex request"),
+            cursor=due.cursor,
+        )
+    return SensorResult(run_requests=runs, cursor=due.cursor)
+
+
+def build_reindex_sensor(spec: SearchIndexSpec) -> SensorDefinition:
+    """The reindex sensor of a declared index: its corpus, its interval."""
+    return reindex_sensor_of(
+        spec,
+        [reindex_job],
+        _monolithic_tick,
+        "Watches the corpus content hash, the embedder@production and reindex requests.",
+    )
 
 
 # The shipped index's sensor, for code that uses it without the defs folder.

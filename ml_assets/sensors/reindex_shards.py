@@ -24,15 +24,12 @@ import json
 
 from dagster import (
     AssetSelection,
-    DefaultSensorStatus,
     JobDefinition,
     RunRequest,
     SensorDefinition,
-    SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
-    sensor,
 )
 
 from ml_assets.assets.search import model_sha_of
@@ -40,10 +37,8 @@ from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.core.search_shards import incomplete, shard_keys, shard_status
 from ml_assets.core.search_spec import SearchIndexSpec
 from ml_assets.core.search_tables import connect
-from ml_assets.resources.mlflow import MlflowResource
-from ml_assets.resources.postgres import PostgresResource
-from ml_assets.resources.storage import ArtifactStore, latest_ref
-from ml_assets.sensors.reindex import due_runs, in_flight
+from ml_assets.resources.storage import latest_ref
+from ml_assets.sensors.reindex import Due, in_flight, reindex_sensor_of
 
 # What one shard run asks Kubernetes for (K8sRunLauncher reads this tag and merges it over
 # runK8sConfig in deploy/helm/dagster-values.yaml): one ONNX thread per run by default, so one
@@ -199,42 +194,36 @@ def build_sharded_reindex_sensor(
     """The reindex sensor of a sharded index: corpus run, then shard runs, then the index."""
     n = int(spec.shards or 0)
 
-    @sensor(
-        name="reindex_sensor",
-        jobs=list(jobs),
-        minimum_interval_seconds=spec.reindex_interval_s,
-        default_status=DefaultSensorStatus.RUNNING,
-    )
-    def reindex_sensor(
-        context: SensorEvaluationContext,
-        mlflow: MlflowResource,
-        postgres: PostgresResource,
-        store: ArtifactStore,
-    ) -> SensorResult:
-        """Watches the corpus, the embedder@production and requests; runs a sharded reindex."""
-        load, current, runs, cursor = due_runs(context, spec, mlflow, postgres)
-        cursor = start(cursor, runs)
-        corpus = latest_ref(store.base_dir, "search_corpus")
+    def tick(due: Due) -> SensorResult:
+        cursor = start(due.cursor, due.runs)
+        base_dir = due.store.base_dir
+        corpus = latest_ref(base_dir, "search_corpus")
+        current = due.current
         ready = corpus is not None and corpus.extra.get("corpus_sha256") == current.corpus_sha256
-        model = latest_ref(store.base_dir, "embedding_model_onnx")
+        model = latest_ref(base_dir, "embedding_model_onnx")
         status = {k: "missing" for k in shard_keys(n)}
         done = False
         if ready and model is not None:
             model_sha = model_sha_of(model, spec.variant, current.model_sha256)
-            with connect(postgres.dsn) as conn:
-                status = shard_status(conn, load.documents, n, model_sha)
-            done = judged(store.base_dir, corpus, model_sha)
+            with connect(due.postgres.dsn) as conn:
+                status = shard_status(conn, due.load.documents, n, model_sha)
+            done = judged(base_dir, corpus, model_sha)
         planned, cursor, what = plan(
             cursor,
             ready,
             status,
             export_ready=model is not None,
-            busy=in_flight(context.instance),
+            busy=in_flight(due.context.instance),
             judged=done,
         )
         if not planned:
             return SensorResult(skip_reason=SkipReason(what), cursor=cursor)
-        context.log.info(what)
+        due.context.log.info(what)
         return SensorResult(run_requests=planned, cursor=cursor)
 
-    return reindex_sensor
+    return reindex_sensor_of(
+        spec,
+        jobs,
+        tick,
+        "Watches the corpus, the embedder@production and requests; runs a sharded reindex.",
+    )
