@@ -16,7 +16,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from ml_assets.core import lineage_spec, search_spec
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.definitions import defs as DEFS
+from ml_assets.resources.storage import latest_ref
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
 FRAUD = "fraud"
@@ -156,3 +158,42 @@ def dagster_webserver(dagster_home: str, log: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def materialized_ref(root: Path, asset: str) -> ArtifactRef:
+    """The newest ref of `asset` under the artifact root `root`; fails if it was never written."""
+    ref = latest_ref(root, asset)
+    assert ref is not None, f"{asset} was not materialized"
+    return ref
+
+
+@pytest.fixture(scope="module", name="vector_dsn")
+def search_state_dsn(search_state: dict) -> str:
+    """A module's `vector_dsn`: its copy of the session's search index (conftest.py
+    search_state). A module takes it with `from tests.helpers import search_state_dsn`."""
+    return search_state["dsn"]
+
+
+# The curves lineage's asset keys, and the checks every lineage's chain runs.
+CURVES_LINEAGE = tuple(f"curves/{s}" for s in STAGES)
+ALL_CHECKS = {"expectations", "quality_delta", "output_parity", "latency"}
+
+
+def metadata_of(result: ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    for e in result.get_asset_materialization_events():
+        if e.materialization.asset_key.to_user_string() == asset:
+            return {k: v.value for k, v in e.materialization.metadata.items()}
+    raise AssertionError(f"{asset} was not materialized")
+
+
+def checks_of(result: ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def declared_lineages_restored():
+    """The lineages this module declares (loans, flats, ...) do not leak into later modules."""
+    before = dict(lineage_spec._REGISTRY)
+    yield
+    lineage_spec._REGISTRY.clear()
+    lineage_spec._REGISTRY.update(before)
