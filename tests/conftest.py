@@ -207,9 +207,13 @@ def clone_search_state(
 def search_state(search_golden: dict, tmp_path_factory: pytest.TempPathFactory, request):
     """This module's own copy of the session's search chain: {"root", "dsn", "instance"}. A
     module that takes it overrides `vector_dsn` with its "dsn"."""
-    module = request.module.__name__.rsplit(".", 1)[-1]
-    root, dsn, instance = clone_search_state(
-        search_golden, tmp_path_factory.mktemp(f"{module}_state"), f"vec_{module}"
+    yield from search_state_copy(
+        search_golden, tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1]
     )
-    yield {"root": root, "dsn": dsn, "instance": instance, "checks": search_golden["checks"]}
+
+
+def search_state_copy(golden: dict, factory: pytest.TempPathFactory, name: str) -> Iterator[dict]:
+    """The body of a `search_state` fixture: a copy named `name`, disposed of afterwards."""
+    root, dsn, instance = clone_search_state(golden, factory.mktemp(f"{name}_state"), f"vec_{name}")
+    yield {"root": root, "dsn": dsn, "instance": instance, "checks": golden["checks"]}
     instance.dispose()

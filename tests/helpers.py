@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,18 @@ def declared_lineages_restored():
     yield
     lineage_spec._REGISTRY.clear()
     lineage_spec._REGISTRY.update(before)
+
+
+def at_once(clients: int, call: Callable[[int], None], timeout_s: float = 120) -> None:
+    """`call(0)` ... `call(clients - 1)`, one thread each, released together by a barrier."""
+    barrier = threading.Barrier(clients)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s)
