@@ -14,12 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
 from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.definitions import defs as DEFS
 from ml_assets.resources.storage import latest_ref
+from tests.conftest import TEST_ROWS
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
 FRAUD = "fraud"
@@ -108,6 +109,30 @@ FRAUD_DATA = [
     ),
     fraud_asset("splits"),
 ]
+
+
+def materialize_fraud(
+    resources: Any, instance: DagsterInstance, rows: int = TEST_ROWS, seed: int = 7, **kwargs: Any
+) -> ExecuteInProcessResult:
+    """The fraud lineage (FRAUD_ASSETS) materialized from `rows` generated rows with `seed`;
+    `kwargs` go to `materialize` (a selection, raise_on_error)."""
+    return materialize(
+        FRAUD_ASSETS,
+        resources=resources,
+        instance=instance,
+        run_config=run_config(rows, seed),
+        **kwargs,
+    )
+
+
+def rerun_on_stored(upstream: str, stage: str, resources: Any, instance: DagsterInstance):
+    """The fraud lineage's `stage` alone, on `upstream`'s stored output; a failure is returned."""
+    return materialize(
+        [fraud_asset(upstream).to_source_asset(), fraud_asset(stage)],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 @contextmanager
@@ -213,3 +238,22 @@ def at_once(clients: int, call: Callable[[int], None], timeout_s: float = 120) -
         t.start()
     for t in threads:
         t.join(timeout=timeout_s)
+
+
+def dg_env(dagster_home: Path) -> dict[str, str]:
+    """The environment for a `dg` subprocess: this venv first on PATH, its own DAGSTER_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    venv = Path(sys.executable).parent.parent
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        VIRTUAL_ENV=str(venv),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def run_dg(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    dg = Path(sys.executable).parent / "dg"
+    return subprocess.run(
+        [str(dg), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )

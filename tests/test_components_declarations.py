@@ -4,9 +4,7 @@ ModelLineage as a plain Python object, SearchIndex declarations checked before a
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -52,27 +50,11 @@ from tests.helpers import (
     checks_of,
     declared_index_restored,
     declared_lineages_restored,  # noqa: F401  (autouse: this module's declarations stay here)
+    dg_env,
+    run_dg,
 )
 from tests.helpers import CURVES_LINEAGE as CURVES
 from tests.helpers import data_versions as versions_of
-
-
-def dg_env(dagster_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
-    venv = Path(sys.executable).parent.parent
-    env.update(
-        DAGSTER_HOME=str(dagster_home),
-        VIRTUAL_ENV=str(venv),
-        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
-
-
-def run_dg(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    dg = Path(sys.executable).parent / "dg"
-    return subprocess.run(
-        [str(dg), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_dg_check_and_list_defs(tmp_path: Path):

@@ -28,6 +28,7 @@ from tests.helpers import (
     data_versions,
     fraud_asset,
     latest_metadata,
+    materialize_fraud,
     run_config,
 )
 
@@ -42,12 +43,7 @@ def first_run(
     shared_root: Path, mlflow_resource: MlflowResource, dagster_instance: DagsterInstance
 ):
     resources = local_resources(shared_root, mlflow_resource)
-    result = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    )
+    result = materialize_fraud(resources, dagster_instance)
     return result, resources
 
 
@@ -102,23 +98,13 @@ def test_rerun_gives_identical_hashes_and_a_seed_change_changes_them(
 ):
     result, resources = first_run
     first = data_versions(result)
-    again = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    )
+    again = materialize_fraud(resources, dagster_instance)
     assert again.success
     second = data_versions(again)
     # The report's hash covers quality and parity; latency is measured beside it.
     assert second == first
 
-    reseeded = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=8),
-    )
+    reseeded = materialize_fraud(resources, dagster_instance, seed=8)
     assert reseeded.success
     third = data_versions(reseeded)
     for asset in LINEAGE:
@@ -138,12 +124,7 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
             AssetKey.from_user_string(key)
         )
 
-    assert materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    ).success
+    assert materialize_fraud(resources, dagster_instance).success
     assert all(status(assets, a) == StaleStatus.FRESH for a in LINEAGE)
 
     # A new code version of the splits makes them stale; their upstream stays fresh.

@@ -17,12 +17,12 @@ from dagster import (
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.serving_process import free_port
-from tests.conftest import TEST_ROWS, search_state_copy
+from tests.conftest import search_state_copy
 from tests.helpers import (
     FRAUD_ASSETS,
     MODEL,
+    materialize_fraud,
     op,
-    run_config,
     wait_until_up,
 )
 from tests.helpers import materialized_ref as _ref
@@ -53,12 +53,7 @@ def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str,
     home = tmp_path_factory.mktemp("bentoml_home")
     resources = local_resources(root, mlflow_resource, vector_dsn, home)
     instance = search_state["instance"]
-    first = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=instance,
-        run_config=run_config(TEST_ROWS),
-    )
+    first = materialize_fraud(resources, instance)
     assert first.success
     fraud_a = _ref(root, MODEL).extra["model_version"]
     embedder = _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
