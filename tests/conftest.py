@@ -78,17 +78,12 @@ def dagster_instance(
     """A persistent Dagster instance on Postgres, configured by the repo's own dagster.yaml."""
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ["DAGSTER_PG_URL"] = with_database(pg_dsn, "dagster", "psycopg2")
-    instance = DagsterInstance.get()
-    yield instance
-    instance.dispose()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(home))
+        env.setenv("DAGSTER_PG_URL", with_database(pg_dsn, "dagster", "psycopg2"))
+        instance = DagsterInstance.get()
+        yield instance
+        instance.dispose()
 
 
 @pytest.fixture(scope="session")

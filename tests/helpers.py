@@ -16,6 +16,7 @@ import httpx
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
+from ml_assets.components.defs_folder import lineage_defs
 from ml_assets.core import lineage_spec, search_spec
 from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.definitions import defs as DEFS
@@ -122,6 +123,18 @@ def materialize_fraud(
         instance=instance,
         run_config=run_config(rows, seed),
         **kwargs,
+    )
+
+
+def materialize_shipped_curves(resources: Any, instance: DagsterInstance) -> ExecuteInProcessResult:
+    """The shipped curves lineage (ml_assets/lineages/curves) from 5,000 rows; building its defs
+    folder declares it to the gate."""
+    curves = assets_of_lineage(lineage_defs(), "curves")
+    return materialize(
+        curves,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
     )
 
 

@@ -39,8 +39,8 @@ from tests.helpers import (
     MODEL,
     RAW,
     SPLITS,
-    assets_of_lineage,
     failure_text,
+    materialize_shipped_curves,
     run_config,
     search_state_dsn,  # noqa: F401  (fixture `vector_dsn`)
 )
@@ -378,16 +378,7 @@ def curves_in_production(platform):
     """The declared curves lineage (ml_assets/lineages/curves) materialized and promoted here;
     the alias is dropped afterwards (the registry is shared by the session, the records are
     this module's)."""
-    from ml_assets.components.defs_folder import lineage_defs
-
-    defs = lineage_defs()  # declares the lineage to the gate
-    curves = assets_of_lineage(defs, "curves")
-    run = materialize(
-        curves,
-        resources=platform["resources"],
-        instance=platform["instance"],
-        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
-    )
+    run = materialize_shipped_curves(platform["resources"], platform["instance"])
     assert run.success
     client = platform["resources"]["mlflow"].client
     version = str(max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'")))

@@ -23,6 +23,7 @@ from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.serving_process import start_server
 from tests.helpers import (
     assets_of_lineage,
+    materialize_shipped_curves,
 )
 from tests.helpers import materialized_ref as _ref
 from tests.test_serving.support import (
@@ -53,17 +54,7 @@ CURVES = "curve-forecaster"
 def test_a_declared_lineage_is_gated_bundled_and_served(platform, tmp_path):
     """The curves lineage (YAML only, ml_assets/lineages/curves): materialize, promote through
     the gate, bundle, and call its generated route over HTTP."""
-    from ml_assets.components.defs_folder import lineage_defs
-
-    defs = lineage_defs()  # building the defs folder declares its lineages to the gate
-
-    curves = assets_of_lineage(defs, "curves")
-    run = materialize(
-        curves,
-        resources=platform["resources"],
-        instance=platform["instance"],
-        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
-    )
+    run = materialize_shipped_curves(platform["resources"], platform["instance"])
     assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
     client = platform["client"]
     version = max(int(v.version) for v in client.search_model_versions(f"name='{CURVES}'"))
