@@ -113,12 +113,17 @@ FRAUD_DATA = [
 
 
 def materialize_fraud(
-    resources: Any, instance: DagsterInstance, rows: int = TEST_ROWS, seed: int = 7, **kwargs: Any
+    resources: Any,
+    instance: DagsterInstance,
+    rows: int = TEST_ROWS,
+    seed: int = 7,
+    assets: list[Any] = FRAUD_ASSETS,
+    **kwargs: Any,
 ) -> ExecuteInProcessResult:
-    """The fraud lineage (FRAUD_ASSETS) materialized from `rows` generated rows with `seed`;
-    `kwargs` go to `materialize` (a selection, raise_on_error)."""
+    """The fraud lineage (or `assets` of it) materialized from `rows` generated rows with
+    `seed`; `kwargs` go to `materialize` (a selection, raise_on_error)."""
     return materialize(
-        FRAUD_ASSETS,
+        assets,
         resources=resources,
         instance=instance,
         run_config=run_config(rows, seed),

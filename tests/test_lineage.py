@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.data_version import StaleStatus
 
 from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
-from tests.conftest import TEST_ROWS
 from tests.helpers import (
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -29,7 +28,6 @@ from tests.helpers import (
     fraud_asset,
     latest_metadata,
     materialize_fraud,
-    run_config,
 )
 
 
@@ -137,20 +135,11 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
 
     # A new seed gives the raw data a new data version: what reads it is stale, and the
     # staleness moves down the chain as each level is rebuilt with new bytes.
-    assert materialize(
-        [raw],
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=99),
-    ).success
+    assert materialize_fraud(resources, dagster_instance, seed=99, assets=[raw]).success
     assert status(assets, RAW) == StaleStatus.FRESH
     assert status(assets, SPLITS) == StaleStatus.STALE
-    assert materialize(
-        [a for a in FRAUD_ASSETS if a not in assets[2:]],
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=99),
-    ).success
+    data_half = [a for a in FRAUD_ASSETS if a not in assets[2:]]
+    assert materialize_fraud(resources, dagster_instance, seed=99, assets=data_half).success
     assert status(assets, SPLITS) == StaleStatus.FRESH
     assert status(assets, MODEL) == StaleStatus.STALE
     assert status(assets, REPORT) == StaleStatus.STALE
