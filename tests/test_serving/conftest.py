@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import (
-    materialize,
-)
+from dagster import materialize
 
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -41,7 +39,7 @@ def search_state(search_golden: dict, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="package")
 def vector_dsn(search_state) -> str:
-    """The module's copy of the session's search index (tests/conftest.py search_state)."""
+    """The package's copy of the session's search index."""
     return search_state["dsn"]
 
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dagster import (
-    materialize,
-)
+from dagster import materialize
 
 from ml_assets.assets.serving import (
     serving_bundle,
     serving_bundle_smoke,
 )
 from ml_assets.dagster_records import DagsterRecords
-from tests.helpers import (
-    RAW,
-)
+from tests.helpers import RAW
 from tests.helpers import materialized_ref as _ref
 from tests.test_serving.support import (
     EMBEDDER,

@@ -8,9 +8,7 @@ import threading
 import time
 
 import httpx
-from dagster import (
-    materialize,
-)
+from dagster import materialize
 
 from ml_assets.assets.serving import (
     serving_bundle,
@@ -19,9 +17,7 @@ from ml_assets.assets.serving import (
 from ml_assets.core import promotion
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.serving_process import start_server
-from tests.helpers import (
-    RAW,
-)
+from tests.helpers import RAW
 from tests.test_serving.support import (
     API_KEY,
     EMBEDDER,

@@ -10,13 +10,9 @@ import time
 
 import httpx
 import jsonschema
-from dagster import (
-    build_asset_check_context,
-)
+from dagster import build_asset_check_context
 
-from ml_assets.assets.serving import (
-    serving_bundle_smoke,
-)
+from ml_assets.assets.serving import serving_bundle_smoke
 from ml_assets.core.corpus import load_queries
 from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.bento import BentoResource
