@@ -78,17 +78,12 @@ def dagster_instance(
     """A persistent Dagster instance on Postgres, configured by the repo's own dagster.yaml."""
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")}
-    os.environ["DAGSTER_HOME"] = str(home)
-    os.environ["DAGSTER_PG_URL"] = with_database(pg_dsn, "dagster", "psycopg2")
-    instance = DagsterInstance.get()
-    yield instance
-    instance.dispose()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(home))
+        env.setenv("DAGSTER_PG_URL", with_database(pg_dsn, "dagster", "psycopg2"))
+        instance = DagsterInstance.get()
+        yield instance
+        instance.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -207,9 +202,13 @@ def clone_search_state(
 def search_state(search_golden: dict, tmp_path_factory: pytest.TempPathFactory, request):
     """This module's own copy of the session's search chain: {"root", "dsn", "instance"}. A
     module that takes it overrides `vector_dsn` with its "dsn"."""
-    module = request.module.__name__.rsplit(".", 1)[-1]
-    root, dsn, instance = clone_search_state(
-        search_golden, tmp_path_factory.mktemp(f"{module}_state"), f"vec_{module}"
+    yield from search_state_copy(
+        search_golden, tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1]
     )
-    yield {"root": root, "dsn": dsn, "instance": instance, "checks": search_golden["checks"]}
+
+
+def search_state_copy(golden: dict, factory: pytest.TempPathFactory, name: str) -> Iterator[dict]:
+    """The body of a `search_state` fixture: a copy named `name`, disposed of afterwards."""
+    root, dsn, instance = clone_search_state(golden, factory.mktemp(f"{name}_state"), f"vec_{name}")
+    yield {"root": root, "dsn": dsn, "instance": instance, "checks": golden["checks"]}
     instance.dispose()

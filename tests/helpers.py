@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
-from ml_assets.components.defs_folder import load_catalog
+from ml_assets.components.defs_folder import load_catalog, load_defs_folder
+from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.definitions import build_definitions
+from ml_assets.resources.storage import latest_ref
+from tests.conftest import TEST_ROWS
 
 # The fraud lineage (ml_assets/lineages/fraud/defs.yaml): its stages' asset keys, in order.
 FRAUD = "fraud"
@@ -110,6 +114,46 @@ FRAUD_DATA = [
 ]
 
 
+def materialize_fraud(
+    resources: Any,
+    instance: DagsterInstance,
+    rows: int = TEST_ROWS,
+    seed: int = 7,
+    assets: list[Any] = FRAUD_ASSETS,
+    **kwargs: Any,
+) -> ExecuteInProcessResult:
+    """The fraud lineage (or `assets` of it) materialized from `rows` generated rows with
+    `seed`; `kwargs` go to `materialize` (a selection, raise_on_error)."""
+    return materialize(
+        assets,
+        resources=resources,
+        instance=instance,
+        run_config=run_config(rows, seed),
+        **kwargs,
+    )
+
+
+def materialize_shipped_curves(resources: Any, instance: DagsterInstance) -> ExecuteInProcessResult:
+    """The shipped curves lineage (ml_assets/lineages/curves) from 5,000 rows."""
+    curves = assets_of_lineage(load_defs_folder().defs, "curves")
+    return materialize(
+        curves,
+        resources=resources,
+        instance=instance,
+        run_config={"ops": {"curves__raw_data": {"config": {"rows": 5_000}}}},
+    )
+
+
+def rerun_on_stored(upstream: str, stage: str, resources: Any, instance: DagsterInstance):
+    """The fraud lineage's `stage` alone, on `upstream`'s stored output; a failure is returned."""
+    return materialize(
+        [fraud_asset(upstream).to_source_asset(), fraud_asset(stage)],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def wait_until_up(
     url: str, proc: subprocess.Popen, log: Path, what: str, timeout_s: float = 120
 ) -> None:
@@ -148,3 +192,67 @@ def dagster_webserver(dagster_home: str, log: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def materialized_ref(root: Path, asset: str) -> ArtifactRef:
+    """The newest ref of `asset` under the artifact root `root`; fails if it was never written."""
+    ref = latest_ref(root, asset)
+    assert ref is not None, f"{asset} was not materialized"
+    return ref
+
+
+@pytest.fixture(scope="module", name="vector_dsn")
+def search_state_dsn(search_state: dict) -> str:
+    """A module's `vector_dsn`: its copy of the session's search index (conftest.py
+    search_state). A module takes it with `from tests.helpers import search_state_dsn`."""
+    return search_state["dsn"]
+
+
+# The curves lineage's asset keys, and the checks every lineage's chain runs.
+CURVES_LINEAGE = tuple(f"curves/{s}" for s in STAGES)
+ALL_CHECKS = {"expectations", "quality_delta", "output_parity", "latency"}
+
+
+def metadata_of(result: ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    for e in result.get_asset_materialization_events():
+        if e.materialization.asset_key.to_user_string() == asset:
+            return {k: v.value for k, v in e.materialization.metadata.items()}
+    raise AssertionError(f"{asset} was not materialized")
+
+
+def checks_of(result: ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def at_once(clients: int, call: Callable[[int], None], timeout_s: float = 120) -> None:
+    """`call(0)` ... `call(clients - 1)`, one thread each, released together by a barrier."""
+    barrier = threading.Barrier(clients)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s)
+
+
+def dg_env(dagster_home: Path) -> dict[str, str]:
+    """The environment for a `dg` subprocess: this venv first on PATH, its own DAGSTER_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    venv = Path(sys.executable).parent.parent
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        VIRTUAL_ENV=str(venv),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def run_dg(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    dg = Path(sys.executable).parent / "dg"
+    return subprocess.run(
+        [str(dg), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )

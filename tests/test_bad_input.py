@@ -21,9 +21,10 @@ from tests.helpers import (
     RAW,
     SPLITS,
     failure_text,
-    fraud_asset,
     latest_metadata,
     latest_storage_id,
+    materialize_fraud,
+    rerun_on_stored,
     run_config,
 )
 
@@ -36,12 +37,7 @@ def good_state(
 ):
     root = tmp_path_factory.mktemp("bad_input_artifacts")
     resources = local_resources(root, mlflow_resource)
-    assert materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    ).success
+    assert materialize_fraud(resources, dagster_instance).success
     return resources
 
 
@@ -114,12 +110,7 @@ def test_bad_file_is_stopped_by_the_blocking_check(
     _assert_intact(dagster_instance, before, client, raw_replaced=True)
 
     # A later run of the next step alone still refuses the unvalidated version.
-    later = materialize(
-        [fraud_asset("raw_data").to_source_asset(), fraud_asset("splits")],
-        resources=good_state,
-        instance=dagster_instance,
-        raise_on_error=False,
-    )
+    later = rerun_on_stored("raw_data", "splits", good_state, dagster_instance)
     assert not later.success
     assert "failed its expectations" in failure_text(later)
     _assert_intact(dagster_instance, before, client, raw_replaced=True)
@@ -179,12 +170,7 @@ def test_tampered_artifact_is_refused(good_state, dagster_instance, tmp_path):
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-10] + b"0123456789")
-        result = materialize(
-            [fraud_asset("splits").to_source_asset(), fraud_asset("model")],
-            resources=good_state,
-            instance=dagster_instance,
-            raise_on_error=False,
-        )
+        result = rerun_on_stored("splits", "model", good_state, dagster_instance)
         assert not result.success
         assert "modified after it was written" in failure_text(result)
     finally:

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.data_version import StaleStatus
 
 from ml_assets.core.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
-from tests.conftest import TEST_ROWS
 from tests.helpers import (
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -28,7 +27,7 @@ from tests.helpers import (
     data_versions,
     fraud_asset,
     latest_metadata,
-    run_config,
+    materialize_fraud,
 )
 
 
@@ -42,12 +41,7 @@ def first_run(
     shared_root: Path, mlflow_resource: MlflowResource, dagster_instance: DagsterInstance
 ):
     resources = local_resources(shared_root, mlflow_resource)
-    result = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    )
+    result = materialize_fraud(resources, dagster_instance)
     return result, resources
 
 
@@ -102,23 +96,13 @@ def test_rerun_gives_identical_hashes_and_a_seed_change_changes_them(
 ):
     result, resources = first_run
     first = data_versions(result)
-    again = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    )
+    again = materialize_fraud(resources, dagster_instance)
     assert again.success
     second = data_versions(again)
     # The report's hash covers quality and parity; latency is measured beside it.
     assert second == first
 
-    reseeded = materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=8),
-    )
+    reseeded = materialize_fraud(resources, dagster_instance, seed=8)
     assert reseeded.success
     third = data_versions(reseeded)
     for asset in LINEAGE:
@@ -138,12 +122,7 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
             AssetKey.from_user_string(key)
         )
 
-    assert materialize(
-        FRAUD_ASSETS,
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS),
-    ).success
+    assert materialize_fraud(resources, dagster_instance).success
     assert all(status(assets, a) == StaleStatus.FRESH for a in LINEAGE)
 
     # A new code version of the splits makes them stale; their upstream stays fresh.
@@ -156,20 +135,11 @@ def test_seed_or_code_change_makes_downstream_stale(first_run, dagster_instance)
 
     # A new seed gives the raw data a new data version: what reads it is stale, and the
     # staleness moves down the chain as each level is rebuilt with new bytes.
-    assert materialize(
-        [raw],
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=99),
-    ).success
+    assert materialize_fraud(resources, dagster_instance, seed=99, assets=[raw]).success
     assert status(assets, RAW) == StaleStatus.FRESH
     assert status(assets, SPLITS) == StaleStatus.STALE
-    assert materialize(
-        [a for a in FRAUD_ASSETS if a not in assets[2:]],
-        resources=resources,
-        instance=dagster_instance,
-        run_config=run_config(TEST_ROWS, seed=99),
-    ).success
+    data_half = [a for a in FRAUD_ASSETS if a not in assets[2:]]
+    assert materialize_fraud(resources, dagster_instance, seed=99, assets=data_half).success
     assert status(assets, SPLITS) == StaleStatus.FRESH
     assert status(assets, MODEL) == StaleStatus.STALE
     assert status(assets, REPORT) == StaleStatus.STALE

@@ -1,6 +1,6 @@
 """Lineages that come and go, the parts without a server: which release a restarted endpoint
 starts on, how a predict route answers for a lineage it does not serve, and what
-`ml-assets status` reports. The served behaviour is tested over HTTP in tests/test_serving.py
+`ml-assets status` reports. The served behaviour is tested over HTTP in tests/test_serving/
 (a live endpoint) and tests/test_platform.py (`ml-assets up` in a home that served before)."""
 
 from __future__ import annotations

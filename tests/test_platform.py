@@ -237,7 +237,7 @@ def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform
     it, bundles it and serves that Bento (not the previous endpoint's release), and says what
     is served; `ml-assets status` agrees."""
     from ml_assets.core.lineage_spec import LineageSpec
-    from tests.test_components import dg_env, run_dg
+    from tests.helpers import dg_env, run_dg
 
     home, proc = platform["home"], platform["proc"]
     assert proc.poll() is not None, "the first platform is stopped by the test before"

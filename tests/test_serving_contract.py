@@ -1,7 +1,7 @@
 """The error contract of the API, in process: the body every error has (serving/errors.py) and
 the OpenAPI document that declares it (serving/openapi.py), on a BentoML service of the same
 shape as serving/service.py (its real routes are checked against a served Bento in
-tests/test_serving.py)."""
+tests/test_serving/test_8_openapi.py)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
 """The abuse limits over HTTP, against a real `bentoml serve` (tests/limits_probe.py, wired at
 its edge like the served Bento): past the per-worker concurrency cap a request gets 429 with
 Retry-After at once, and with ML_SERVING_REQUIRE_KEY=1 every route but the probes needs a key.
-tests/test_serving.py checks the same on the served Bento itself."""
+tests/test_serving/ checks the same on the served Bento itself."""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from ml_assets.serving_process import start_server
+from tests.helpers import at_once
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_KEY, ADMIN_KEY = "probe-client-key", "probe-admin-key"
@@ -52,12 +52,10 @@ def capped(tmp_path_factory):
 
 def test_past_the_cap_requests_get_429_with_retry_after_at_once(capped):
     clients, hold = 8, 1.5
-    barrier = threading.Barrier(clients)
     results: list[tuple[int, str | None, float, dict]] = []
 
-    def call() -> None:
+    def call(_: int) -> None:
         with httpx.Client(base_url=capped.url, timeout=30) as c:
-            barrier.wait()
             t0 = time.monotonic()
             r = c.post("/hold", json={"seconds": hold})
             results.append(
@@ -66,11 +64,7 @@ def test_past_the_cap_requests_get_429_with_retry_after_at_once(capped):
 
     with httpx.Client(base_url=capped.url, timeout=30) as c:
         before = _count(c, "429")
-        threads = [threading.Thread(target=call) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        at_once(clients, call, timeout_s=60)
         assert len(results) == clients, "every request was answered"
         served = [r for r in results if r[0] == 200]
         refused = [r for r in results if r[0] == 429]
