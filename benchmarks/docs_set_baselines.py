@@ -25,15 +25,15 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml_assets.core.corpus import (  # noqa: E402
+from ml_assets.search.corpus import (  # noqa: E402
     Document,
     LabelledQuery,
     default_corpus_path,
     load_corpus,
     load_queries,
 )
-from ml_assets.core.ranking import ndcg_at, recall_at  # noqa: E402
-from ml_assets.core.search_index import embedding_text  # noqa: E402
+from ml_assets.search.index import embedding_text  # noqa: E402
+from ml_assets.search.ranking import ndcg_at, recall_at  # noqa: E402
 
 K = 10
 STOP = frozenset(
@@ -79,8 +79,8 @@ def rrf(lists: Sequence[Sequence[str]], k: int = 60) -> list[str]:
 
 
 def embedder(variant: str, onnx_path: str | None):
-    from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
+    from ml_assets.search.embedder_export import export_fp32, quantize_int8, tokenizer_path
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     if onnx_path:
         data = Path(onnx_path).read_bytes()

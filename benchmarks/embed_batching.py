@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_throughput import make_texts  # noqa: E402
 from benchmarks.load_loop import post_loop  # noqa: E402
-from ml_assets.serving_process import ServerProcess, start_server  # noqa: E402
+from ml_assets.local.serving_process import ServerProcess, start_server  # noqa: E402
 
 TARGET_RATIO = 2.0
 SENTENCES = make_texts(512)
@@ -100,7 +100,7 @@ def batch_sizes(url: str) -> str:
 def model_ceiling(home: Path, bundle: Path, texts: int, batch: int, reps: int = 3) -> str:
     """In process, one thread: the served embedder on 512 short texts in calls of `texts` vs
     calls of `batch`, the most that batching can gain inside the model."""
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     entry = json.loads(bundle.read_text())["models"]["embedder"]
     model_dir = home / "models" / entry["registered_model"]

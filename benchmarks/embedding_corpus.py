@@ -13,10 +13,10 @@ from typing import Any
 import embedding_variants as ev
 import numpy as np
 
-from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
-from ml_assets.core.embedder_quality import exact_top_k
-from ml_assets.core.ranking import ndcg_at
-from ml_assets.core.search_index import embedding_text
+from ml_assets.search.corpus import default_corpus_path, load_corpus, load_queries
+from ml_assets.search.embedder_quality import exact_top_k
+from ml_assets.search.index import embedding_text
+from ml_assets.search.ranking import ndcg_at
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 

@@ -186,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with the table
 
-    from ml_assets.core.embedder_export import export_fp32, quantize_int8, torch_embed
-    from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path
+    from ml_assets.search.embedder_export import export_fp32, quantize_int8, torch_embed
+    from ml_assets.search.text_embedder import OnnxTextEmbedder, tokenizer_path
 
     torch.set_num_threads(THREADS)
     texts = make_texts()

@@ -86,7 +86,7 @@ def quantize_variant(fp32: bytes, **options: Any) -> bytes:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ml_assets.core.embedder_export import quantized_bytes
+    from ml_assets.search.embedder_export import quantized_bytes
 
     exclude = options.pop("nodes_to_exclude", None)
     extra = {
@@ -146,7 +146,7 @@ def quantize_static_qdq(fp32: bytes, calibration: Sequence[dict[str, np.ndarray]
         quantize_static,
     )
 
-    from ml_assets.core.embedder_export import quantized_bytes
+    from ml_assets.search.embedder_export import quantized_bytes
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:

@@ -22,9 +22,6 @@ import numpy as np
 def baseline(rows: int) -> dict[str, float]:
     from sklearn.model_selection import train_test_split
 
-    from ml_assets.core.lineage_spec import FeatureSpec
-    from ml_assets.core.tabular_model import native_threads, quality, to_onnx_bytes
-    from ml_assets.core.tabular_scorer import OnnxTabularScorer
     from ml_assets.lineages.fraud.generator import (
         CATEGORICAL,
         FEATURES,
@@ -33,6 +30,9 @@ def baseline(rows: int) -> dict[str, float]:
         generate_transactions,
     )
     from ml_assets.lineages.fraud.train import make_model
+    from ml_assets.platform.lineage_spec import FeatureSpec
+    from ml_assets.tabular.model import native_threads, quality, to_onnx_bytes
+    from ml_assets.tabular.scorer import OnnxTabularScorer
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -67,9 +67,9 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     from dagster import DagsterEventType, DagsterInstance, materialize
 
     from ml_assets.definitions import build_definitions
+    from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
     from ml_assets.resources import MlflowResource
     from ml_assets.resources.defaults import local_resources
-    from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root / "run"))
     (root / "run").mkdir(exist_ok=True)

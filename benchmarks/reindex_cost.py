@@ -55,9 +55,9 @@ GPU_RUN_OVERHEAD_EXTRA_S = 10.0  # CUDA context + provider start, assumed
 def worker(args: argparse.Namespace) -> None:
     """A child: import the code location, load the embedder, embed; print the timings."""
     t0 = time.perf_counter()
-    from ml_assets.core.hashing import sha256_bytes
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
     from ml_assets.definitions import build_definitions
+    from ml_assets.platform.hashing import sha256_bytes
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     build_definitions()  # what a run worker does: `@dg.definitions` builds the code location
     t1 = time.perf_counter()
@@ -110,15 +110,15 @@ def main() -> None:
         return
 
     from benchmarks.search_latency import cpu, expand, fmt_load
-    from ml_assets.core.corpus import default_corpus_path, load_corpus
-    from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
-    from ml_assets.core.hashing import sha256_bytes
-    from ml_assets.core.search_assemble import assemble
-    from ml_assets.core.search_index import embedding_text
-    from ml_assets.core.search_shards import embed_shard, shard_keys, split
-    from ml_assets.core.search_tables import connect
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
-    from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
+    from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+    from ml_assets.platform.hashing import sha256_bytes
+    from ml_assets.search.assemble import assemble
+    from ml_assets.search.corpus import default_corpus_path, load_corpus
+    from ml_assets.search.embedder_export import export_fp32, quantize_int8, tokenizer_path
+    from ml_assets.search.index import embedding_text
+    from ml_assets.search.shards import embed_shard, shard_keys, split
+    from ml_assets.search.tables import connect
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     print(f"machine: {cpu()}; load average at start: {fmt_load()}")
     docs = list(load_corpus(default_corpus_path()).documents)

@@ -42,21 +42,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ml_assets.core.corpus import Document, default_corpus_path, load_corpus, load_queries
-from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
-from ml_assets.core.embedder_quality import MAX_LENGTH
-from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.search import run_search
-from ml_assets.core.search_config import (
+from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+from ml_assets.platform.hashing import sha256_bytes
+from ml_assets.search.config import (
     MODES,
     SEARCH_SERVING_SCHEMA,
     FusionWeights,
     SearchServing,
 )
-from ml_assets.core.search_eval import hnsw_recall
-from ml_assets.core.search_index import connect, embedding_text, reindex
-from ml_assets.core.text_embedder import OnnxTextEmbedder
-from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
+from ml_assets.search.corpus import Document, default_corpus_path, load_corpus, load_queries
+from ml_assets.search.embedder_export import export_fp32, quantize_int8, tokenizer_path
+from ml_assets.search.embedder_quality import MAX_LENGTH
+from ml_assets.search.evaluation import hnsw_recall
+from ml_assets.search.index import connect, embedding_text, reindex
+from ml_assets.search.query import run_search
+from ml_assets.search.text_embedder import OnnxTextEmbedder
 
 
 def expand(

@@ -29,15 +29,15 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml_assets.core.corpus import load_queries  # noqa: E402
-from ml_assets.core.search_eval import (  # noqa: E402
+from ml_assets.search.corpus import load_queries  # noqa: E402
+from ml_assets.search.evaluation import (  # noqa: E402
     embed_queries,
     judge_set,
     labelled_set_index,
     served_config,
 )
-from ml_assets.core.search_index import connect  # noqa: E402
-from ml_assets.core.search_tuning import family_rows, fetch_candidates, tune  # noqa: E402
+from ml_assets.search.index import connect  # noqa: E402
+from ml_assets.search.tuning import family_rows, fetch_candidates, tune  # noqa: E402
 
 SETS = ("search", "docs")
 
@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", default="/tmp/ml_assets_search_sets_vectors.pkl")
     args = parser.parse_args(argv)
 
-    from ml_assets.core.embedder_export import export_fp32, quantize_int8, tokenizer_path
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
-    from ml_assets.stack import start_embedded_postgres
+    from ml_assets.local.stack import start_embedded_postgres
+    from ml_assets.search.embedder_export import export_fp32, quantize_int8, tokenizer_path
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     t0 = time.perf_counter()
     int8 = quantize_int8(export_fp32())

@@ -2,11 +2,13 @@
 
 from dagster import Definitions, definitions, in_process_executor
 
-from ml_assets import jobs, schedules
-from ml_assets.assets import ops, promotion_job, serving
+from ml_assets.bundle import assets as serving
+from ml_assets.bundle import promotion_job, promotion_sensor
 from ml_assets.components.defs_folder import load_defs_folder
+from ml_assets.components.search_index import jobs
+from ml_assets.nightly import defs as ops
+from ml_assets.nightly import schedules
 from ml_assets.resources.defaults import resource_defs
-from ml_assets.sensors import promotion
 
 
 def build_definitions() -> Definitions:
@@ -20,7 +22,7 @@ def build_definitions() -> Definitions:
         promotion_job.defs,
         ops.build_defs(catalog),
         jobs.defs,
-        promotion.build_defs(catalog),
+        promotion_sensor.build_defs(catalog),
         schedules.defs,
         folder.defs,
         resource_defs(catalog),

@@ -133,7 +133,7 @@ class EmbeddingCache:
 
 
 class CachedEmbedder:
-    """What ml_assets.core.search calls (`dim`, `embed`), through the cache."""
+    """What ml_assets.search.query calls (`dim`, `embed`), through the cache."""
 
     def __init__(self, cache: EmbeddingCache, embedder: Any, sha256: str, on_lookup: Any) -> None:
         self._cache, self._embedder, self._sha256 = cache, embedder, sha256

@@ -14,7 +14,7 @@ import bentoml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ml_assets.core.model_card import CardIntegrityError, card_markdown, verified
+from ml_assets.platform.model_card import CardIntegrityError, card_markdown, verified
 from serving import lineage_path
 
 ROUTE = "/v1/models/{name}/card"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from starlette.responses import JSONResponse
 
-from ml_assets.core.serving_bundle import EMBEDDER
+from ml_assets.platform.serving_bundle import EMBEDDER
 from serving.batcher import BatchConfig, EmbedBatcher, Overloaded
 from serving.cache import CachedEmbedder, EmbeddingCache
 from serving.edge import RETRY_AFTER_S

@@ -25,8 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ml_assets.core.inference_tables import ensure_tables, feedback_table, log_table
-from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.monitoring.inference_tables import ensure_tables, feedback_table, log_table
+from ml_assets.platform.lineage_spec import LineageSpec
 
 PATH = "/v1/models/{name}/feedback"
 MAX_ITEMS = 1_000

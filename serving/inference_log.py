@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ml_assets.core.inference_tables import ensure_tables, log_table
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.serving_bundle import ModelEntry
+from ml_assets.monitoring.inference_tables import ensure_tables, log_table
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.serving_bundle import ModelEntry
 from serving import request_ids
 
 log = logging.getLogger("bentoml.ml_assets")

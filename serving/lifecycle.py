@@ -14,7 +14,7 @@ from typing import Any
 
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
-from ml_assets.core.serving_bundle import BundleIntegrityError, ModelEntry
+from ml_assets.platform.serving_bundle import BundleIntegrityError, ModelEntry
 from serving import bundled, reload_path, runtime
 from serving.bundled import BUNDLE_DECLARED, BUNDLE_SEARCH, ENTRIES, SCORE_ROUTE
 from serving.cache import EmbeddingCache

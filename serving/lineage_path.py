@@ -18,7 +18,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-from ml_assets.core.lineage_spec import LineageSpec
+from ml_assets.platform.lineage_spec import LineageSpec
 from serving import tabular
 from serving.errors import ASGIApp, Receive, Scope, Send
 from serving.fastpath import answer, parsed, read_body, respond

@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ml_assets.core.gate_record import GATE_RECORD_SCHEMA
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA, ENTRY_SCHEMA
+from ml_assets.platform.gate_record import GATE_RECORD_SCHEMA
+from ml_assets.platform.serving_bundle import BUNDLE_SCHEMA, ENTRY_SCHEMA
 from serving.errors import max_body_bytes
 
 REF = "#/components/schemas/{}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ml_assets.core.serving_bundle import (
+from ml_assets.platform.serving_bundle import (
     EMBEDDER,
     MODEL_MANIFEST,
     PRODUCTION_ALIAS,

@@ -14,7 +14,7 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import BentoMLException, InvalidArgument, ServiceUnavailable
 
-from ml_assets.core.serving_bundle import (
+from ml_assets.platform.serving_bundle import (
     EMBEDDER,
     BundleIntegrityError,
     ModelEntry,

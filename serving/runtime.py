@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.score_route import ScoreRoute
-from ml_assets.core.serving_bundle import (
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.score_route import ScoreRoute
+from ml_assets.platform.serving_bundle import (
     EMBEDDER,
     BundleIntegrityError,
     ModelEntry,
@@ -32,7 +32,7 @@ from ml_assets.core.serving_bundle import (
     verify_model_dir,
     write_json_atomic,
 )
-from ml_assets.core.text_embedder import OnnxTextEmbedder
+from ml_assets.search.text_embedder import OnnxTextEmbedder
 
 log = logging.getLogger("bentoml.ml_assets")  # BentoML formats and ships "bentoml.*"
 
@@ -149,7 +149,7 @@ def load_models(
 def tabular_scorer(entry: ModelEntry, locate: Callable[[ModelEntry], Path]) -> Any:
     """A declared lineage's model (its verdicts checked by load_models): bytes checked, its
     feature schema from the lineage the entry carries."""
-    from ml_assets.core.tabular_scorer import OnnxTabularScorer
+    from ml_assets.tabular.scorer import OnnxTabularScorer
 
     lineage = lineage_of_entry(entry)
     if lineage is None:
@@ -171,7 +171,7 @@ def search_for(embedder: ModelEntry, search: dict[str, Any] | None) -> dict[str,
             "bundle (serving_job) after search_quality_report ran with this embedder",
         }
     if search.get("enabled"):
-        from ml_assets.core.search_config import SearchServing
+        from ml_assets.search.config import SearchServing
 
         try:
             SearchServing.from_json(search.get("config"), embedder.files["model.onnx"])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, create_model
 
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.score_route import ScoreRoute
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.score_route import ScoreRoute
 from serving.tabular import row_model
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from bentoml.exceptions import InvalidArgument, NotFound
 from starlette.responses import JSONResponse
 
-from ml_assets.core.serving_bundle import EMBEDDER
+from ml_assets.platform.serving_bundle import EMBEDDER
 from serving import runtime
 from serving.embed_path import EmbedPath
 from serving.errors import Unavailable
@@ -42,7 +42,7 @@ class SearchPath:
     def _conn(self, fresh: bool = False):
         """This worker thread's connection (autocommit: no read leaves a transaction open),
         reopened when closed, or when `fresh` (the last one was found dead)."""
-        from ml_assets.core.search_index import connect
+        from ml_assets.search.index import connect
 
         conn = getattr(self._local, "conn", None)
         if fresh and conn is not None:
@@ -63,7 +63,7 @@ class SearchPath:
     def _serving(self, models: runtime.LoadedModels) -> Any:
         """Every judged parameter (SearchServing: fusion, ef_search, exact scans); search is
         refused (503) when none were validated (runtime.search_for parsed it at load)."""
-        from ml_assets.core.search_config import SearchServing
+        from ml_assets.search.config import SearchServing
 
         search = models.search
         if not search.get("enabled"):
@@ -86,8 +86,8 @@ class SearchPath:
     ) -> SearchResult:
         import psycopg
 
-        from ml_assets.core import search as search_lib
-        from ml_assets.core.search_index import live_index
+        from ml_assets.search import query as search_lib
+        from ml_assets.search.index import live_index
 
         emb = models.entries[EMBEDDER]
         serving = self._serving(models)

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ml_assets.core.serving_bundle import (
+from ml_assets.platform.serving_bundle import (
     EMBEDDER,
 )
 from serving import (

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ml_assets.core.lineage_spec import FeatureSpec, LineageSpec
+from ml_assets.platform.lineage_spec import FeatureSpec, LineageSpec
 
 MAX_ROWS = 1_000
 

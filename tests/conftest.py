@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.core.alerts import WEBHOOK_ENV
+from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+from ml_assets.platform.alerts import WEBHOOK_ENV
 from ml_assets.resources import MlflowResource
-from ml_assets.stack import ensure_databases, start_embedded_postgres, with_database
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,9 +150,9 @@ def search_golden(
     session: modules that need it as a starting point take a `clone_search_state` copy."""
     from dagster import materialize
 
-    from ml_assets.assets.export import embedding_model_onnx
-    from ml_assets.assets.search import embedding_index, search_corpus
-    from ml_assets.assets.search_validation import search_quality_report
+    from ml_assets.components.search_index.assets import embedding_index, search_corpus
+    from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+    from ml_assets.components.search_index.validation import search_quality_report
     from ml_assets.resources.defaults import local_resources
 
     base = tmp_path_factory.mktemp("search_golden")

@@ -17,8 +17,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
 from ml_assets.components.defs_folder import load_catalog, load_defs_folder
-from ml_assets.core.artifacts import ArtifactRef
 from ml_assets.definitions import build_definitions
+from ml_assets.platform.artifacts import ArtifactRef
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import TEST_ROWS
 
@@ -173,7 +173,7 @@ def wait_until_up(
 def dagster_webserver(dagster_home: str, log: Path) -> Iterator[str]:
     """A real `dagster-webserver` for the code location on the instance at `dagster_home`;
     yields its URL once /server_info answers (fails the test if it never does)."""
-    from ml_assets.serving_process import free_port
+    from ml_assets.local.serving_process import free_port
 
     port = free_port()
     proc = subprocess.Popen(

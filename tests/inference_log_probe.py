@@ -11,8 +11,8 @@ import bentoml
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.serving_bundle import ModelEntry
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.serving_bundle import ModelEntry
 from serving import edge, errors, request_ids
 from serving.inference_log import InferenceLog, LogSettings
 from serving.metrics import create_metrics, metrics_endpoint

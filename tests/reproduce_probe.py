@@ -17,11 +17,11 @@ from pathlib import Path
 from dagster import DagsterInstance, materialize
 
 from ml_assets.components.defs_folder import load_catalog
-from ml_assets.core.embedder_export import export_fp32, quantize_int8
-from ml_assets.core.hashing import sha256_bytes
 from ml_assets.definitions import build_definitions
+from ml_assets.platform.hashing import sha256_bytes
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.search.embedder_export import export_fp32, quantize_int8
 from tests.helpers import assets_of_lineage, data_versions
 
 

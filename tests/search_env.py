@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.assets.search import load_embedder
-from ml_assets.core.artifacts import ArtifactRef
+from ml_assets.components.search_index.assets import load_embedder
+from ml_assets.platform.artifacts import ArtifactRef
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.helpers import materialized_ref, search_state_dsn

@@ -12,21 +12,21 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, RunsFilter
 
-from ml_assets.stack import with_database
+from ml_assets.local.stack import with_database
 from tests.conftest import REPO, fresh_vector_database
 
 LOCATION = """
 import dagster as dg
 from pathlib import Path
 from dataclasses import replace
-from ml_assets.assets.export import embedding_model_onnx
-from ml_assets.assets.search import build_search_corpus
-from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
-from ml_assets.core.catalog import Catalog
-from ml_assets.core.corpus import default_queries_path
-from ml_assets.core.search_spec import shipped
+from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+from ml_assets.components.search_index.assets import build_search_corpus
+from ml_assets.components.search_index.shard_assets import build_embedding_shards, build_sharded_index
+from ml_assets.platform.catalog import Catalog
+from ml_assets.search.corpus import default_queries_path
+from ml_assets.search.spec import shipped
 from ml_assets.resources.defaults import resource_defs
-from ml_assets.sensors.reindex_shards import sharded_jobs
+from ml_assets.components.search_index.reindex_shards_sensor import sharded_jobs
 
 spec = replace(shipped(), corpus_path=Path({corpus!r}), queries_path=default_queries_path(),
                shards={shards}, labelled_sets=(), variant={variant!r})

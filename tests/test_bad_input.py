@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
-from ml_assets.core.hashing import sha256_file
 from ml_assets.lineages.fraud.generator import generate_transactions
+from ml_assets.platform.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS

@@ -1,12 +1,12 @@
 """The Bento carries every module its service imports: serving/ and ml_assets/core/ modules are
-copied one by one (ml_assets/bento_build.py), so a module the service starts to import without
+copied one by one (ml_assets/bundle/bento_build.py), so a module the service starts to import without
 being listed would only fail when a built Bento starts."""
 
 from __future__ import annotations
 
 import ast
 
-from ml_assets.bento_build import CORE_MODULES, SERVING_MODULES
+from ml_assets.bundle.bento_build import CORE_MODULES, SERVING_MODULES
 from tests.conftest import REPO
 
 

@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
-from ml_assets.core.evidence import Origin
-from ml_assets.core.gate_record import GATE_RECORD_SCHEMA, ContractError, GateRecord
-from ml_assets.core.promotion import Decision, Gate
-from ml_assets.core.serving_bundle import (
+from ml_assets.platform.evidence import Origin
+from ml_assets.platform.gate_record import GATE_RECORD_SCHEMA, ContractError, GateRecord
+from ml_assets.platform.promotion import Decision, Gate
+from ml_assets.platform.serving_bundle import (
     BUNDLE_SCHEMA,
     ENTRY_SCHEMA,
     MODEL_MANIFEST,
@@ -25,7 +25,7 @@ from ml_assets.core.serving_bundle import (
     entries_of,
     missing_verdicts,
 )
-from ml_assets.core.validation_records import Evidence, Verdict
+from ml_assets.platform.validation_records import Evidence, Verdict
 from tests.conftest import REPO
 from tests.test_model_card import bundled, vector_dsn  # noqa: F401  (the bundle serving_bundle wrote)
 

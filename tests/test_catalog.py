@@ -9,9 +9,9 @@ import pytest
 from dagster.components.testing import create_defs_folder_sandbox
 
 from ml_assets.components.defs_folder import catalog_of, load_catalog
-from ml_assets.core import gate_subjects
-from ml_assets.core.catalog import Catalog, CatalogError
-from ml_assets.core.search_spec import SearchSpecError, shipped
+from ml_assets.platform import gate_subjects
+from ml_assets.platform.catalog import Catalog, CatalogError
+from ml_assets.search.spec import SearchSpecError, shipped
 
 SHIPPED = load_catalog()
 FRAUD, CURVES = SHIPPED.lineage("fraud"), SHIPPED.lineage("curves")

@@ -22,16 +22,16 @@ from dagster.components.testing import create_defs_folder_sandbox
 from pydantic import ValidationError
 
 from ml_assets.components.defs_folder import catalog_of
-from ml_assets.core.artifacts import ArtifactRef
-from ml_assets.core.hashing import sha256_file
-from ml_assets.core.tabular_expectations import validate_frame
-from ml_assets.core.tabular_scorer import OnnxTabularScorer
-from ml_assets.core.validation_records import chain_of, model_evidence
-from ml_assets.dagster_records import DagsterRecords
 from ml_assets.lineages.curves.generator import forward_curves
+from ml_assets.platform.artifacts import ArtifactRef
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.hashing import sha256_file
+from ml_assets.platform.validation_records import chain_of, model_evidence
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import ref_path
+from ml_assets.tabular.expectations import validate_frame
+from ml_assets.tabular.scorer import OnnxTabularScorer
 from tests.conftest import REPO
 from tests.helpers import (
     ALL_CHECKS,

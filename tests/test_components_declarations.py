@@ -32,16 +32,16 @@ from ml_assets.components import (
     Tenant,
     Trainer,
 )
-from ml_assets.core import search_spec
-from ml_assets.core.catalog import Catalog
-from ml_assets.core.corpus import default_corpus_path
-from ml_assets.core.lineage_spec import FeatureSpec
-from ml_assets.core.search_spec import SearchSpecError
-from ml_assets.core.tabular_model import check_estimator, select_features, to_onnx_bytes
-from ml_assets.core.tabular_scorer import OnnxTabularScorer
 from ml_assets.lineages.curves.generator import forward_curves
+from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.lineage_spec import FeatureSpec
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
+from ml_assets.search import spec as search_spec
+from ml_assets.search.corpus import default_corpus_path
+from ml_assets.search.spec import SearchSpecError
+from ml_assets.tabular.model import check_estimator, select_features, to_onnx_bytes
+from ml_assets.tabular.scorer import OnnxTabularScorer
 from tests.conftest import REPO
 from tests.helpers import (
     ALL_CHECKS,

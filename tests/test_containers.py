@@ -203,7 +203,7 @@ def test_serving_image_installs_the_bento_environment_only() -> None:
     builder_runs = " ".join(i.args for i in stages[0].all("RUN"))
     assert "torch" in builder_runs and "sklearn" in builder_runs, "no guard against torch"
     # The serving environment the platform pins into every Bento has neither.
-    from ml_assets.bento_build import SERVING_PACKAGES
+    from ml_assets.bundle.bento_build import SERVING_PACKAGES
 
     assert not {"torch", "scikit-learn"} & set(SERVING_PACKAGES)
     assert {"bentoml", "onnxruntime", "tokenizers"} <= set(SERVING_PACKAGES)

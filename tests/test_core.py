@@ -15,24 +15,6 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from ml_assets.core.artifacts import ArtifactIntegrityError, ArtifactRef, ContentStore, lineage_of
-from ml_assets.core.environment import SIMD_FLAGS, environment_snapshot, package_versions
-from ml_assets.core.hashing import (
-    canonical_json,
-    canonical_skops,
-    deterministic_zip,
-    parquet_bytes,
-    read_parquet_bytes,
-    sha256_bytes,
-    sha256_file,
-)
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.onnx_bytes import canonical_onnx, canonical_onnx_bytes
-from ml_assets.core.tabular_expectations import validate_frame
-from ml_assets.core.tabular_model import from_skops_bytes, native_threads
-from ml_assets.core.tabular_model import to_onnx_bytes as tabular_onnx_bytes
-from ml_assets.core.tabular_model import to_skops_bytes as tabular_skops_bytes
-from ml_assets.core.tabular_scorer import OnnxTabularScorer
 from ml_assets.lineages.fraud.generator import (
     CATEGORICAL,
     COLUMNS,
@@ -43,6 +25,29 @@ from ml_assets.lineages.fraud.generator import (
     generate_transactions,
 )
 from ml_assets.lineages.fraud.train import make_model
+from ml_assets.platform.artifacts import (
+    ArtifactIntegrityError,
+    ArtifactRef,
+    ContentStore,
+    lineage_of,
+)
+from ml_assets.platform.environment import SIMD_FLAGS, environment_snapshot, package_versions
+from ml_assets.platform.hashing import (
+    canonical_json,
+    canonical_skops,
+    deterministic_zip,
+    parquet_bytes,
+    read_parquet_bytes,
+    sha256_bytes,
+    sha256_file,
+)
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.onnx_bytes import canonical_onnx, canonical_onnx_bytes
+from ml_assets.tabular.expectations import validate_frame
+from ml_assets.tabular.model import from_skops_bytes, native_threads
+from ml_assets.tabular.model import to_onnx_bytes as tabular_onnx_bytes
+from ml_assets.tabular.model import to_skops_bytes as tabular_skops_bytes
+from ml_assets.tabular.scorer import OnnxTabularScorer
 
 
 def train(train_df: pd.DataFrame, seed: int = 0, **params) -> Pipeline:

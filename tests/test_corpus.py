@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ml_assets.core.corpus import (
+from ml_assets.search.corpus import (
     DOC_TYPES,
     CorpusError,
     Document,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_assets.core.corpus import (
+from ml_assets.search.corpus import (
     DATASETS,
     CorpusError,
     default_corpus_path,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ml_assets.components.model_lineage import Feature
-from ml_assets.core.lineage_spec import MonitoringSpec
+from ml_assets.components.model_lineage.component import Feature
 from ml_assets.lineages.fraud.generator import generate_transactions
 from ml_assets.monitoring.drift import NOT_ENOUGH_TRAFFIC, UNSEEN, drift_report, psi
+from ml_assets.platform.lineage_spec import MonitoringSpec
 
 DEFS = Path(__file__).resolve().parents[1] / "ml_assets" / "lineages" / "fraud" / "defs.yaml"
 ATTRS = yaml.safe_load(DEFS.read_text())["attributes"]

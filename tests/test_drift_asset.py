@@ -21,15 +21,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from ml_assets.core import promotion
-from ml_assets.core.inference_tables import log_table
-from ml_assets.core.serving_bundle import ModelEntry
-from ml_assets.core.tabular_scorer import OnnxTabularScorer
-from ml_assets.dagster_records import DagsterRecords
 from ml_assets.lineages.fraud.generator import generate_transactions
 from ml_assets.monitoring.drift_asset import CHECK, STAGE
+from ml_assets.monitoring.inference_tables import log_table
+from ml_assets.platform import promotion
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.serving_bundle import ModelEntry
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
+from ml_assets.tabular.scorer import OnnxTabularScorer
 from serving.inference_log import InferenceLog, LogSettings
 from serving.request_ids import RequestIds
 from tests.conftest import TEST_ROWS

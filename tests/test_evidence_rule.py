@@ -1,10 +1,10 @@
-"""The one evidence rule (ml_assets/core/evidence.py): which records count, and why not."""
+"""The one evidence rule (ml_assets/platform/evidence.py): which records count, and why not."""
 
 from __future__ import annotations
 
 import pytest
 
-from ml_assets.core.evidence import (
+from ml_assets.platform.evidence import (
     EvidenceRule,
     Ignored,
     Origin,

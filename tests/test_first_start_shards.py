@@ -64,7 +64,7 @@ def test_a_first_start_with_shards_serves_search_and_reports_no_failure(tmp_path
     log_path = home / "up.log"
     log = open(log_path, "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "up", "--config", str(config)],
+        [sys.executable, "-m", "ml_assets.local.cli", "up", "--config", str(config)],
         cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     dagster = f"http://127.0.0.1:{env['ML_DAGSTER_PORT']}"

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ml_assets.core import events
-from ml_assets.core.corpus import Document
-from ml_assets.core.search import UnknownTenantError, retry_on_dead_connection, search
-from ml_assets.core.search_index import (
+from ml_assets.local.stack import start_embedded_postgres, stop_embedded_postgres
+from ml_assets.platform import events
+from ml_assets.search.corpus import Document
+from ml_assets.search.index import (
     IndexLockTimeout,
     connect,
     live_index,
@@ -27,7 +27,7 @@ from ml_assets.core.search_index import (
     reindex,
     table_name,
 )
-from ml_assets.stack import start_embedded_postgres, stop_embedded_postgres
+from ml_assets.search.query import UnknownTenantError, retry_on_dead_connection, search
 
 MODEL_A = hashlib.sha256(b"hash-embedder-a").hexdigest()
 MODEL_B = hashlib.sha256(b"hash-embedder-b").hexdigest()

@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from ml_assets.components.monitoring import Monitoring
-from ml_assets.core.inference_tables import feedback_table, log_table, read_day
-from ml_assets.core.lineage_spec import LineageSpec, MonitoringSpec
-from ml_assets.stack import start_embedded_postgres, with_database
+from ml_assets.components.model_lineage.monitoring import Monitoring
+from ml_assets.local.stack import start_embedded_postgres, with_database
+from ml_assets.monitoring.inference_tables import feedback_table, log_table, read_day
+from ml_assets.platform.lineage_spec import LineageSpec, MonitoringSpec
 from serving import feedback_routes
 from serving.inference_log import InferenceLog, LogSettings
 from serving.request_ids import RequestIds

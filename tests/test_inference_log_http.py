@@ -16,8 +16,8 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from ml_assets.core.inference_tables import log_table
-from ml_assets.serving_process import start_server
+from ml_assets.local.serving_process import start_server
+from ml_assets.monitoring.inference_tables import log_table
 from tests.conftest import fresh_vector_database
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster._core.definitions.data_version import StaleStatus
 
-from ml_assets.core.hashing import sha256_file
+from ml_assets.platform.hashing import sha256_file
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref

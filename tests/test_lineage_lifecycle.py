@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from ml_assets.core.serving_bundle import EMBEDDER, ModelEntry
-from ml_assets.platform_status import bundle_lags, compare, summary
+from ml_assets.local.status import bundle_lags, compare, summary
+from ml_assets.platform.serving_bundle import EMBEDDER, ModelEntry
 from serving import lineage_path, runtime
 from tests.conftest import REPO
 

@@ -1,5 +1,5 @@
 """Asset pages for people: metadata ordered verdict → headline → plots → checks → provenance →
-environment (ml_assets/provenance.py), and plots small enough for the UI to show inline."""
+environment (ml_assets/platform/provenance.py), and plots small enough for the UI to show inline."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from dagster import MetadataValue
 
-from ml_assets.core.artifacts import ContentStore
-from ml_assets.core.inline_plots import INLINE_LIMIT, inline_plot
-from ml_assets.provenance import hashed_output, people_first
+from ml_assets.platform.artifacts import ContentStore
+from ml_assets.platform.inline_plots import INLINE_LIMIT, inline_plot
+from ml_assets.platform.provenance import hashed_output, people_first
 
 
 def test_people_first_puts_each_key_in_its_place_and_keeps_order_within_a_place():

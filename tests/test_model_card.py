@@ -14,22 +14,22 @@ from dagster import AssetKey, materialize
 from dagster.components.resolved.errors import ResolutionException
 from pydantic import ValidationError
 
-from ml_assets.assets.serving import serving_bundle
+from ml_assets.bundle.assets import serving_bundle
 from ml_assets.components import ModelLineage
-from ml_assets.core import promotion
-from ml_assets.core.hashing import read_parquet_bytes
-from ml_assets.core.inline_plots import INLINE_LIMIT
-from ml_assets.core.model_card import (
+from ml_assets.local.serving_process import start_server
+from ml_assets.platform import promotion
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.hashing import read_parquet_bytes
+from ml_assets.platform.inline_plots import INLINE_LIMIT
+from ml_assets.platform.model_card import (
     CARD_SCHEMA,
     CardIntegrityError,
     card_markdown,
     card_sha256,
     verified,
 )
-from ml_assets.dagster_records import DagsterRecords
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
-from ml_assets.serving_process import start_server
 from tests.conftest import REPO, TEST_ROWS
 from tests.helpers import (
     CATALOG,

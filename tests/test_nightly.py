@@ -16,21 +16,22 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.assets.export import embedding_model_onnx
-from ml_assets.assets.ops import (
+from ml_assets.bundle.assets import serving_bundle
+from ml_assets.components.search_index.assets import embedding_index, search_corpus
+from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+from ml_assets.components.search_index.validation import search_quality_report
+from ml_assets.local.serving_process import start_server
+from ml_assets.nightly import records as nightly
+from ml_assets.nightly.defs import (
     nightly_dir,
     nightly_smoke,
     nightly_validation,
     set_smoke_baseline_job,
 )
-from ml_assets.assets.search import embedding_index, search_corpus
-from ml_assets.assets.search_validation import search_quality_report
-from ml_assets.assets.serving import serving_bundle
-from ml_assets.core import nightly, promotion
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.platform import promotion
+from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
-from ml_assets.serving_process import start_server
 from tests.conftest import TEST_ROWS
 from tests.helpers import (
     CATALOG,
@@ -265,7 +266,7 @@ def test_a_strict_failed_run_moves_nothing_the_night_validates(platform, capsys)
 
 def _user_corpus(path: Path) -> Path:
     """A user's own corpus (known tenants, unrelated documents) that replaces the live index."""
-    from ml_assets.core.corpus import known_tenants
+    from ml_assets.search.corpus import known_tenants
 
     rows = [
         {
@@ -325,7 +326,7 @@ def test_a_collapsed_index_is_caught_on_the_first_night(platform, vector_dsn):
     import psycopg
     from psycopg import sql
 
-    from ml_assets.core.search_index import live_index
+    from ml_assets.search.index import live_index
 
     with psycopg.connect(vector_dsn, autocommit=True) as conn:
         table = sql.Identifier("search", live_index(conn)["table_name"])

@@ -15,9 +15,8 @@ from dagster import (
     build_schedule_context,
 )
 
-from ml_assets import schedules
-from ml_assets.core import nightly
-from ml_assets.schedules import nightly_smoke_schedule, nightly_validation_schedule
+from ml_assets.nightly import records, schedules
+from ml_assets.nightly.schedules import nightly_smoke_schedule, nightly_validation_schedule
 from tests.helpers import CATALOG
 
 # ---- pure logic and schedules ---------------------------------------------------------------
@@ -50,7 +49,7 @@ def test_schedule_crons():
 
 
 def test_ops_and_schedules_definitions_load():
-    from ml_assets.assets import ops
+    from ml_assets.nightly import defs as ops
     from ml_assets.resources.defaults import resource_defs
 
     defs = Definitions.merge(ops.build_defs(CATALOG), schedules.defs, resource_defs(CATALOG))
@@ -69,7 +68,7 @@ def test_ops_and_schedules_definitions_load():
 
 
 def test_load_profile_shape():
-    stages = nightly.load_profile(warmup_s=1, ramp_s=2, peak_s=4, cooldown_s=1)
+    stages = records.load_profile(warmup_s=1, ramp_s=2, peak_s=4, cooldown_s=1)
     assert [(s.name, s.users) for s in stages] == [
         ("warm-up", 10),
         ("ramp", 50),
@@ -78,7 +77,7 @@ def test_load_profile_shape():
     ]
     assert stages[1].spawn_rate == pytest.approx(20.0)
     with pytest.raises(ValueError):
-        nightly.load_profile(warmup_users=60)
+        records.load_profile(warmup_users=60)
 
 
 STATS = {"requests": 1000, "failures": 0, "error_rate": 0.0, "p95_ms": 20.0}
@@ -98,7 +97,7 @@ STATS = {"requests": 1000, "failures": 0, "error_rate": 0.0, "p95_ms": 20.0}
 )
 def test_smoke_regressions(stats, base_p95, expected):
     baseline = None if base_p95 is None else {"endpoints": {"/v1/score": {"p95_ms": base_p95}}}
-    found = nightly.smoke_regressions({"/v1/score": stats}, baseline)
+    found = records.smoke_regressions({"/v1/score": stats}, baseline)
     assert len(found) == len(expected)
     for f, e in zip(found, expected, strict=True):
         assert e in f
@@ -147,7 +146,7 @@ def _search_part(hybrid: float, vector: float, lexical: float) -> dict:
 
 def _night(models: dict, search: dict, partition: str = "2026-11-30") -> dict:
     return {
-        "schema": nightly.VALIDATION_SCHEMA,
+        "schema": records.VALIDATION_SCHEMA,
         "partition": partition,
         "status": "completed",
         "models": models,
@@ -175,7 +174,7 @@ def _night(models: dict, search: dict, partition: str = "2026-11-30") -> dict:
 )
 def test_the_first_night_is_judged_on_the_validated_figures(fraud_pr_auc, search, expected):
     night = _night({"fraud": _model_part(fraud_pr_auc)}, _search_part(*search))
-    found = nightly.validation_regressions(night, [])
+    found = records.validation_regressions(night, [])
     assert len(found) == len(expected), found
     for f, e in zip(found, expected, strict=True):
         assert e in f
@@ -184,15 +183,15 @@ def test_the_first_night_is_judged_on_the_validated_figures(fraud_pr_auc, search
 def test_the_last_night_counts_only_for_the_same_bytes():
     better = _night({"fraud": _model_part(0.90)}, _search_part(0.99, 0.9, 0.8), "2026-11-29")
     tonight = _night({"fraud": _model_part(0.80)}, _search_part(0.896, 0.85, 0.80))
-    found = nightly.validation_regressions(tonight, [better])
+    found = records.validation_regressions(tonight, [better])
     assert any("worse than 0.9000 in the night 2026-11-29" in f for f in found), found
     assert any("dropped from 0.9900 on 2026-11-29" in f for f in found), found
     other = json.loads(json.dumps(better))
     other["models"]["fraud"]["lineage"]["onnx_sha256"] = "d" * 64
     other["search"]["lineage"]["embedder_sha256"] = "d" * 64
-    assert nightly.validation_regressions(tonight, [other]) == []
+    assert records.validation_regressions(tonight, [other]) == []
     # A night of the earlier schema (before lineage records) is no yardstick.
-    assert nightly.validation_regressions(tonight, [{**better, "schema": "v1"}]) == []
+    assert records.validation_regressions(tonight, [{**better, "schema": "v1"}]) == []
 
 
 def test_a_part_that_cannot_be_judged_is_a_regression_with_its_reason():
@@ -202,7 +201,7 @@ def test_a_part_that_cannot_be_judged_is_a_regression_with_its_reason():
         "reason": "no live index",
         "gates": [{"name": "onnx_export", "passed": False, "detail": "never exported"}],
     }
-    found = nightly.validation_regressions(_night({"fraud": _model_part(0.8)}, failed), [])
+    found = records.validation_regressions(_night({"fraud": _model_part(0.8)}, failed), [])
     assert found == [
         "search (text-embedder@2): no live index",
         "search (text-embedder@2) gate onnx_export: never exported",

@@ -81,7 +81,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     }
     log = open(home / "up.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "up", "--config", str(config)],
+        [sys.executable, "-m", "ml_assets.local.cli", "up", "--config", str(config)],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -219,7 +219,7 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
         "ML_SERVING_PORT": str(_free_port()),
     }
     again = subprocess.run(
-        [sys.executable, "-m", "ml_assets.cli", "up", "--no-wait"],
+        [sys.executable, "-m", "ml_assets.local.cli", "up", "--no-wait"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -236,7 +236,7 @@ def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform
     again on the same home and serving port. `up` materializes only the new lineage, promotes
     it, bundles it and serves that Bento (not the previous endpoint's release), and says what
     is served; `ml-assets status` agrees."""
-    from ml_assets.core.lineage_spec import LineageSpec
+    from ml_assets.platform.lineage_spec import LineageSpec
     from tests.helpers import dg_env, run_dg
 
     home, proc = platform["home"], platform["proc"]
@@ -264,7 +264,7 @@ def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform
     log_path = tmp_path / "up-again.log"
     log = open(log_path, "w+")
     again = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.cli", "up"],
+        [sys.executable, "-m", "ml_assets.local.cli", "up"],
         cwd=project,
         env=env,
         stdout=log,
@@ -294,7 +294,7 @@ def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform
         assert body["model_version"] == f"my-model@{entry['version']}", body
         assert f"my_model (my-model v{entry['version']})" in out, out[-3000:]
         status = subprocess.run(
-            [sys.executable, "-m", "ml_assets.cli", "status"],
+            [sys.executable, "-m", "ml_assets.local.cli", "status"],
             cwd=project,
             env=env,
             capture_output=True,

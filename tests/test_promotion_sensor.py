@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ml_assets.sensors.promotion import decide
+from ml_assets.bundle.promotion_sensor import decide
 
 F, E = "fraud-detector", "text-embedder"
 # What a bundle cannot be built without: the embedder and the /v1/score model (fraud's YAML).
@@ -57,10 +57,10 @@ def test_waits_for_the_model_behind_v1_score_too():
     assert [r.run_key for r in requests] == [f"{F}@1"]
 
 
-# ---- the bundle follows validation (sensors/bundle_follow.py) ---------------------------------
+# ---- the bundle follows validation (bundle/bundle_follow.py) ---------------------------------
 
-from ml_assets.sensors.bundle_follow import Bundled  # noqa: E402
-from ml_assets.sensors.promotion import decide_all  # noqa: E402
+from ml_assets.bundle.bundle_follow import Bundled  # noqa: E402
+from ml_assets.bundle.promotion_sensor import decide_all  # noqa: E402
 
 
 def _bundle(fraud: str = "3", embedder: str = "2", search: str | None = None) -> Bundled:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
-from ml_assets.assets.export import register_embedder
-from ml_assets.core import tabular_model
-from ml_assets.core.artifacts import ArtifactRef
-from ml_assets.core.hashing import sha256_file
-from ml_assets.core.promotion import PRODUCTION_ALIAS, champion_version
+from ml_assets.components.search_index.embedder_assets import register_embedder
+from ml_assets.platform.artifacts import ArtifactRef
+from ml_assets.platform.hashing import sha256_file
+from ml_assets.platform.promotion import PRODUCTION_ALIAS, champion_version
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
+from ml_assets.tabular import model
 from tests.helpers import (
     FRAUD_ASSETS,
     FRAUD_MODEL,
@@ -105,7 +105,7 @@ def _reexport(lineage, dagster_instance, client, onnx_ref, prod, monkeypatch) ->
 
     # An edited export (another target opset: other bytes for the same model), with the report
     # over it, as the UI's Materialize button runs a stale asset.
-    monkeypatch.setattr(tabular_model, "ONNX_TARGET_OPSET", {"": 15, "ai.onnx.ml": 3})
+    monkeypatch.setattr(model, "ONNX_TARGET_OPSET", {"": 15, "ai.onnx.ml": 3})
     label = _export(lineage, dagster_instance, selection=(ONNX, REPORT))
     new_ref = latest_ref(lineage["root"], ONNX)
     new = new_ref.extra["model_version"]

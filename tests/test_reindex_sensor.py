@@ -15,13 +15,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, RunRequest, build_sensor_context
 
-from ml_assets.core import events, reindex_requests
-from ml_assets.core.corpus import default_corpus_path
-from ml_assets.core.reindex_requests import Request
-from ml_assets.resources import MlflowResource
-from ml_assets.resources.postgres import PostgresResource
-from ml_assets.resources.storage import ArtifactStore
-from ml_assets.sensors.reindex import (
+from ml_assets.components.search_index.reindex_sensor import (
     PRODUCTION_ALIAS,
     REQUEST_LOOKBACK,
     IndexInputs,
@@ -30,7 +24,14 @@ from ml_assets.sensors.reindex import (
     honour_requests,
     reindex_sensor,
 )
-from ml_assets.stack import with_database
+from ml_assets.local.stack import with_database
+from ml_assets.platform import events
+from ml_assets.resources import MlflowResource
+from ml_assets.resources.postgres import PostgresResource
+from ml_assets.resources.storage import ArtifactStore
+from ml_assets.search import reindex_requests
+from ml_assets.search.corpus import default_corpus_path
+from ml_assets.search.reindex_requests import Request
 from tests.helpers import EMBEDDER_MODEL
 
 

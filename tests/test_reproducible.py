@@ -12,7 +12,7 @@ from importlib import metadata
 
 import pytest
 
-from ml_assets.core.environment import simd_flags
+from ml_assets.platform.environment import simd_flags
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import REPO
 from tests.helpers import CATALOG, STAGES
@@ -108,7 +108,7 @@ def test_the_default_run_gives_the_readme_golden_hashes(probes, search_golden):
 SET_MODEL = """
 import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
-from ml_assets.core.hashing import canonical_skops, sha256_bytes
+from ml_assets.platform.hashing import canonical_skops, sha256_bytes
 model = FunctionTransformer(kw_args={"cols": {"alpha", "beta", "gamma"}, "d": frozenset("xyz")})
 print(sha256_bytes(canonical_skops(sio.dumps(model))))
 """

@@ -10,8 +10,8 @@ from dagster.components.resolved.errors import ResolutionException
 from pydantic import ValidationError
 
 from ml_assets.components import ModelLineage
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.score_route import ScoreRoute, ScoreRouteError
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.score_route import ScoreRoute, ScoreRouteError
 from serving.schemas import score_models
 from tests.conftest import REPO
 

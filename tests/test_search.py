@@ -14,24 +14,17 @@ import pytest
 from dagster import materialize
 from psycopg import sql
 
-from ml_assets.assets.export import embedding_model_onnx
-from ml_assets.assets.search import (
+from ml_assets.components.search_index.assets import (
     documents_from_bytes,
     embedding_index,
     load_embedder,
     search_corpus,
 )
-from ml_assets.core.corpus import default_corpus_path, load_corpus, load_queries
-from ml_assets.core.search import (
-    DEFAULT_FUSION,
-    MODES,
-    FusionWeights,
-    UnknownTenantError,
-    run_search,
-    search,
-)
-from ml_assets.core.search_eval import hnsw_recall, rank_all
-from ml_assets.core.search_index import (
+from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+from ml_assets.local.stack import with_database
+from ml_assets.search.corpus import default_corpus_path, load_corpus, load_queries
+from ml_assets.search.evaluation import hnsw_recall, rank_all
+from ml_assets.search.index import (
     REINDEX_LOCK_KEY,
     ReindexBusyError,
     connect,
@@ -39,9 +32,16 @@ from ml_assets.core.search_index import (
     reindex,
     table_name,
 )
-from ml_assets.core.search_tables import lexical_tsvector
-from ml_assets.core.search_tuning import FEEDBACK_CHOOSABLE, fetch_candidates, rerank_all
-from ml_assets.stack import with_database
+from ml_assets.search.query import (
+    DEFAULT_FUSION,
+    MODES,
+    FusionWeights,
+    UnknownTenantError,
+    run_search,
+    search,
+)
+from ml_assets.search.tables import lexical_tsvector
+from ml_assets.search.tuning import FEEDBACK_CHOOSABLE, fetch_candidates, rerank_all
 from tests.helpers import failure_text, latest_metadata
 from tests.search_env import env_embedder as _embedder
 from tests.search_env import env_ref as _ref

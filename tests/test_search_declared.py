@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from dagster import materialize
 
-from ml_assets.assets.export import embedding_model_onnx
+from ml_assets.bundle import promotion_sensor as promotion_sensor
 from ml_assets.components.defs_folder import catalog_of
-from ml_assets.core import gate_subjects
-from ml_assets.core.artifacts import ArtifactRef
-from ml_assets.core.search import (
+from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+from ml_assets.platform import gate_subjects
+from ml_assets.platform.artifacts import ArtifactRef
+from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import ref_path
+from ml_assets.search.query import (
     UnknownTenantError,
     search,
 )
-from ml_assets.resources.defaults import local_resources
-from ml_assets.resources.storage import ref_path
-from ml_assets.sensors import promotion as promotion_sensor
 from tests.conftest import fresh_vector_database
 from tests.helpers import CATALOG, EMBEDDER_MODEL, failure_text
 from tests.search_env import env_embedder as _embedder

@@ -10,11 +10,11 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from ml_assets.core import events
-from ml_assets.core.corpus import LabelledQuery
-from ml_assets.core.search_config import DEFAULT_FUSION, FusionWeights
-from ml_assets.core.search_tables import LAYOUT_VERSION, table_name
-from ml_assets.core.search_tuning import Candidates, bm25_scores, family, prepare, rerank
+from ml_assets.platform import events
+from ml_assets.search.config import DEFAULT_FUSION, FusionWeights
+from ml_assets.search.corpus import LabelledQuery
+from ml_assets.search.tables import LAYOUT_VERSION, table_name
+from ml_assets.search.tuning import Candidates, bm25_scores, family, prepare, rerank
 
 
 @pytest.mark.parametrize(

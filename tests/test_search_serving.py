@@ -10,15 +10,15 @@ import jsonschema
 import numpy as np
 import pytest
 
-from ml_assets.core.corpus import Document
-from ml_assets.core.search import run_search
-from ml_assets.core.search_config import (
+from ml_assets.platform.serving_bundle import EMBEDDER, ModelEntry
+from ml_assets.search.config import (
     DEFAULT_FUSION,
     SEARCH_SERVING_SCHEMA,
     SearchServing,
 )
-from ml_assets.core.search_index import connect, reindex
-from ml_assets.core.serving_bundle import EMBEDDER, ModelEntry
+from ml_assets.search.corpus import Document
+from ml_assets.search.index import connect, reindex
+from ml_assets.search.query import run_search
 from serving import runtime
 from serving.batcher import BatchConfig
 from serving.cache import EmbeddingCache

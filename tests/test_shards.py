@@ -15,16 +15,26 @@ import pytest
 from dagster import DagsterEventType, DagsterRunStatus, RunRequest, materialize
 from pgvector.psycopg import register_vector
 
-from ml_assets.assets.search import build_search_corpus, documents_from_bytes, load_embedder
-from ml_assets.assets.search_shards import build_embedding_shards, build_sharded_index
-from ml_assets.core.corpus import (
+from ml_assets.components.search_index.assets import (
+    build_search_corpus,
+    documents_from_bytes,
+    load_embedder,
+)
+from ml_assets.components.search_index.reindex_shards_sensor import plan, sharded_jobs, start
+from ml_assets.components.search_index.shard_assets import (
+    build_embedding_shards,
+    build_sharded_index,
+)
+from ml_assets.resources.defaults import local_resources
+from ml_assets.resources.storage import latest_ref
+from ml_assets.search.corpus import (
     content_hash,
     default_corpus_path,
     default_queries_path,
     load_corpus,
 )
-from ml_assets.core.search_index import reindex
-from ml_assets.core.search_shards import (
+from ml_assets.search.index import reindex
+from ml_assets.search.shards import (
     shard_digest,
     shard_keys,
     shard_lock_key,
@@ -33,10 +43,7 @@ from ml_assets.core.search_shards import (
     split,
     staging_table,
 )
-from ml_assets.core.search_spec import SearchIndexSpec, shipped
-from ml_assets.resources.defaults import local_resources
-from ml_assets.resources.storage import latest_ref
-from ml_assets.sensors.reindex_shards import plan, sharded_jobs, start
+from ml_assets.search.spec import SearchIndexSpec, shipped
 from tests.conftest import REPO, fresh_vector_database
 from tests.shard_daemon import daemon_fixture, wait_runs  # noqa: F401  (fixture `daemon`)
 
@@ -188,7 +195,7 @@ def test_a_backfill_of_every_shard_through_the_daemon_equals_a_monolithic_build(
 
 def _materialize(shards_env, assets, **kwargs):
     """Materialize `assets`; the other assets of the sharded index are their sources."""
-    from ml_assets.assets.export import embedding_model_onnx
+    from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
 
     spec = shards_env["spec"]
     names = {a.key.to_user_string() for a in assets}
@@ -266,10 +273,10 @@ def test_the_sensor_walks_the_stages_with_run_keys_a_restart_repeats(
 ):
     from dagster import build_sensor_context
 
+    from ml_assets.components.search_index.reindex_shards_sensor import build_sharded_reindex_sensor
     from ml_assets.resources import MlflowResource
     from ml_assets.resources.postgres import PostgresResource
     from ml_assets.resources.storage import ArtifactStore
-    from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor
 
     spec = shards_env["spec"]
     sensor = build_sharded_reindex_sensor(spec, sharded_jobs(spec))
@@ -355,10 +362,10 @@ def test_no_shard_run_before_the_embedder_export_exists_and_the_tick_says_why(
     runs would fail loading embedding_model_onnx, so the sensor waits and names it."""
     from dagster import build_sensor_context
 
+    from ml_assets.components.search_index.reindex_shards_sensor import build_sharded_reindex_sensor
     from ml_assets.resources import MlflowResource
     from ml_assets.resources.postgres import PostgresResource
     from ml_assets.resources.storage import ArtifactStore
-    from ml_assets.sensors.reindex_shards import build_sharded_reindex_sensor
 
     spec, root = shards_env["spec"], tmp_path / "artifacts"
     fresh = fresh_vector_database(shards_env["pg"], "vec_shards_first_start")

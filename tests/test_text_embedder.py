@@ -12,12 +12,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ml_assets.core.embedder_export import (  # noqa: E402
+from ml_assets.search.embedder_export import (  # noqa: E402
     export_fp32,
     quantize_int8,
     torch_embed,
 )
-from ml_assets.core.text_embedder import OnnxTextEmbedder, tokenizer_path  # noqa: E402
+from ml_assets.search.text_embedder import OnnxTextEmbedder, tokenizer_path  # noqa: E402
 
 DIM = 384
 MAX_LENGTH = 256
@@ -154,7 +154,7 @@ def test_empty_input(fp32_embedder: OnnxTextEmbedder) -> None:
 
 _EXPORT_DIGESTS = """
 import hashlib
-from ml_assets.core.embedder_export import export_fp32, quantize_int8
+from ml_assets.search.embedder_export import export_fp32, quantize_int8
 fp32 = export_fp32()
 print(hashlib.sha256(fp32).hexdigest(), hashlib.sha256(quantize_int8(fp32)).hexdigest())
 """
@@ -176,7 +176,7 @@ def test_exports_are_byte_identical_across_processes(exports: tuple[bytes, bytes
 
 def test_serving_module_does_not_import_torch() -> None:
     code = (
-        "import sys; import ml_assets.core.text_embedder; "
+        "import sys; import ml_assets.search.text_embedder; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "assert 'transformers' not in sys.modules, 'transformers imported'"
     )
@@ -286,7 +286,7 @@ def test_execution_providers_prefer_cuda_only_where_it_exists(
 ) -> None:
     import onnxruntime as ort
 
-    from ml_assets.core.text_embedder import CPU, CUDA, execution_providers
+    from ml_assets.search.text_embedder import CPU, CUDA, execution_providers
 
     has_cuda = CUDA in ort.get_available_providers()
     assert execution_providers("auto") == ([CUDA, CPU] if has_cuda else [CPU])

@@ -1,6 +1,7 @@
 """Dagster Components of the platform: a declared spec in, assets, checks and jobs out."""
 
-from ml_assets.components.lineage_fields import (
+from ml_assets.components.model_lineage.component import ModelLineage
+from ml_assets.components.model_lineage.fields import (
     Card,
     Dataset,
     ExportValidation,
@@ -9,8 +10,7 @@ from ml_assets.components.lineage_fields import (
     Split,
     Trainer,
 )
-from ml_assets.components.model_lineage import ModelLineage
-from ml_assets.components.search_index import ReindexSensor, SearchIndex, Tenant
+from ml_assets.components.search_index.component import ReindexSensor, SearchIndex, Tenant
 
 __all__ = [
     "Card",

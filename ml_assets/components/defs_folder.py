@@ -13,9 +13,9 @@ from pathlib import Path
 import dagster as dg
 from dagster_shared.utils.config import discover_config_file
 
-from ml_assets.components.model_lineage import ModelLineage
-from ml_assets.components.search_index import SearchIndex
-from ml_assets.core.catalog import Catalog, CatalogError
+from ml_assets.components.model_lineage.component import ModelLineage
+from ml_assets.components.search_index.component import SearchIndex
+from ml_assets.platform.catalog import Catalog, CatalogError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFS_MODULE = "ml_assets.lineages"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ml_assets.core.lineage_spec import FeatureSpec, MonitoringSpec
+from ml_assets.platform.lineage_spec import FeatureSpec, MonitoringSpec
 
 BINS = 10
 EPS = 1e-4  # floor of a bin's share: an empty bin on one side must not make PSI infinite

@@ -1,7 +1,7 @@
 """`<lineage>/inference_drift`: one day's logged traffic of the production version against the
 training split that version learnt from, as a daily-partitioned asset with a blocking check.
 
-The training split is found as the nightly finds it (ml_assets/assets/nightly_lineage.py):
+The training split is found as the nightly finds it (ml_assets/nightly/lineage.py):
 the production version is gated on the platform's records (the evidence rule), the validated
 report that gate found names the splits' sha256, and the splits are read back from the content
 store by it. Never the latest materialization of the splits.
@@ -22,21 +22,21 @@ import pandas as pd
 import psycopg
 from dagster import AssetExecutionContext
 
-from ml_assets.assets.nightly_common import BUNDLE, DAILY, alert
-from ml_assets.core import tabular_model
-from ml_assets.core.catalog import Catalog
-from ml_assets.core.hashing import canonical_json, read_parquet_bytes, sha256_bytes
-from ml_assets.core.inference_tables import ensure_tables, read_day
-from ml_assets.core.lineage_spec import LineageSpec
-from ml_assets.core.tabular_scorer import OnnxTabularScorer
-from ml_assets.core.validation_records import chain_of
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.bundle.gate import gate_production
 from ml_assets.monitoring.drift import NOT_ENOUGH_TRAFFIC, drift_report
-from ml_assets.provenance import hashed_output, timed
+from ml_assets.monitoring.inference_tables import ensure_tables, read_day
+from ml_assets.nightly.common import BUNDLE, DAILY, alert
+from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.hashing import canonical_json, read_parquet_bytes, sha256_bytes
+from ml_assets.platform.lineage_spec import LineageSpec
+from ml_assets.platform.provenance import hashed_output, timed
+from ml_assets.platform.validation_records import chain_of
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore
-from ml_assets.serving_gate import gate_production
+from ml_assets.tabular import model
+from ml_assets.tabular.scorer import OnnxTabularScorer
 
 STAGE = "inference_drift"
 CHECK = "psi_within_fail"
@@ -87,7 +87,7 @@ def live_metric(spec: LineageSpec, live: pd.DataFrame) -> dict[str, Any]:
     y = labelled["__label__"].to_numpy(dtype=float)
     if len(labelled) == 0 or (spec.task == "classification" and len(np.unique(y)) < 2):
         return {"labelled_rows": int(len(labelled)), "value": None}
-    metrics = tabular_model.evaluate(spec.task, y, labelled["__output__"].to_numpy(dtype=float))
+    metrics = model.evaluate(spec.task, y, labelled["__output__"].to_numpy(dtype=float))
     return {"labelled_rows": int(len(labelled)), "value": metrics.get(spec.primary_metric)}
 
 

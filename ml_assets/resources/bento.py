@@ -22,10 +22,10 @@ class BentoResource(ConfigurableResource):
         return {**os.environ, "BENTOML_HOME": self.home, "BENTOML_DO_NOT_TRACK": "True"}
 
     def build(self, spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
-        """Import the models and build the Bento in a child process (see ml_assets.bento_build)."""
+        """Import the models and build the Bento in a child process (see ml_assets.bundle.bento_build)."""
         spec_path.write_text(json.dumps(spec))
         proc = subprocess.run(
-            [sys.executable, "-m", "ml_assets.bento_build", str(spec_path)],
+            [sys.executable, "-m", "ml_assets.bundle.bento_build", str(spec_path)],
             env=self.env(),
             capture_output=True,
             text=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import Definitions, EnvVar
 
-from ml_assets.core.catalog import Catalog
+from ml_assets.platform.catalog import Catalog
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource

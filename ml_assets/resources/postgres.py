@@ -6,7 +6,7 @@ import psycopg
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from ml_assets.core.search_index import connect
+from ml_assets.search.index import connect
 
 
 class PostgresResource(ConfigurableResource):

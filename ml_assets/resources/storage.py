@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import Field
 
-from ml_assets.core.artifacts import ArtifactRef, ContentStore, atomic_write
+from ml_assets.platform.artifacts import ArtifactRef, ContentStore, atomic_write
 
 
 def ref_path(base_dir: str | Path, asset: str, partition: str | None = None) -> Path:

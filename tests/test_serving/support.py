@@ -19,18 +19,18 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.assets.serving import (
+from ml_assets.bundle.assets import (
     serving_bundle,
     serving_bundle_smoke,
     serving_deployment,
 )
-from ml_assets.core import events, promotion
-from ml_assets.core.hashing import canonical_json, sha256_bytes
-from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.bundle.promotion_sensor import promotion_sensor
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.sensors.promotion import promotion_sensor
-from ml_assets.serving_process import ServerProcess, start_server
+from ml_assets.local.serving_process import ServerProcess, start_server
+from ml_assets.platform import events, promotion
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.hashing import canonical_json, sha256_bytes
+from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from tests.helpers import (
     CATALOG,
     EMBEDDER_MODEL,

@@ -10,8 +10,8 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.core import promotion
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.platform import promotion
+from ml_assets.platform.dagster_records import DagsterRecords
 from tests.helpers import (
     CATALOG,
     FRAUD_ASSETS,

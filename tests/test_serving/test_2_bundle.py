@@ -8,11 +8,11 @@ from pathlib import Path
 
 from dagster import materialize
 
-from ml_assets.assets.serving import (
+from ml_assets.bundle.assets import (
     serving_bundle,
     serving_bundle_smoke,
 )
-from ml_assets.dagster_records import DagsterRecords
+from ml_assets.platform.dagster_records import DagsterRecords
 from tests.helpers import CATALOG, RAW
 from tests.helpers import materialized_ref as _ref
 from tests.test_serving.support import (
@@ -60,9 +60,9 @@ def test_serving_bundle_builds_a_verified_bento(platform):
 def test_a_search_report_that_passes_after_the_bundle_was_built_rebuilds_it_once(platform):
     """The bundle follows validation (issue 27): a newer passing search_quality_report for the
     served embedder makes model_promotion_sensor request serving_job, exactly once."""
-    from ml_assets.assets.export import embedding_model_onnx
-    from ml_assets.assets.search import embedding_index, search_corpus
-    from ml_assets.assets.search_validation import search_quality_report
+    from ml_assets.components.search_index.assets import embedding_index, search_corpus
+    from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
+    from ml_assets.components.search_index.validation import search_quality_report
 
     first = _sensor_tick(platform, None)  # the bundle's own builds, and the evidence they saw
     quiet = _sensor_tick(platform, first.cursor)
@@ -90,7 +90,7 @@ def test_a_search_report_that_passes_after_the_bundle_was_built_rebuilds_it_once
 def test_the_validation_of_a_version_is_found_by_the_sensor_in_the_records(platform):
     """What model_promotion_sensor follows for a production version the bundle lacks: the
     passing evaluations of its chain, looked up by the sha256 its registry tags name."""
-    from ml_assets.sensors.bundle_follow import validation_key
+    from ml_assets.bundle.bundle_follow import validation_key
 
     records, client = DagsterRecords(platform["instance"]), platform["client"]
     for name, version in ((FRAUD, platform["fraud_b"]), (EMBEDDER, platform["embedder"])):

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from ml_assets.core.corpus import default_corpus_path, load_corpus
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
+from ml_assets.search.corpus import default_corpus_path, load_corpus
 from tests.helpers import ONNX, RAW, at_once
 from tests.test_serving.support import (
     API_KEY,
@@ -120,7 +120,7 @@ def test_concurrent_embeds_are_batched_and_each_gets_its_own_vectors(server, pla
     """16 clients of 8 new texts at once: the workers' batchers run them together (/metrics
     counts fewer embedder runs than requests), and each answer holds its own texts' vectors
     and the served version; an oversize request is still a 400."""
-    from ml_assets.core.text_embedder import OnnxTextEmbedder
+    from ml_assets.search.text_embedder import OnnxTextEmbedder
 
     with httpx.Client(base_url=server.url, timeout=30) as c:
         served = c.get("/models").json()["models"]["embedder"]

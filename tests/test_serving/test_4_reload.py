@@ -10,13 +10,13 @@ import time
 import httpx
 from dagster import materialize
 
-from ml_assets.assets.serving import (
+from ml_assets.bundle.assets import (
     serving_bundle,
     serving_bundle_smoke,
 )
-from ml_assets.core import promotion
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.serving_process import start_server
+from ml_assets.local.serving_process import start_server
+from ml_assets.platform import promotion
 from tests.helpers import RAW
 from tests.test_serving.support import (
     API_KEY,
@@ -112,8 +112,8 @@ def test_tampered_model_keeps_the_server_not_ready(platform, tmp_path):
 
 def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, monkeypatch):
     """Promotion (the Dagster job) → sensor → serving run → the endpoint answers the version."""
-    from ml_assets.assets.promotion_job import promote_model_job
-    from ml_assets.assets.serving import serving_deployment
+    from ml_assets.bundle.assets import serving_deployment
+    from ml_assets.bundle.promotion_job import promote_model_job
 
     b = f"{FRAUD}@{platform['fraud_b']}"
     job = promote_model_job.execute_in_process(

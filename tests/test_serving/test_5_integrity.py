@@ -19,10 +19,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from ml_assets.core import promotion
-from ml_assets.core.hashing import sha256_bytes
-from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
-from ml_assets.dagster_records import DATA_VERSION_TAG, DagsterRecords
+from ml_assets.platform import promotion
+from ml_assets.platform.dagster_records import DATA_VERSION_TAG, DagsterRecords
+from ml_assets.platform.hashing import sha256_bytes
+from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from tests.helpers import (
     CATALOG,
     FRAUD_ASSETS,

@@ -12,11 +12,11 @@ import httpx
 import jsonschema
 from dagster import build_asset_check_context
 
-from ml_assets.assets.serving import serving_bundle_smoke
-from ml_assets.core.corpus import load_queries
-from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
+from ml_assets.bundle.assets import serving_bundle_smoke
+from ml_assets.local.serving_process import start_server
+from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.bento import BentoResource
-from ml_assets.serving_process import start_server
+from ml_assets.search.corpus import load_queries
 from tests.helpers import materialized_ref as _ref
 from tests.test_serving.support import (
     API_KEY,

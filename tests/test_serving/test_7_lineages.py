@@ -13,15 +13,15 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.assets.serving import (
+from ml_assets.bundle.assets import (
     serving_bundle,
     serving_bundle_smoke,
     serving_deployment,
 )
-from ml_assets.core.catalog import Catalog
-from ml_assets.core.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.serving_process import start_server
+from ml_assets.local.serving_process import start_server
+from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from tests.helpers import (
     CATALOG,
     assets_of_lineage,

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import jsonschema
 
-from ml_assets.core.corpus import default_corpus_path, load_corpus
-from ml_assets.core.serving_bundle import BUNDLE_SCHEMA
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
+from ml_assets.platform.serving_bundle import BUNDLE_SCHEMA
+from ml_assets.search.corpus import default_corpus_path, load_corpus
 from tests.test_serving.support import (
     API_KEY,
     _declared_schema,

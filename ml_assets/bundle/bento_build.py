@@ -1,0 +1,215 @@
+"""Import verified model directories into the BentoML model store and build the Bento.
+
+Runs as `python -m ml_assets.bundle.bento_build SPEC.json` in a child process, so BENTOML_HOME is read
+fresh (BentoML fixes its store paths at import) and the service module imported by the build
+never loads into the Dagster process. Prints one JSON line: the Bento's tag, path and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from ml_assets.platform.model_card import card_markdown
+from ml_assets.platform.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
+
+BENTO_NAME = "ml-assets"
+# What the service imports from the platform: no Dagster, no torch, no scikit-learn.
+CORE_MODULES = (
+    "__init__",
+    "text_embedder",
+    "search",
+    "search_config",
+    "search_sql",
+    "search_index",
+    "search_tables",
+    "search_switch",
+    "corpus",
+    "serving_bundle",
+    "evidence",  # serving_bundle.missing_verdicts applies the one evidence rule
+    "gate_record",  # each bundle entry's gate record
+    "score_route",  # /v1/score's declared decision
+    "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
+    "lineage_spec",
+    "tabular_scorer",
+    "model_card",  # serving/card_routes.py renders and verifies the bundled cards
+    "inference_tables",  # serving/inference_log.py and feedback_routes.py name their tables
+)
+SERVING_MODULES = (
+    "__init__",
+    "service",
+    "runtime",
+    "lifecycle",
+    "registry",
+    "metrics",
+    "errors",
+    "openapi",
+    "tabular",
+    "edge",
+    "fastpath",
+    "cache",
+    "batcher",
+    "embed_path",
+    "bundled",
+    "schemas",
+    "search_path",
+    "reload_path",
+    "lineage_path",
+    "card_routes",
+    "request_ids",
+    "inference_log",
+    "feedback_routes",
+)
+# The serving environment, pinned to what this platform validated with.
+SERVING_PACKAGES = (
+    "bentoml",
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "psycopg",
+    "psycopg-binary",
+    "pgvector",
+    "httpx",
+    "pydantic",
+    "prometheus-client",
+    # uvicorn (BentoML's server) picks these up when installed; BentoML does not depend on
+    # them, and without them a request costs 55-75% more (shared/STACK.md).
+    "uvloop",
+    "httptools",
+    "jsonschema",  # imported by ml_assets/platform/events.py
+)
+
+
+def pinned_packages() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in SERVING_PACKAGES:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def _sources() -> list[tuple[str, Path]]:
+    # Where the two packages live, looked up only when a Bento is built.
+    import ml_assets
+    import serving
+
+    core = Path(ml_assets.__file__).parent / "core"
+    srv = Path(serving.__file__).parent
+    return [(f"ml_assets/core/{n}.py", core / f"{n}.py") for n in CORE_MODULES] + [
+        (f"serving/{n}.py", srv / f"{n}.py") for n in SERVING_MODULES
+    ]
+
+
+def bento_version(bundle_sha256: str) -> str:
+    """Same models + same service code = the same Bento version (and the build is skipped)."""
+    digest = hashlib.sha256(bundle_sha256.encode())
+    for rel, path in _sources():
+        digest.update(rel.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def stage_source(ctx: Path, bundle: dict[str, Any]) -> None:
+    """The build context: the service, the platform modules it imports, and bundle.json."""
+    (ctx / "ml_assets" / "core").mkdir(parents=True)
+    (ctx / "serving").mkdir()
+    (ctx / "ml_assets" / "__init__.py").write_text('"""Platform modules the service imports."""\n')
+    for rel, path in _sources():
+        shutil.copy2(path, ctx / rel)
+    (ctx / "serving" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True))
+    # Each card for people beside the manifest that pins it (the service answers the pinned one).
+    (ctx / "serving" / "cards").mkdir()
+    for role, entry in bundle["models"].items():
+        if card := entry.get("info", {}).get("card"):
+            (ctx / "serving" / "cards" / f"{role}.md").write_text(card_markdown(card))
+
+
+def import_model(entry: ModelEntry, model_dir: Path) -> str:
+    """Put one verified model directory into the store under its pinned tag (idempotent)."""
+    import bentoml
+
+    verify_model_dir(model_dir, entry)
+    tag = entry.bento_tag
+    try:
+        existing = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        existing = None
+    if existing is not None:
+        verify_model_dir(Path(existing.path), entry)  # same tag must mean the same bytes
+        return str(existing.tag)
+    labels = {
+        "registered_model": entry.registered_model,
+        "mlflow_version": entry.version,
+        "sha256": entry.files["model.onnx"],
+        "role": entry.role,
+    }
+    with bentoml.models.create(tag, labels=labels, metadata={"files": entry.files}) as model:
+        for name in [*entry.files, MODEL_MANIFEST]:
+            shutil.copy2(model_dir / name, Path(model.path) / name)
+    return tag
+
+
+def build(spec: dict[str, Any]) -> dict[str, Any]:
+    import bentoml
+
+    entries = [ModelEntry.from_json(m["entry"]) for m in spec["models"]]
+    tags = [import_model(e, Path(m["dir"])) for e, m in zip(entries, spec["models"], strict=True)]
+    version = bento_version(spec["bundle_sha256"])
+    try:
+        bento = bentoml.bentos.get(f"{BENTO_NAME}:{version}")
+        reused = True
+    except bentoml.exceptions.NotFound:
+        ctx = Path(spec["staging"]) / "ctx"
+        stage_source(ctx, spec["bundle"])
+        # The build imports the service to read its APIs: point it at this bundle's manifest
+        # (an editable install of the repo may shadow the staged copy of the module).
+        os.environ["ML_SERVING_BUNDLE"] = str(ctx / "serving" / "bundle.json")
+        bento = bentoml.bentos.build(
+            "serving.service:MLService",
+            name=BENTO_NAME,
+            version=version,
+            build_ctx=str(ctx),
+            include=[
+                "serving/*.py",
+                "serving/bundle.json",
+                "serving/cards/*.md",
+                "ml_assets/**/*.py",
+            ],
+            labels={"bundle_sha256": spec["bundle_sha256"][:63]},
+            description="ml-assets serving: every promoted model, embeddings and search",
+            python={"packages": pinned_packages(), "lock_packages": False},
+            docker={"python_version": "3.11"},
+            models=tags,
+        )
+        reused = False
+    path = Path(bento.path)
+    # The local store references the models; `bentoml export`/containerize copies them in.
+    dirs = [path, *(Path(bentoml.models.get(t).path) for t in tags)]
+    size = sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
+    dockerfiles = sorted(str(p) for p in path.rglob("Dockerfile*"))
+    return {
+        "tag": str(bento.tag),
+        "path": str(path),
+        "size_bytes": size,
+        "dockerfile": dockerfiles[0] if dockerfiles else None,
+        "model_tags": tags,
+        "reused": reused,
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text())
+    print(json.dumps(build(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

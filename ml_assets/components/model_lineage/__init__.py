@@ -1,0 +1,3 @@
+"""`ModelLineage`: the component and what it builds: its assets, checks, MLflow tracking, export,
+report, monitoring block and scaffolder.
+"""

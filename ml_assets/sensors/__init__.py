@@ -1,1 +1,0 @@
-"""Sensors and schedules of the code location (promotion and reindex sensors live here)."""

@@ -1,0 +1,1 @@
+"""What a ModelLineage runs, without Dagster: data and split, expectations, model, ONNX scorer."""
