@@ -21,7 +21,10 @@ from pathlib import Path
 from dataclasses import replace
 from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
 from ml_assets.components.search_index.assets import build_search_corpus
-from ml_assets.components.search_index.shard_assets import build_embedding_shards, build_sharded_index
+from ml_assets.components.search_index.shard_assets import (
+    build_embedding_shards,
+    build_sharded_index,
+)
 from ml_assets.platform.catalog import Catalog
 from ml_assets.search.corpus import default_queries_path
 from ml_assets.search.spec import shipped

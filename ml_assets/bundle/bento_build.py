@@ -1,7 +1,7 @@
 """Import verified model directories into the BentoML model store and build the Bento.
 
-Runs as `python -m ml_assets.bundle.bento_build SPEC.json` in a child process, so BENTOML_HOME is read
-fresh (BentoML fixes its store paths at import) and the service module imported by the build
+Runs as `python -m ml_assets.bundle.bento_build SPEC.json` in a child process, so BENTOML_HOME is
+read fresh (BentoML fixes its store paths at import) and the service module imported by the build
 never loads into the Dagster process. Prints one JSON line: the Bento's tag, path and size.
 """
 
@@ -19,26 +19,33 @@ from ml_assets.platform.model_card import card_markdown
 from ml_assets.platform.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
 
 BENTO_NAME = "ml-assets"
-# What the service imports from the platform: no Dagster, no torch, no scikit-learn.
-CORE_MODULES = (
+# What the service imports from ml_assets (paths below it, without .py): no Dagster, no torch,
+# no scikit-learn. Each package's __init__ is docstring-only, so the Bento can carry it.
+PLATFORM_MODULES = (
     "__init__",
-    "text_embedder",
-    "search",
-    "search_config",
-    "search_sql",
-    "search_index",
-    "search_tables",
-    "search_switch",
-    "corpus",
-    "serving_bundle",
-    "evidence",  # serving_bundle.missing_verdicts applies the one evidence rule
-    "gate_record",  # each bundle entry's gate record
-    "score_route",  # /v1/score's declared decision
-    "events",  # search_index appends search.index.updated.v1 (imported, not called, in serving)
-    "lineage_spec",
-    "tabular_scorer",
-    "model_card",  # serving/card_routes.py renders and verifies the bundled cards
-    "inference_tables",  # serving/inference_log.py and feedback_routes.py name their tables
+    "platform/__init__",
+    "search/__init__",
+    "tabular/__init__",
+    "monitoring/__init__",
+    "search/text_embedder",
+    "search/query",
+    "search/config",
+    "search/sql",
+    "search/index",
+    "search/tables",
+    "search/switch",
+    "search/corpus",
+    "platform/serving_bundle",
+    "platform/evidence",  # serving_bundle.missing_verdicts applies the one evidence rule
+    "platform/gate_record",  # each bundle entry's gate record
+    "platform/score_route",  # /v1/score's declared decision
+    # search/index appends search.index.updated.v1 (imported, not called, in serving)
+    "platform/events",
+    "platform/lineage_spec",
+    "tabular/scorer",
+    "platform/model_card",  # serving/card_routes.py renders and verifies the bundled cards
+    # serving/inference_log.py and feedback_routes.py name their tables
+    "monitoring/inference_tables",
 )
 SERVING_MODULES = (
     "__init__",
@@ -102,9 +109,9 @@ def _sources() -> list[tuple[str, Path]]:
     import ml_assets
     import serving
 
-    core = Path(ml_assets.__file__).parent / "core"
+    pkg = Path(ml_assets.__file__).parent
     srv = Path(serving.__file__).parent
-    return [(f"ml_assets/core/{n}.py", core / f"{n}.py") for n in CORE_MODULES] + [
+    return [(f"ml_assets/{n}.py", pkg / f"{n}.py") for n in PLATFORM_MODULES] + [
         (f"serving/{n}.py", srv / f"{n}.py") for n in SERVING_MODULES
     ]
 
@@ -119,10 +126,9 @@ def bento_version(bundle_sha256: str) -> str:
 
 def stage_source(ctx: Path, bundle: dict[str, Any]) -> None:
     """The build context: the service, the platform modules it imports, and bundle.json."""
-    (ctx / "ml_assets" / "core").mkdir(parents=True)
-    (ctx / "serving").mkdir()
-    (ctx / "ml_assets" / "__init__.py").write_text('"""Platform modules the service imports."""\n')
+    (ctx / "serving").mkdir(parents=True)
     for rel, path in _sources():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, ctx / rel)
     (ctx / "serving" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True))
     # Each card for people beside the manifest that pins it (the service answers the pinned one).

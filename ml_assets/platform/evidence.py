@@ -9,7 +9,8 @@ counts, neither for a version nor against it: runless events (the UI's "report
 materialization", the webserver's REST API, `DagsterInstance.report_runless_asset_event`) carry
 no run, and records of other code locations or other jobs are ignored.
 
-`judge` is that rule. The record store (ml_assets/platform/dagster_records.py) asks it about every record
+`judge` is that rule. The record store
+(ml_assets/platform/dagster_records.py) asks it about every record
 it reads, the gate reports what it ignored and why, and the service asks it again about the
 origins a bundle's verdicts carry.
 """

@@ -1,7 +1,8 @@
 """A model card: one registered version's declared purpose and its recorded facts, as JSON and
 Markdown (stdlib only: the service renders and verifies the card the bundle carries).
 
-The card's JSON is gathered by `ml_assets.bundle.model_cards` from the lineage's YAML (`card:`) and the
+The card's JSON is gathered by `ml_assets.bundle.model_cards` from the lineage's YAML (`card:`) and
+the
 platform's records; nothing on it is typed by hand after the fact. Its sha256 is of
 `card_bytes(card)`, and the bundle manifest pins it beside the card.
 """

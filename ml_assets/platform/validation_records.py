@@ -4,7 +4,8 @@ The proof that a version was validated is never a registry tag (any MLflow clien
 one). It is the platform's own record: the materialization of the export whose data version is
 the sha256 of the very bytes to be served, the blocking check evaluations of the report over
 that export, and the expectations verdict of the raw data's sha256. `ValidationRecords` is that
-record store (the Dagster instance in production, see ml_assets/platform/dagster_records.py); this module
+record store (the Dagster instance in production, see
+ml_assets/platform/dagster_records.py); this module
 is Dagster-free, so the gate logic can be read and tested without it.
 """
 

@@ -22,7 +22,7 @@ class BentoResource(ConfigurableResource):
         return {**os.environ, "BENTOML_HOME": self.home, "BENTOML_DO_NOT_TRACK": "True"}
 
     def build(self, spec: dict[str, Any], spec_path: Path) -> dict[str, Any]:
-        """Import the models and build the Bento in a child process (see ml_assets.bundle.bento_build)."""
+        """Import the models and build the Bento in a child process (bundle/bento_build.py)."""
         spec_path.write_text(json.dumps(spec))
         proc = subprocess.run(
             [sys.executable, "-m", "ml_assets.bundle.bento_build", str(spec_path)],

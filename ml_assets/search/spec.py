@@ -2,7 +2,8 @@
 
 A `SearchIndexSpec` comes from a `SearchIndex` component (ml_assets/lineages/text/defs.yaml
 ships the platform's own) and travels one way: component -> the asset and sensor factories
-(`ml_assets.components.search_index.assets.build_search_corpus`, ...). `shipped()` reads the shipped YAML for
+(`ml_assets.components.search_index.assets.build_search_corpus`, ...).
+`shipped()` reads the shipped YAML for
 code that uses the module-level assets without loading the defs folder (tests, notebooks).
 """
 
