@@ -67,7 +67,8 @@ def platform(rows: int, root: Path) -> tuple[float, dict[str, float]]:
     from dagster import DagsterEventType, DagsterInstance, materialize
 
     from ml_assets.definitions import build_definitions
-    from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+    from ml_assets.local.stack import ensure_databases, start_embedded_postgres
+    from ml_assets.platform.dsn import with_database
     from ml_assets.resources import MlflowResource
     from ml_assets.resources.defaults import local_resources
 

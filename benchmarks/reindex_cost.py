@@ -110,7 +110,8 @@ def main() -> None:
         return
 
     from benchmarks.search_latency import cpu, expand, fmt_load
-    from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+    from ml_assets.local.stack import ensure_databases, start_embedded_postgres
+    from ml_assets.platform.dsn import with_database
     from ml_assets.platform.hashing import sha256_bytes
     from ml_assets.search.assemble import assemble
     from ml_assets.search.corpus import default_corpus_path, load_corpus

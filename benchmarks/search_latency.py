@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+from ml_assets.local.stack import ensure_databases, start_embedded_postgres
+from ml_assets.platform.dsn import with_database
 from ml_assets.platform.hashing import sha256_bytes
 from ml_assets.search.config import (
     MODES,

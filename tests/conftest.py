@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from ml_assets.local.stack import ensure_databases, start_embedded_postgres, with_database
+from ml_assets.local.stack import ensure_databases, start_embedded_postgres
 from ml_assets.platform.alerts import WEBHOOK_ENV
+from ml_assets.platform.dsn import with_database
 from ml_assets.resources import MlflowResource
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, RunsFilter
 
-from ml_assets.local.stack import with_database
+from ml_assets.platform.dsn import with_database
 from tests.conftest import REPO, fresh_vector_database
 
 LOCATION = """

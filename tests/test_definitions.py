@@ -11,7 +11,7 @@ from pathlib import Path
 from dagster import AssetKey, Definitions
 
 from ml_assets.definitions import build_definitions
-from ml_assets.local.stack import with_database
+from ml_assets.platform.dsn import with_database
 
 REPO = Path(__file__).resolve().parents[1]
 # What `@dg.definitions` in ml_assets/definitions.py hands Dagster.

@@ -23,8 +23,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from ml_assets.components.model_lineage.monitoring import Monitoring
-from ml_assets.local.stack import start_embedded_postgres, with_database
+from ml_assets.local.stack import start_embedded_postgres
 from ml_assets.monitoring.inference_tables import feedback_table, log_table, read_day
+from ml_assets.platform.dsn import with_database
 from ml_assets.platform.lineage_spec import LineageSpec, MonitoringSpec
 from serving import feedback_routes
 from serving.inference_log import InferenceLog, LogSettings

@@ -24,8 +24,8 @@ from ml_assets.components.search_index.reindex_sensor import (
     honour_requests,
     reindex_sensor,
 )
-from ml_assets.local.stack import with_database
 from ml_assets.platform import events
+from ml_assets.platform.dsn import with_database
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore

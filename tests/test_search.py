@@ -21,7 +21,7 @@ from ml_assets.components.search_index.assets import (
     search_corpus,
 )
 from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
-from ml_assets.local.stack import with_database
+from ml_assets.platform.dsn import with_database
 from ml_assets.search.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.search.evaluation import hnsw_recall, rank_all
 from ml_assets.search.index import (

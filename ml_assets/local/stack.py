@@ -7,9 +7,10 @@ replaces the embedded one with no code change (see README, "Configuration").
 from __future__ import annotations
 
 import os
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+
+from ml_assets.platform.dsn import with_database
 
 DATABASES = ("dagster", "mlflow", "ml_assets")
 
@@ -36,13 +37,6 @@ class Settings:
             mlflow_port=int(os.environ.get("ML_MLFLOW_PORT", "5000")),
             serving_port=int(os.environ.get("ML_SERVING_PORT", "3100")),
         )
-
-
-def with_database(dsn: str, database: str, driver: str | None = None) -> str:
-    """The same server DSN pointed at another database (and optionally a SQLAlchemy driver)."""
-    parts = urllib.parse.urlsplit(dsn)
-    scheme = "postgresql" if driver is None else f"postgresql+{driver}"
-    return urllib.parse.urlunsplit((scheme, parts.netloc, f"/{database}", parts.query, ""))
 
 
 # The embedded server's memory settings, for a 24 GB machine that also runs Dagster, MLflow, the

@@ -1,8 +1,8 @@
 """The decision a lineage's `score_routes` declares: POST /v1/score(/batch) answers a row's
 class-1 probability and, under a field the lineage names, whether it reaches the threshold.
 
-The lineage's YAML declares it (ml_assets/components/model_lineage/score_routes.py), the spec carries it into
-the registry and the bundle, and the service builds /v1/score's response model and threshold
+The lineage's YAML declares it (ml_assets/components/model_lineage/score_routes.py), the spec
+carries it into the registry and the bundle, and the service builds /v1/score's response model and threshold
 from it, so no platform module names a domain. Stdlib only: the serving image reads it.
 """
 

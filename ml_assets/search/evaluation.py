@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ml_assets.local.stack import with_database
+from ml_assets.platform.dsn import with_database
 from ml_assets.search.config import (
     DEFAULT_EF_SEARCH,
     EXACT_SCAN_MAX_DOCS,

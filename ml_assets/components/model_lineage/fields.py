@@ -225,7 +225,7 @@ class Card(dg.Model, dg.Resolvable):
 
 
 class DeclaredLineage(Protocol):
-    """What a lineage plan (ml_assets/components/model_lineage/resolve.py) reads of its declaration: a
+    """What a lineage plan (model_lineage/resolve.py) reads of its declaration: a
     `ModelLineage`'s fields."""
 
     name: str
