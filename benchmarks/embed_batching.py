@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.embedding_throughput import make_texts  # noqa: E402
 from benchmarks.load_loop import post_loop  # noqa: E402
-from ml_assets.local.serving_process import ServerProcess, start_server  # noqa: E402
+from ml_assets.bundle.serving_process import ServerProcess, start_server  # noqa: E402
 
 TARGET_RATIO = 2.0
 SENTENCES = make_texts(512)

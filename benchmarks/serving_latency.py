@@ -45,8 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.load_loop import post_loop  # noqa: E402
+from ml_assets.bundle.serving_process import ServerProcess, free_port, start_server  # noqa: E402
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION  # noqa: E402
-from ml_assets.local.serving_process import ServerProcess, free_port, start_server  # noqa: E402
 
 BODY = json.dumps({"transaction": SMOKE_TRANSACTION})
 JSON_HEADERS = {"Content-Type": "application/json"}

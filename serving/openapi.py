@@ -5,7 +5,7 @@ and leaves every request body optional. Here every API declares the statuses it 
 the one error body they all have after serving/errors.py, `{"error": str, "detail"?: [...]}`;
 a body with required fields is required; /reload declares its API key and what its `bundle`
 must be; GET /models is described. A route's own errors are listed in ROUTE_ERRORS: a new
-`raise` in serving/service.py with another status belongs there too (tests/test_serving.py
+`raise` in serving/service.py with another status belongs there too (tests/test_serving/
 runs schemathesis against a served Bento).
 """
 

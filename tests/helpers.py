@@ -173,7 +173,7 @@ def wait_until_up(
 def dagster_webserver(dagster_home: str, log: Path) -> Iterator[str]:
     """A real `dagster-webserver` for the code location on the instance at `dagster_home`;
     yields its URL once /server_info answers (fails the test if it never does)."""
-    from ml_assets.local.serving_process import free_port
+    from ml_assets.bundle.serving_process import free_port
 
     port = free_port()
     proc = subprocess.Popen(

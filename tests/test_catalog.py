@@ -11,7 +11,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 from ml_assets.components.defs_folder import catalog_of, load_catalog
 from ml_assets.platform import gate_subjects
 from ml_assets.platform.catalog import Catalog, CatalogError
-from ml_assets.search.spec import SearchSpecError, shipped
+from ml_assets.search.spec import shipped
 
 SHIPPED = load_catalog()
 FRAUD, CURVES = SHIPPED.lineage("fraud"), SHIPPED.lineage("curves")
@@ -61,10 +61,10 @@ def test_declarations_that_clash_are_refused_naming_both():
         Catalog(lineages=(FRAUD, routed))
     # The embedder's name taken by a lineage, whichever was declared first.
     clash = replace(shipped(), registered_model=FRAUD.registered_model)
-    with pytest.raises(SearchSpecError, match="is lineage 'fraud''s model"):
+    with pytest.raises(CatalogError, match="is lineage 'fraud''s model"):
         Catalog(lineages=(FRAUD,), index=clash)
     embedder_named = replace(CURVES, registered_model=shipped().registered_model)
-    with pytest.raises(SearchSpecError, match="is lineage 'curves''s model"):
+    with pytest.raises(CatalogError, match="is lineage 'curves''s model"):
         Catalog(lineages=(embedder_named,), index=shipped())
 
 

@@ -33,7 +33,7 @@ from ml_assets.components import (
     Trainer,
 )
 from ml_assets.lineages.curves.generator import forward_curves
-from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.catalog import Catalog, CatalogError
 from ml_assets.platform.lineage_spec import FeatureSpec
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
@@ -166,7 +166,7 @@ def test_a_search_index_declaration_is_checked_before_anything_runs(tmp_path: Pa
         SearchIndex(tenants=[Tenant(id="acme")])  # the embedder's name is the YAML's to give
     # The embedder's name cannot be a lineage's model: the gate would not know which it is.
     clash = SearchIndex(registered_model=FRAUD_MODEL, tenants=[Tenant(id="acme")])
-    with pytest.raises(SearchSpecError, match="lineage 'fraud'"):
+    with pytest.raises(CatalogError, match="lineage 'fraud'"):
         Catalog(lineages=CATALOG.lineages, index=clash.spec())
     bad = {
         "registered_model 'no spaces'": dict(registered_model="no spaces"),

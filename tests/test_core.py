@@ -1,4 +1,4 @@
-"""Fast unit tests for the Dagster-free helpers in ml_assets.core."""
+"""Fast unit tests for the Dagster-free helpers (ml_assets.platform, tabular, search)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from ml_assets.local.serving_process import start_server
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.monitoring.inference_tables import log_table
 from tests.conftest import fresh_vector_database
 

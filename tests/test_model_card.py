@@ -15,8 +15,8 @@ from dagster.components.resolved.errors import ResolutionException
 from pydantic import ValidationError
 
 from ml_assets.bundle.assets import serving_bundle
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.components import ModelLineage
-from ml_assets.local.serving_process import start_server
 from ml_assets.platform import promotion
 from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.platform.hashing import read_parquet_bytes

@@ -17,10 +17,10 @@ from dagster import (
 )
 
 from ml_assets.bundle.assets import serving_bundle
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.components.search_index.assets import embedding_index, search_corpus
 from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
 from ml_assets.components.search_index.validation import search_quality_report
-from ml_assets.local.serving_process import start_server
 from ml_assets.nightly import records as nightly
 from ml_assets.nightly.defs import (
     nightly_dir,

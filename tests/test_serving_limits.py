@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ml_assets.local.serving_process import start_server
+from ml_assets.bundle.serving_process import start_server
 from tests.helpers import at_once
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,3 +1,3 @@
-"""From the registry to the endpoint: the gate at the bundle, the `serving_bundle` and
+"""From the registry to the endpoint: the `serving_bundle` and
 `bento` assets, the promotion job and sensor, the model cards, and the Bento build.
 """

@@ -27,15 +27,9 @@ from dagster import (
 )
 
 from ml_assets.bundle.deployment import serving_deployment
-from ml_assets.bundle.gate import (
-    gate_production,
-    model_entry,
-    refuse,
-    served_roles,
-)
 from ml_assets.bundle.model_cards import attach_cards, publish
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.components.model_lineage.deps import after_lineages
-from ml_assets.local.serving_process import start_server
 from ml_assets.platform.artifacts import ArtifactRef
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
@@ -48,6 +42,12 @@ from ml_assets.platform.serving_bundle import (
     entries_of,
     score_role,
     served_lineages,
+)
+from ml_assets.platform.serving_gate import (
+    gate_production,
+    model_entry,
+    refuse,
+    served_roles,
 )
 from ml_assets.platform.validation_records import search_evidence
 from ml_assets.resources.bento import BentoResource

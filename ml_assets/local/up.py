@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ml_assets.bundle.serving_process import ServerProcess, start_server
 from ml_assets.local.env import REPO, bin_path, prepare, say
-from ml_assets.local.serving_process import ServerProcess, start_server
 from ml_assets.local.stack import Settings, stop_embedded_postgres
 
 if TYPE_CHECKING:

@@ -22,15 +22,15 @@ import pandas as pd
 import psycopg
 from dagster import AssetExecutionContext
 
-from ml_assets.bundle.gate import gate_production
 from ml_assets.monitoring.drift import NOT_ENOUGH_TRAFFIC, drift_report
 from ml_assets.monitoring.inference_tables import ensure_tables, read_day
-from ml_assets.nightly.common import BUNDLE, DAILY, alert
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.daily import BUNDLE, DAILY, alert
 from ml_assets.platform.hashing import canonical_json, read_parquet_bytes, sha256_bytes
 from ml_assets.platform.lineage_spec import LineageSpec
 from ml_assets.platform.provenance import hashed_output, timed
+from ml_assets.platform.serving_gate import gate_production
 from ml_assets.platform.validation_records import chain_of
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource

@@ -15,37 +15,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, DailyPartitionsDefinition, Failure
+from dagster import AssetExecutionContext, Failure
 
 from ml_assets.nightly import records as nightly
-from ml_assets.platform.alerts import send_alert
 from ml_assets.platform.artifacts import atomic_write
 from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.daily import BUNDLE, alert
 from ml_assets.platform.hashing import canonical_json
 from ml_assets.platform.validation_records import ValidationRecords
 from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "ops"
-DAILY = DailyPartitionsDefinition(start_date="2026-11-01", timezone="UTC")
 VALIDATION, SMOKE = "nightly_validation", "nightly_smoke"
-BUNDLE = "serving_bundle"
 
 
 def nightly_dir(store: ArtifactStore, asset_name: str) -> Path:
     return Path(store.base_dir) / "nightly" / asset_name
-
-
-def alert(context: AssetExecutionContext, event: str, reasons: list[str], **extra: Any) -> None:
-    """POST the alert to ML_ALERT_WEBHOOK_URL when set; the run's failure is the other channel."""
-    payload = {
-        "event": event,
-        "asset": context.asset_key.to_user_string(),
-        "partition": context.partition_key,
-        "run_id": context.run.run_id,
-        "reasons": reasons,
-        **extra,
-    }
-    send_alert(payload, context.log)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ action that adopts a smoke baseline."""
 from dagster import Definitions
 
 from ml_assets.components.model_lineage.deps import after_lineages
-from ml_assets.nightly.common import DAILY, GROUP, SMOKE, VALIDATION, nightly_dir
+from ml_assets.nightly.common import GROUP, SMOKE, VALIDATION, nightly_dir
 from ml_assets.nightly.smoke import (
     nightly_smoke,
     nightly_smoke_job,
@@ -14,6 +14,7 @@ from ml_assets.nightly.smoke import (
 )
 from ml_assets.nightly.validation import nightly_validation, nightly_validation_job
 from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.daily import DAILY
 
 __all__ = [
     "DAILY",

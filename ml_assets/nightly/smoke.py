@@ -30,13 +30,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from ml_assets.local.serving_process import start_server
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.nightly import records
 from ml_assets.nightly.common import (
-    DAILY,
     GROUP,
     SMOKE,
-    alert,
     newest_bundle,
     nightly_dir,
     not_yet_served,
@@ -45,6 +43,7 @@ from ml_assets.nightly.common import (
 from ml_assets.platform.artifacts import ArtifactRef, atomic_write
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.daily import DAILY, alert
 from ml_assets.platform.hashing import canonical_json, sha256_bytes
 from ml_assets.platform.plots import md_image
 from ml_assets.platform.provenance import hashed_output, md_table, timed

@@ -21,13 +21,10 @@ from dagster import (
 )
 from pydantic import Field
 
-from ml_assets.bundle.gate import gate_production, served_roles
 from ml_assets.nightly import records as nightly
 from ml_assets.nightly.common import (
-    DAILY,
     GROUP,
     VALIDATION,
-    alert,
     find_bundle,
     nightly_dir,
     not_yet_served,
@@ -38,11 +35,13 @@ from ml_assets.nightly.search import search_part
 from ml_assets.platform.artifacts import ArtifactRef, atomic_write
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.daily import DAILY, alert
 from ml_assets.platform.hashing import canonical_json
 from ml_assets.platform.inline_plots import inline_plot
 from ml_assets.platform.plots import md_image
 from ml_assets.platform.provenance import hashed_output, md_table, timed
 from ml_assets.platform.serving_bundle import EMBEDDER
+from ml_assets.platform.serving_gate import gate_production, served_roles
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
 from ml_assets.resources.storage import ArtifactStore

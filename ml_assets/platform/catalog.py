@@ -12,13 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ml_assets.platform.lineage_spec import LineageSpec
-from ml_assets.search.spec import SearchIndexSpec, SearchSpecError
 
 
 class CatalogError(ValueError):
     """Two declarations that cannot both hold; the message names both."""
+
+
+class DeclaredIndex(Protocol):
+    """What the catalog reads of a declared search index (`search.spec.SearchIndexSpec` is one):
+    the platform below search knows an index only by these."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def declared_in(self) -> str: ...
+
+    @property
+    def registered_model(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -26,7 +40,7 @@ class Catalog:
     """The declared lineages (ordered by name) and the declared search index, if any."""
 
     lineages: tuple[LineageSpec, ...] = ()
-    index: SearchIndexSpec | None = None
+    index: DeclaredIndex | None = None
     _by_model: dict[str, LineageSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +67,7 @@ class Catalog:
         owner = by_model.get(self.index.registered_model) if self.index else None
         if self.index is not None and owner is not None:
             # Reported as the index's mistake: the embedder is the one to rename.
-            raise SearchSpecError(
+            raise CatalogError(
                 f"search index {self.index.name!r} ({self.index.declared_in}): registered_model "
                 f"{self.index.registered_model!r} is lineage {owner.name!r}'s model; give the "
                 "embedder its own name"
@@ -61,7 +75,7 @@ class Catalog:
         object.__setattr__(self, "_by_model", by_model)
 
     @classmethod
-    def of(cls, lineages: Iterable[LineageSpec], index: SearchIndexSpec | None) -> Catalog:
+    def of(cls, lineages: Iterable[LineageSpec], index: DeclaredIndex | None) -> Catalog:
         return cls(lineages=tuple(lineages), index=index)
 
     def by_model(self, registered_model: str) -> LineageSpec | None:

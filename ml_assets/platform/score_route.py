@@ -2,8 +2,9 @@
 class-1 probability and, under a field the lineage names, whether it reaches the threshold.
 
 The lineage's YAML declares it (ml_assets/components/model_lineage/score_routes.py), the spec
-carries it into the registry and the bundle, and the service builds /v1/score's response model and threshold
-from it, so no platform module names a domain. Stdlib only: the serving image reads it.
+carries it into the registry and the bundle, and the service builds /v1/score's response model
+and threshold from it, so no platform module names a domain. Stdlib only: the serving image
+reads it.
 """
 
 from __future__ import annotations

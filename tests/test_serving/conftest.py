@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import materialize
 
-from ml_assets.local.serving_process import free_port
+from ml_assets.bundle.serving_process import free_port
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import search_state_copy

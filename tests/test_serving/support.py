@@ -25,8 +25,8 @@ from ml_assets.bundle.assets import (
     serving_deployment,
 )
 from ml_assets.bundle.promotion_sensor import promotion_sensor
+from ml_assets.bundle.serving_process import ServerProcess, start_server
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.local.serving_process import ServerProcess, start_server
 from ml_assets.platform import events, promotion
 from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.platform.hashing import canonical_json, sha256_bytes

@@ -14,8 +14,8 @@ from ml_assets.bundle.assets import (
     serving_bundle,
     serving_bundle_smoke,
 )
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.local.serving_process import start_server
 from ml_assets.platform import promotion
 from tests.helpers import RAW
 from tests.test_serving.support import (

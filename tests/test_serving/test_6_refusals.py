@@ -13,7 +13,7 @@ import jsonschema
 from dagster import build_asset_check_context
 
 from ml_assets.bundle.assets import serving_bundle_smoke
-from ml_assets.local.serving_process import start_server
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from ml_assets.resources.bento import BentoResource
 from ml_assets.search.corpus import load_queries

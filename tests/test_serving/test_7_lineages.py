@@ -18,8 +18,8 @@ from ml_assets.bundle.assets import (
     serving_bundle_smoke,
     serving_deployment,
 )
+from ml_assets.bundle.serving_process import start_server
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
-from ml_assets.local.serving_process import start_server
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.serving_bundle import PRODUCTION_ALIAS
 from tests.helpers import (

@@ -206,7 +206,7 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             "fusion_trials": tuning.fusion_trials,
             "fusion_families": families,
             # The judged configuration's own ranking of every labelled query of the live index:
-            # what the bundle serves must reproduce it (tests/test_serving.py asks the endpoint).
+            # what the bundle serves must reproduce it (tests/test_serving/ asks the endpoint).
             "hybrid_rankings": live.rankings["hybrid"],
             "scores": live_rows,
             "hnsw_recall_at_10": recall[LIVE],
