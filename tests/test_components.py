@@ -4,6 +4,8 @@ new lineage declared in a temporary defs folder, all materialized on real compon
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -335,9 +337,10 @@ def loans(rows, seed):
 """
 
 
-def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
-    tmp_path: Path, mlflow_resource: MlflowResource, dagster_instance: DagsterInstance
-):
+@contextmanager
+def loans_tree() -> Iterator[Any]:
+    """A defs-folder sandbox holding the loans lineage above (YAML, train and generator files),
+    and its component tree."""
     with create_defs_folder_sandbox() as sandbox:
         folder = sandbox.defs_folder_path / "loans"
         folder.mkdir()
@@ -345,11 +348,18 @@ def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
         (folder / "train.py").write_text(NEW_LINEAGE_TRAIN)
         (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
         with sandbox.build_component_tree() as tree:
-            catalog, defs = catalog_of(tree), tree.build_defs()
-            resources = local_resources(tmp_path / "artifacts", mlflow_resource)
-            result = materialize(
-                assets_of_lineage(defs, "loans"), resources=resources, instance=dagster_instance
-            )
+            yield tree
+
+
+def test_a_new_lineage_in_a_temporary_defs_folder_needs_no_platform_change(
+    tmp_path: Path, mlflow_resource: MlflowResource, dagster_instance: DagsterInstance
+):
+    with loans_tree() as tree:
+        catalog, defs = catalog_of(tree), tree.build_defs()
+        resources = local_resources(tmp_path / "artifacts", mlflow_resource)
+        result = materialize(
+            assets_of_lineage(defs, "loans"), resources=resources, instance=dagster_instance
+        )
     assert result.success
     assert checks_of(result) == dict.fromkeys(ALL_CHECKS, True)
     report = metadata_of(result, "loans/export_validation_report")

@@ -76,14 +76,19 @@ def _gate_rows(decision) -> dict[str, promotion.Gate]:
     return {g.name: g for g in decision.gates}
 
 
-def _records_metric(platform, version: str) -> float:
-    decision = promotion.evaluate(
+def _evaluate(platform, version: str, name: str = FRAUD) -> promotion.Decision:
+    """The gate's decision on `name` v`version` over the module's registry and records."""
+    return promotion.evaluate(
         platform["client"],
-        FRAUD,
+        name,
         version,
         catalog=CATALOG,
         records=DagsterRecords(platform["instance"]),
     )
+
+
+def _records_metric(platform, version: str) -> float:
+    decision = _evaluate(platform, version)
     assert decision.approved, decision.table()
     return decision.candidate_value
 

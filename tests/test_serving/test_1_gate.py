@@ -24,6 +24,7 @@ from tests.test_serving.support import (
     EMBEDDER,
     FRAUD,
     _alias,
+    _evaluate,
     _events,
     _gate_rows,
     _promote,
@@ -77,13 +78,7 @@ def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(plat
     """A second report over the same bytes, from a run with a tightened threshold, fails its
     blocking check: the version stays admissible on the report that passed."""
     version = platform["fraud_b"]  # the newest export: what a report-only run reads
-    before = promotion.evaluate(
-        platform["client"],
-        FRAUD,
-        version,
-        catalog=CATALOG,
-        records=DagsterRecords(platform["instance"]),
-    ).evidence.facts
+    before = _evaluate(platform, version).evidence.facts
     strict = materialize(
         FRAUD_ASSETS,
         selection=[fraud_asset("export_validation_report")],
@@ -102,13 +97,7 @@ def test_a_failing_report_beside_a_passing_one_keeps_the_version_admissible(plat
     assert newest.run_id == strict.run_id
     upstream = newest.asset_materialization.metadata["upstream_data_versions"].value
     assert upstream[ONNX] == before["onnx_sha256"], "the strict report covers the same bytes"
-    decision = promotion.evaluate(
-        platform["client"],
-        FRAUD,
-        version,
-        catalog=CATALOG,
-        records=DagsterRecords(platform["instance"]),
-    )
+    decision = _evaluate(platform, version)
     rows = _gate_rows(decision)
     assert rows["export_validation"].passed, decision.table()
     assert decision.evidence.facts["report_sha256"] == before["report_sha256"]

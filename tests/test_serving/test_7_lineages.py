@@ -165,33 +165,22 @@ def test_lineages_come_and_go_on_the_live_endpoint(server, platform, monkeypatch
     the running server, with no failed request at /v1/score. Then it loses its production
     version (declared, not validated: 503 with the reason), then its declaration (404); the
     other models keep answering; its MLflow versions stay."""
-    from dagster.components.testing import create_defs_folder_sandbox
 
     from ml_assets.components.defs_folder import catalog_of
-    from tests.test_components import (
-        NEW_LINEAGE_GENERATOR,
-        NEW_LINEAGE_TRAIN,
-        NEW_LINEAGE_YAML,
-    )
+    from tests.test_components import loans_tree
 
     monkeypatch.setenv("ML_SERVING_URL", server.url)
     monkeypatch.setenv("ML_SERVING_API_KEY", API_KEY)
     cursor = _sensor_tick(platform, None).cursor
     client = platform["client"]
-    with create_defs_folder_sandbox() as sandbox:
-        folder = sandbox.defs_folder_path / "loans"
-        folder.mkdir()
-        (folder / "defs.yaml").write_text(NEW_LINEAGE_YAML)
-        (folder / "train.py").write_text(NEW_LINEAGE_TRAIN)
-        (folder / "generator.py").write_text(NEW_LINEAGE_GENERATOR)
-        with sandbox.build_component_tree() as tree:
-            (loans,) = catalog_of(tree).lineages
-            defs = tree.build_defs()
-            run = materialize(
-                assets_of_lineage(defs, "loans"),
-                resources=platform["resources"],
-                instance=platform["instance"],
-            )
+    with loans_tree() as tree:
+        (loans,) = catalog_of(tree).lineages
+        defs = tree.build_defs()
+        run = materialize(
+            assets_of_lineage(defs, "loans"),
+            resources=platform["resources"],
+            instance=platform["instance"],
+        )
     assert run.success and all(c.passed for c in run.get_asset_check_evaluations())
     version = max(int(v.version) for v in client.search_model_versions("name='loan-default'"))
     risky = {"income_k": 30.0, "debt_ratio": 2.5, "age": 25, "term": "60m"}
