@@ -129,7 +129,7 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
                 }
             }
         },
-        resources={k: platform["resources"][k] for k in ("mlflow", "postgres")},
+        resources={k: platform["resources"][k] for k in ("mlflow", "postgres", "catalog")},
         instance=platform["instance"],
     )
     assert job.success
@@ -165,7 +165,7 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
                 }
             }
         },
-        resources={k: platform["resources"][k] for k in ("mlflow", "postgres")},
+        resources={k: platform["resources"][k] for k in ("mlflow", "postgres", "catalog")},
         instance=platform["instance"],
         raise_on_error=False,
     )
