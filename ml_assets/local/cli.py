@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_up.add_argument(
         "--config",
-        help="run config YAML for the first lineage's job, fraud_lineage_job (e.g. "
-        "ops: {fraud__raw_data: {config: {rows: 20000}}})",
+        help="run config YAML for the first lineage's job, the /v1/score lineage's (e.g. "
+        "ops: {<lineage>__raw_data: {config: {rows: 20000}}})",
     )
     p_up.add_argument(
         "--no-wait",

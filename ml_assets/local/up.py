@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from ml_assets.platform.catalog import Catalog
 
-# The whole asset graph: each declared lineage's job (fraud, curves, ...), then the search
-# lineage's. `--config` is the run config of the first lineage's job (the fraud lineage).
+# The whole asset graph: each declared lineage's job, then the search lineage's. `--config` is
+# the run config of the first lineage's job (the one that declares `score_routes`).
 SEARCH_JOB = "search_lineage_job"
 # A sharded index's first build (the export, every shard, the index, the report) on 2 cores.
 BACKFILL_TIMEOUT_S = 3600
