@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ml_assets.local.stack import Settings, ensure_databases, platform_env, start_embedded_postgres
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def say(msg: str) -> None:
