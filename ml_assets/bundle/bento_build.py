@@ -32,6 +32,7 @@ PLATFORM_MODULES = (
     "search/config",
     "search/sql",
     "search/index",
+    "search/writer",
     "search/tables",
     "search/switch",
     "search/corpus",
