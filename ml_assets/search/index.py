@@ -3,11 +3,7 @@
 The tables, their statistics and their DDL are in `search.tables`; the switch of the live view
 (one transaction, bounded lock waits) in `search.switch`; the one writer of an index table in
 `search.writer`. This module embeds and reindexes: only new or changed documents are embedded,
-a new model version is built beside the live table.
-
-Only the switch locks what readers lock (the view, AccessExclusive): it waits at most
-`lock_timeout_s` per attempt, retries, then raises IndexLockTimeout naming the sessions in the
-way; every change of the index appends a `search.index.updated.v1` event in its transaction.
+a new model version is built beside the live table; the writer says how the switch waits.
 """
 
 from __future__ import annotations
