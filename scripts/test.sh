@@ -13,4 +13,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
 fi
 "$VENV/bin/ruff" check ml_assets serving tests benchmarks scripts
-exec "$VENV/bin/python" -m pytest "$@"
+# Two workers by default (ML_TEST_WORKERS=0 runs serially); each test module is one unit of work,
+# the test_serving package one (tests/conftest.py). Arguments go on to pytest.
+exec "$VENV/bin/python" -m pytest -n "${ML_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder "$@"

@@ -35,13 +35,22 @@ def tree_status(root: Path) -> set[str] | None:
     return set(done.stdout.splitlines()) if done.returncode == 0 else None
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_TREE_BEFORE] = tree_status(REPO)
+    # Under pytest-xdist the controller compares the tree once, around all workers: a worker
+    # that finishes first would otherwise see another worker's files in flight.
+    if not _is_xdist_worker(session.config):
+        session.config.stash[_TREE_BEFORE] = tree_status(REPO)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite fails when it leaves files in the source tree (anything `git status` did not
     show before it ran): tests write under their tmp_path, never into the checkout."""
+    if _is_xdist_worker(session.config):
+        return
     before, after = session.config.stash.get(_TREE_BEFORE, None), tree_status(REPO)
     if before is None or after is None:
         return
@@ -56,6 +65,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _TREE_BEFORE = pytest.StashKey[set[str] | None]()
+
+# How scripts/test.sh spreads the suite over pytest-xdist workers (`--dist loadscope`): one unit
+# per test module, except the test_serving package, whose eight modules share one
+# package-scoped platform and so run on one worker. The modules that start `ml-assets up` on a
+# fresh home (the longest units, mostly waiting on the daemon and the job launches) go first, so
+# the rest of the suite runs beside them instead of after them.
+FIRST = ("tests/test_first_start_shards.py", "tests/test_platform.py")
+
+
+def work_unit(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return "tests/test_serving" if path.startswith("tests/test_serving/") else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _is_xdist_worker(config):
+        return  # a serial run keeps pytest's own order
+    rank = {path: i for i, path in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(FIRST)))
+
 
 # Small enough to keep the suite fast, large enough for stable metrics and every check.
 TEST_ROWS = 20_000

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_platform import _free_port, _get_json, _graphql, search_hits, stop_up
+from tests.test_platform import (
+    _free_port,
+    _get_json,
+    _graphql,
+    processes_naming,
+    search_hits,
+    stop_up,
+)
 
 FAILED_RUNS = """
 { runsOrError(filter: {statuses: [FAILURE, CANCELED]}) {
@@ -93,3 +100,5 @@ def test_a_first_start_with_shards_serves_search_and_reports_no_failure(tmp_path
     finally:
         stop_up(proc, timeout_s=90)
         log.close()
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+    assert processes_naming(home) == [] and processes_naming(repo) == []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,26 @@ def stop_up(proc: subprocess.Popen, timeout_s: float = 60) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def processes_naming(path: Path) -> list[str]:
+    """Command lines of this machine's live processes that name `path` (a home or a clone):
+    after `up` stops, none of the servers it started, nor their children, may be left."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            status = (proc / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if "\nState:\tZ" in status:
+            continue  # a zombie holds nothing
+        line = " ".join(a.decode(errors="replace") for a in argv if a)
+        if str(path) in line:
+            found.append(f"{proc.name}: {line[:300]}")
+    return found
+
+
 def search_hits(serving: str) -> list:
     """The served /search's hits for a query the shipped corpus answers."""
     req = urllib.request.Request(
@@ -59,6 +80,10 @@ def _get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return json.loads(resp.read())
 
+
+# The platform fixture bounds its own start (1200 s, with up's log in the failure); the suite's
+# 600 s per test would cut it first on a shared machine, with no log.
+pytestmark = pytest.mark.timeout(1500)
 
 ASSET_QUERY = """
 { assetNodes { assetKey { path } dataVersion staleStatus
@@ -210,6 +235,7 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
     log = (home / "up.log").read_text()
     assert "embedded PostgreSQL stopped (data kept)" in log
     assert not (home / "pg" / "postmaster.pid").exists()
+    assert processes_naming(home) == []  # no server, nor a code server it started, outlives up
 
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},

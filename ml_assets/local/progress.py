@@ -7,12 +7,17 @@ come from the instance's event log (the records the UI shows), read by run id as
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from ml_assets.local.job_runner import RUN_TAG
 
 FOLLOWED = {
     DagsterEventType.STEP_START,
@@ -57,17 +62,20 @@ class RunFollower:
         say: Callable,
         run_id: str | None = None,
         partition: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> None:
-        """Follows the first run of `job` created after `after`, or the run `run_id`."""
+        """Follows the first run of `job` created after `after` (with `tags`, when given), or
+        the run `run_id`."""
         self.instance, self.job, self.after, self.say = instance, job, after, say
-        self.run_id, self.partition = run_id, partition
+        self.run_id, self.partition, self.tags = run_id, partition, tags
         self.cursor: str | None = None
         self.steps: dict[str, _Step] = {}
         self.reported = 0
 
     def _find_run(self) -> None:
         records = self.instance.get_run_records(
-            RunsFilter(job_name=self.job, created_after=self.after), limit=1
+            RunsFilter(job_name=self.job, created_after=self.after, tags=self.tags or {}),
+            limit=1,
         )
         if records:
             self.run_id = records[0].dagster_run.run_id
@@ -109,27 +117,51 @@ class RunFollower:
 
 
 def run_with_progress(
-    command: list[str],
+    jobs: Sequence[str],
     *,
-    job: str,
     instance: DagsterInstance,
     log_path,
     say: Callable[[str], None],
+    announce: Callable[[str], None] = lambda job: None,
+    config: Path | None = None,
     poll_s: float = 1.0,
     **popen: object,
-) -> int:
-    """Run `dagster job execute ...` with its output in `log_path`; report each step as it ends."""
+) -> dict[str, bool]:
+    """Run `jobs` one after the other in one process (ml_assets.local.job_runner; `config` is
+    the first one's run config), with its output in `log_path`; `announce(job)` when a job's run
+    starts, then one line per step as it ends. Returns whether each job's run succeeded (False:
+    failed or never ran). Only the runner's own runs are followed, by a tag: a sensor may run
+    the same job meanwhile."""
+    started_by = f"ml-assets-up-{uuid.uuid4().hex[:12]}"
+    command = [sys.executable, "-m", "ml_assets.local.job_runner", "--started-by", started_by]
+    if config:
+        command += ["--config", str(config), "--config-job", jobs[0]]
+    command += list(jobs)
     after = datetime.now().astimezone()
-    follower = RunFollower(instance, job, after, say)
+    tags = {RUN_TAG: started_by}
+    followers = [RunFollower(instance, job, after, say, tags=tags) for job in jobs]
+
+    def poll() -> None:
+        # In job order: a run's last steps are reported before the next run's first.
+        for follower in followers:
+            found = follower.run_id is not None
+            follower.poll()
+            if not found and follower.run_id is not None:
+                announce(follower.job)
+
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
         try:
             while proc.poll() is None:
                 time.sleep(poll_s)
-                follower.poll()
+                poll()
         finally:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
-        follower.poll()
-    return proc.returncode
+        poll()
+    outcome = {}
+    for follower in followers:
+        run = instance.get_run_by_id(follower.run_id) if follower.run_id else None
+        outcome[follower.job] = run is not None and run.status == DagsterRunStatus.SUCCESS
+    return outcome

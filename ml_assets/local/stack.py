@@ -156,6 +156,8 @@ def platform_env(settings: Settings, server_dsn: str, mlflow_uri: str) -> dict[s
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "MLFLOW_BACKEND_STORE_URI": with_database(server_dsn, "mlflow", "psycopg2"),
         "HF_HUB_OFFLINE": "1",
+        # MLflow's tqdm bars ("Downloading artifacts") would fill `up`'s output and runs.log.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(settings.home / "bentoml")),
         "BENTOML_DO_NOT_TRACK": "True",
         "ML_SERVING_URL": os.environ.get(

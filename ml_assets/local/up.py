@@ -12,6 +12,7 @@ Ctrl-C, stopping everything it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,33 +107,38 @@ def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
     )
 
 
-def _execute_job(job: str, env: dict[str, str], config: list[str], log_path: Path) -> bool:
-    """One job run; Dagster's event stream goes to `log_path`, one line per asset to stderr."""
+def _execute_jobs(
+    jobs: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    config: Path | None = None,
+    dagster_url: str | None = None,
+) -> list[str]:
+    """The jobs' runs one after the other in one process (the code location imported once);
+    Dagster's event stream goes to `log_path`, one line per asset to stderr. Returns the jobs
+    that failed. `config` is the run config of the first job's run; with `dagster_url`, each
+    run's start is announced with where to watch it."""
     from dagster import DagsterInstance
 
     from ml_assets.local.progress import run_with_progress
 
+    def announce(job: str) -> None:
+        if dagster_url:
+            say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {log_path})")
+
     os.environ.update(env)
     with DagsterInstance.get() as instance:
-        code = run_with_progress(
-            [
-                bin_path("dagster"),
-                "job",
-                "execute",
-                "-m",
-                "ml_assets.definitions",
-                "-j",
-                job,
-                *config,
-            ],
-            job=job,
+        outcome = run_with_progress(
+            jobs,
             instance=instance,
             log_path=log_path,
             say=lambda line: say(f"  {line}"),
+            announce=announce,
+            config=config,
             cwd=REPO,
             env=env,
         )
-    return code == 0
+    return [job for job, ok in outcome.items() if not ok]
 
 
 def sharded_search(env: dict[str, str]) -> bool:
@@ -253,6 +259,12 @@ def up(args: argparse.Namespace) -> int:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(timeout=20)
+            # Each server leads its own process group: what it started (the daemon's and the
+            # webserver's `dagster api grpc` code servers) goes with it, even a child that
+            # ignores SIGTERM or outlives its parent.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if not settings.pg_dsn and not args.keep_db:
             stop_embedded_postgres(settings.home / "pg")
             say("embedded PostgreSQL stopped (data kept)")
@@ -287,6 +299,7 @@ def up(args: argparse.Namespace) -> int:
                     env=child_env,
                     stdout=open(logs / "mlflow.log", "ab"),
                     stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             )
             _wait_http(f"{env['MLFLOW_TRACKING_URI']}/health", 120, procs[-1])
@@ -299,6 +312,7 @@ def up(args: argparse.Namespace) -> int:
                 env=child_env,
                 stdout=open(logs / "dagster-daemon.log", "ab"),
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         procs.append(
@@ -316,6 +330,7 @@ def up(args: argparse.Namespace) -> int:
                 env=child_env,
                 stdout=open(logs / "dagster-webserver.log", "ab"),
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         dagster_url = f"http://127.0.0.1:{settings.dagster_port}"
@@ -326,15 +341,17 @@ def up(args: argparse.Namespace) -> int:
         if todo:
             started = time.monotonic()
             failed = []
-            for job in todo:
-                say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {logs}/runs.log)")
-                config = ["-c", args.config] if args.config and job == jobs[0] else []
-                if job == SEARCH_JOB and sharded_search(env):
-                    ok = _backfill_search(dagster_url, child_env)
-                else:
-                    ok = _execute_job(job, child_env, config, logs / "runs.log")
-                if not ok:
-                    failed.append(job)
+            # Every job of a fresh platform in one runner process; a sharded search is an asset
+            # backfill through the daemon's queue instead, after the lineages.
+            backfill = SEARCH_JOB in todo and sharded_search(env)
+            batch = [job for job in todo if not (backfill and job == SEARCH_JOB)]
+            if batch:
+                config = Path(args.config) if args.config and batch[0] == jobs[0] else None
+                failed += _execute_jobs(batch, child_env, logs / "runs.log", config, dagster_url)
+            if backfill:
+                say(f"materializing {SEARCH_JOB} (UI: {dagster_url}/jobs/{SEARCH_JOB})")
+                if not _backfill_search(dagster_url, child_env):
+                    failed.append(SEARCH_JOB)
             if failed:
                 say(f"{', '.join(failed)} failed; the UI shows which step and why")
             else:
@@ -354,7 +371,7 @@ def up(args: argparse.Namespace) -> int:
             say("building the serving Bento from the production versions (serving_job)")
             # No endpoint runs yet: build and smoke-test only (the deployment step skips).
             build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
-            if not _execute_job("serving_job", build_env, [], logs / "runs.log"):
+            if _execute_jobs(["serving_job"], build_env, logs / "runs.log"):
                 say("serving_job failed; the UI shows which step and why")
         tag = latest_bento(env)
         if tag:
@@ -380,8 +397,9 @@ def up(args: argparse.Namespace) -> int:
         say("running; press Ctrl-C to stop")
         while all(p.poll() is None for p in [*procs, *(s.proc for s in servers)]):
             time.sleep(1)
-        # Ctrl-C reaches the whole process group: a child can exit on it a moment before our
-        # own KeyboardInterrupt is raised. Give it time to arrive before calling this a crash.
+        # The servers lead their own process groups, so a terminal's Ctrl-C reaches only us;
+        # a signal sent to all of them (a session ending) can still stop a child a moment
+        # before our own KeyboardInterrupt is raised. Give it time before calling this a crash.
         time.sleep(1)
         dead = [p.args[0] for p in [*procs, *(s.proc for s in servers)] if p.poll() is not None]
         say(f"{', '.join(dead)} exited; see {logs}. Stopping the rest.")

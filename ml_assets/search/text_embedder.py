@@ -90,7 +90,11 @@ class OnnxTextEmbedder:
         batch_size: int = 64,
         intra_op_threads: int = 2,
         providers: Sequence[str] | None = None,
+        spin_wait: bool = True,
     ) -> None:
+        """`spin_wait=False` lets idle ORT threads sleep instead of spinning: the same vectors,
+        about a quarter less CPU when the cores are shared (a materialization beside the
+        daemon, the webserver or another run); serving keeps ORT's default."""
         if max_length < 2 or batch_size < 1:
             raise ValueError("max_length must be >= 2 and batch_size >= 1")
         self.max_length = max_length
@@ -105,6 +109,8 @@ class OnnxTextEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
+        if not spin_wait:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             onnx_bytes,
             sess_options=opts,

@@ -43,6 +43,10 @@ def test_served_search_is_the_validated_search(server, platform):
     assert not mismatches, mismatches[:5]
 
 
+def _alias(client, model: str) -> str:
+    return client.get_model_version_by_alias(model, PRODUCTION_ALIAS).version
+
+
 def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
     home = tmp_path / "bentoml"
     shutil.copytree(platform["home"], home, symlinks=True)
@@ -57,17 +61,25 @@ def test_service_refuses_a_manifest_without_passed_verdicts(platform, tmp_path):
     tag = f"ml-assets:{bento.parents[2].name}"
     env = {"MLFLOW_TRACKING_URI": platform["mlflow_url"], "ML_SERVING_API_KEY": API_KEY}
     client = platform["client"]
+    # The glob above may pick an older Bento than the one the package's server serves: move the
+    # aliases to its versions for this test only, and put them back, so the modules after this
+    # one see the registry as the platform left it.
+    before = {m: _alias(client, m) for m in (FRAUD, EMBEDDER)}
     client.set_registered_model_alias(FRAUD, PRODUCTION_ALIAS, prod["version"])
     client.set_registered_model_alias(
         EMBEDDER, PRODUCTION_ALIAS, bundle["models"]["embedder"]["version"]
     )
-    with start_server(tag, bentoml_home=home, workers=1, env=env) as proc:
-        proc.wait_ready(timeout_s=120)
-        with httpx.Client(base_url=proc.url, timeout=30) as c:
-            c.get("/models")
-            r = c.post("/reload", json={}, headers={"X-API-Key": API_KEY})
-            assert r.status_code == 409 and "no passed verdict" in r.text, r.text
-            assert c.get("/readyz").status_code == 200  # still serving the validated models
+    try:
+        with start_server(tag, bentoml_home=home, workers=1, env=env) as proc:
+            proc.wait_ready(timeout_s=120)
+            with httpx.Client(base_url=proc.url, timeout=30) as c:
+                c.get("/models")
+                r = c.post("/reload", json={}, headers={"X-API-Key": API_KEY})
+                assert r.status_code == 409 and "no passed verdict" in r.text, r.text
+                assert c.get("/readyz").status_code == 200  # still serving the validated models
+    finally:
+        for model, version in before.items():
+            client.set_registered_model_alias(model, PRODUCTION_ALIAS, version)
     # At load: the Bento's own manifest lost its verdicts.
     prod["gate"]["verdicts"] = [v for v in prod["gate"]["verdicts"] if v["check"] != "latency"]
     bento.write_text(json.dumps(bundle))

@@ -145,6 +145,7 @@ def load_embedder(
         tok_ref.path,
         max_length=manifest["max_length"],
         intra_op_threads=intra_op_threads,
+        spin_wait=False,  # batch work on cores it shares
     )
     return embedder, model_sha256
 
