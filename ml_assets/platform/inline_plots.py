@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 INLINE_LIMIT = 1000  # the UI's threshold for rendering Markdown metadata inline
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+COLOR_NAMES = ("blue", "red", "green", "purple")
 W, H, PAD = 200, 100, 4
 
 
@@ -68,12 +69,61 @@ def inline_plot(
         )
     lo = [min(ys) for _, ys in series.values()]
     hi = [max(ys) for _, ys in series.values()]
-    legend = ", ".join(
-        f"{name} ({('blue', 'red', 'green', 'purple')[i]})" for i, name in enumerate(series)
-    )
+    legend = ", ".join(f"{name} ({COLOR_NAMES[i]})" for i, name in enumerate(series))
     caption = f"\n\n{title}: {y_label} {min(lo):.3g}–{max(hi):.3g} against {x_label}; {legend}"
     for points in (40, 30, 22, 16, 12, 8, 5):
         md = f"![{title}](data:image/svg+xml,{quote(_svg(series, points), safe=':/=,')})"
         if len(md) + len(caption) < INLINE_LIMIT:
             return md + caption
     raise ValueError(f"{title}: {len(series)} series do not fit an inline plot")
+
+
+def _fits(title: str, svg: str, caption: str) -> str:
+    md = f"![{title}](data:image/svg+xml,{quote(svg, safe=':/=,')})"
+    if len(md) + len(caption) >= INLINE_LIMIT:
+        raise ValueError(f"{title}: {len(md) + len(caption)} characters do not fit inline")
+    return md + caption
+
+
+def inline_bars(title: str, groups: Mapping[str, Mapping[str, float]], y_label: str) -> str:
+    """Markdown: grouped bars (one group per key of `groups`, one bar per series in it, colours
+    in order, from 0 to the largest value) and a caption with every value, under the UI's
+    inline limit."""
+    names = list(next(iter(groups.values()), {}))
+    if not groups or not 0 < len(names) <= len(COLORS):
+        raise ValueError(f"{title}: grouped bars need 1 to {len(COLORS)} series in each group")
+    if any(list(g) != names for g in groups.values()):
+        raise ValueError(f"{title}: every group must have the series {names}, in that order")
+    values = [v for g in groups.values() for v in g.values()]
+    if min(values) < 0:
+        raise ValueError(f"{title}: bars start at 0, and {min(values)} is negative")
+    top, base = max(values) or 1.0, H - 12  # room under the axis for the group names
+    slot = (W - 2 * PAD) / len(groups)
+    bar = slot * 0.8 / len(names)
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='{W * 2}'>",
+        f"<path d='M{PAD},{base}H{W - PAD}' stroke='#999'/>",
+    ]
+    for i, (color, name) in enumerate(zip(COLORS, names, strict=False)):
+        d = "".join(
+            f"M{round(PAD + g * slot + slot * 0.1 + i * bar)},{base}"
+            f"v{-round(group[name] / top * (base - PAD))}h{max(round(bar), 1)}V{base}z"
+            for g, group in enumerate(groups.values())
+        )
+        parts.append(f"<path d='{d}' fill='{color}'/>")
+    labels = "".join(
+        f"<text x='{round(PAD + (g + 0.5) * slot)}' y='{H - 2}'>{name}</text>"
+        for g, name in enumerate(groups)
+    )
+    parts.append(f"<g font-size='9' text-anchor='middle'>{labels}</g></svg>")
+    legend = ", ".join(f"{n} ({COLOR_NAMES[i]})" for i, n in enumerate(names))
+    figures = "; ".join(
+        f"{g}: " + ", ".join(f"{n} {v:.3f}" for n, v in group.items())
+        for g, group in groups.items()
+    )
+    caption = f"\n\n{title}: {y_label} per {', '.join(groups)}; {legend}"
+    # Every value in the caption while it fits, the bars alone beyond that.
+    try:
+        return _fits(title, "".join(parts), f"{caption}. {figures}")
+    except ValueError:
+        return _fits(title, "".join(parts), caption)
