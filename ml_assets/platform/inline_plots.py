@@ -127,3 +127,63 @@ def inline_bars(title: str, groups: Mapping[str, Mapping[str, float]], y_label: 
         return _fits(title, "".join(parts), f"{caption}. {figures}")
     except ValueError:
         return _fits(title, "".join(parts), caption)
+
+
+VERDICT_COLORS = {True: "#2ca02c", False: "#d62728", None: "#ccc"}
+
+
+def _grid(rows: Mapping[str, Sequence[bool | None]], labels: bool) -> str:
+    """Cells as runs of one colour: a stroke as tall as the row, one segment per run."""
+    n, left = max(len(v) for v in rows.values()), 44 if labels else 0
+    cell, row_h = (W - left) / n, min(16, H / len(rows))
+    paths: dict[bool | None, list[str]] = {k: [] for k in VERDICT_COLORS}
+    for r, cells in enumerate(rows.values()):
+        y, start = round((r + 0.5) * row_h), 0
+        for i in range(1, len(cells) + 1):
+            if i == len(cells) or cells[i] != cells[start]:
+                x0, x1 = round(left + start * cell), round(left + i * cell) - 1
+                paths[cells[start]].append(f"M{x0},{y}H{x1}")
+                start = i
+    height = round(len(rows) * row_h)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {height}' width='{W * 2}'>"]
+    parts += [
+        f"<path d='{''.join(d)}' stroke='{VERDICT_COLORS[k]}' stroke-width='{round(row_h) - 2}'/>"
+        for k, d in paths.items()
+        if d
+    ]
+    if labels:
+        text = "".join(
+            f"<text x='0' y='{round((r + 0.5) * row_h) + 3}'>{name[:9]}</text>"
+            for r, name in enumerate(rows)
+        )
+        parts.append(f"<g font-size='9'>{text}</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def inline_verdicts(
+    title: str, rows: Mapping[str, Sequence[bool | None]], first: str, last: str
+) -> str:
+    """Markdown: a strip of verdicts, one row per check and one column per night (green
+    passed, red failed, grey no verdict), and a caption with each row's count, under the UI's
+    inline limit; the oldest columns are dropped (and the caption says so) until it fits."""
+    lengths = {len(v) for v in rows.values()}
+    if not rows or len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"{title}: every row needs the same number (> 0) of verdicts")
+    counts = ", ".join(
+        f"{name} {sum(v is True for v in cells)}/{sum(v is not None for v in cells)}"
+        for name, cells in rows.items()
+    )
+    caption = (
+        f"\n\n{title}: {first} to {last}, rows top to bottom {counts} passed; "
+        "green passed, red failed, grey no verdict"
+    )
+    for keep in range(lengths.pop(), 0, -1):
+        kept = {name: list(cells)[-keep:] for name, cells in rows.items()}
+        for labels in (True, False):
+            try:
+                shown = "" if keep == len(next(iter(rows.values()))) else f" (last {keep} drawn)"
+                return _fits(title, _grid(kept, labels), caption + shown)
+            except ValueError:
+                continue
+    raise ValueError(f"{title}: {len(rows)} rows do not fit an inline plot")
