@@ -9,6 +9,7 @@ with the reason, any other name 404 (as its predict routes do).
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 import bentoml
 from starlette.requests import Request
@@ -30,6 +31,13 @@ def wants_json(accept: str) -> bool:
     kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     return "application/json" in kinds and not any(
         k in ("text/markdown", "text/plain") for k in kinds[: kinds.index("application/json")]
+    )
+
+
+def card_names(models: Any) -> list[str]:
+    """The names GET /v1/models/<name>/card answers 200 for in the generation `models`."""
+    return sorted(
+        spec.name for role, spec in models.specs.items() if "card" in models.entries[role].info
     )
 
 
