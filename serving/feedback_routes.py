@@ -42,7 +42,7 @@ class Feedback(BaseModel):
     row_index: Annotated[int, Field(ge=0, lt=MAX_ITEMS)] = 0
 
 
-_BODY = TypeAdapter(Feedback | Annotated[list[Feedback], Field(min_length=1, max_length=MAX_ITEMS)])
+BODY = TypeAdapter(Feedback | Annotated[list[Feedback], Field(min_length=1, max_length=MAX_ITEMS)])
 
 
 class FeedbackError(Exception):
@@ -122,7 +122,7 @@ def feedback_endpoint(
             return JSONResponse({"error": f"model {name!r} is not served"}, HTTPStatus.NOT_FOUND)
         spec, dsn = found
         try:
-            body = _BODY.validate_json(await request.body())
+            body = BODY.validate_json(await request.body())
         except ValidationError as exc:
             detail = exc.errors(include_context=False, include_input=False)
             return JSONResponse({"error": "invalid feedback", "detail": detail}, 400)

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from ml_assets.platform.gate_record import GATE_RECORD_SCHEMA
 from ml_assets.platform.serving_bundle import BUNDLE_SCHEMA, ENTRY_SCHEMA
+from serving import card_routes, feedback_routes
 from serving.errors import max_body_bytes
 
 REF = "#/components/schemas/{}"
@@ -266,6 +267,125 @@ MODELS_PATH = {
         },
     }
 }
+_CARD_HEADERS = {
+    "X-Card-SHA256": {
+        "description": "The card's sha256, as the bundle manifest pins it",
+        "schema": _TEXT,
+    },
+    "X-Model-Version": {
+        "description": "The registered version the card describes",
+        "schema": _TEXT,
+    },
+}
+_NAME_DOC = "A model this worker serves: a lineage's name, or the embedder's registered model."
+
+
+def _name_parameter(names: list[str], description: str) -> dict[str, Any]:
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "enum": sorted(names)},
+    }
+
+
+def _errors(texts: dict[str, str], retry: tuple[str, ...] = ("429", "503")) -> dict[str, Any]:
+    out = {}
+    for code, text in sorted(texts.items()):
+        out[code] = _error_response(code, text)
+        if code in retry:
+            out[code]["headers"] = copy.deepcopy(RETRY_AFTER)
+    return out
+
+
+def card_path(names: list[str], keyed: bool) -> dict[str, Any]:
+    """GET /v1/models/{name}/card (serving/card_routes.py) for the models in `names`."""
+    return {
+        "get": {
+            "tags": ["Infrastructure"],
+            "operationId": "model_card",
+            "description": "The model card of the version this worker serves: Markdown, or "
+            "JSON with `Accept: application/json`; checked against the sha256 the bundle "
+            "manifest pins (X-Card-SHA256).",
+            "parameters": [_name_parameter(names, _NAME_DOC)],
+            "responses": {
+                "200": {
+                    "description": "The card",
+                    "headers": copy.deepcopy(_CARD_HEADERS),
+                    "content": {
+                        "text/markdown": {"schema": {"type": "string"}},
+                        "application/json": {
+                            "schema": _closed(
+                                "ModelCard",
+                                {"model_version": _TEXT, "sha256": _TEXT, "card": _OBJECT},
+                            )
+                        },
+                    },
+                },
+                **_errors(
+                    {
+                        "404": "The model is not served (a reload dropped it), or its "
+                        "bundle carries no card: `error` says which.",
+                        "429": "This worker is at its concurrency cap "
+                        "(ML_SERVING_MAX_CONCURRENCY): retry after the seconds in the "
+                        "Retry-After header.",
+                        "500": "The card's bytes do not hash to the sha256 its manifest pins.",
+                        "503": "The models are not loaded, or the lineage is declared but not "
+                        "served yet: `error` says why; retry after Retry-After.",
+                        **(KEYED_ERRORS if keyed else {}),
+                    }
+                ),
+            },
+        }
+    }
+
+
+def feedback_path(names: list[str], limit: int, keyed: bool) -> dict[str, Any]:
+    """POST /v1/models/{name}/feedback (serving/feedback_routes.py) for the lineages in
+    `names`: declared only while the inference log is on (without it every label is a 503)."""
+    body = feedback_routes.BODY.json_schema(ref_template=REF.format("{model}"))
+    defs = body.pop("$defs", {})
+    return {
+        "post": {
+            "tags": ["Service APIs"],
+            "operationId": "model_feedback",
+            "description": "The true label of a logged scoring request (X-Request-ID), one or "
+            "a batch; stored beside the inference log.",
+            "parameters": [_name_parameter(names, "A lineage this worker serves.")],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Stored (a label sent again counts as a duplicate)",
+                    "content": {
+                        "application/json": {
+                            "schema": _closed(
+                                "FeedbackStored",
+                                {"stored": {"type": "integer"}, "duplicates": {"type": "integer"}},
+                            )
+                        }
+                    },
+                },
+                **_errors(
+                    {
+                        **common_errors(limit),
+                        "400": "The body is not feedback (`detail` lists the problems), or a "
+                        "label does not fit the lineage's task.",
+                        "404": "The model is not served, or a request id is not in its inference "
+                        "log (not sampled, not written yet, past retention); nothing is stored.",
+                        "409": "A row is already labelled otherwise; nothing is stored.",
+                        "503": "The inference log's Postgres is unreachable.",
+                        **(KEYED_ERRORS if keyed else {}),
+                    }
+                ),
+            },
+        }
+    }, defs
+
+
 NOT_READY = {
     "description": "Not ready: the models are not loaded (GET /models says why).",
     "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -297,9 +417,18 @@ def _request_body(doc: dict[str, Any], path: str, operation: dict[str, Any]) -> 
             schema["properties"][name] = copy.deepcopy(declared)
 
 
-def document(spec: dict[str, Any], *, limit: int, keyed: bool = False) -> dict[str, Any]:
+def document(
+    spec: dict[str, Any],
+    *,
+    limit: int,
+    keyed: bool = False,
+    cards: list[str] | None = None,
+    feedback: list[str] | None = None,
+) -> dict[str, Any]:
     """BentoML's spec (as a dict) with the errors each API route really returns; `keyed`: every
-    route needs the client key (ML_SERVING_REQUIRE_KEY=1)."""
+    route needs the client key (ML_SERVING_REQUIRE_KEY=1); `cards`: the models whose card
+    GET /v1/models/{name}/card serves; `feedback`: the lineages that take labels (None: the
+    inference log is off)."""
     doc = copy.deepcopy(spec)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(copy.deepcopy(SCHEMAS))
@@ -326,6 +455,11 @@ def document(spec: dict[str, Any], *, limit: int, keyed: bool = False) -> dict[s
     if readyz := doc["paths"].get("/readyz", {}).get("get"):
         readyz["responses"]["503"] = NOT_READY
     doc["paths"]["/models"] = copy.deepcopy(MODELS_PATH)
+    if cards:
+        doc["paths"][card_routes.ROUTE] = card_path(cards, keyed)
+    if feedback:
+        doc["paths"][feedback_routes.PATH], defs = feedback_path(feedback, limit, keyed)
+        schemas.update(defs)
     text = json.dumps(doc)
     for name in BENTOML_ERROR_SCHEMAS:
         if json.dumps(REF.format(name)) not in text:
@@ -368,23 +502,29 @@ def docs_route(
     limit: int | None = None,
     keyed: bool = False,
     lineages: Callable[[], tuple[Hashable, list[str], dict[str, Any]]] | None = None,
+    models: Callable[[], tuple[list[str], list[str] | None]] | None = None,
 ) -> Route:
     """GET /docs.json: `document()` of a bentoml Service's spec, built once per worker and
     served generation; `limit` is the body limit of its UniformErrors (default:
     ML_SERVING_MAX_BODY_BYTES); `lineages` says which lineage routes the current generation
-    drops and adds (serving/lineage_path.docs_view)."""
+    drops and adds (serving/lineage_path.docs_view); `models`: (the names with a card, the
+    lineages that take feedback or None) of the current generation."""
 
     @functools.lru_cache(maxsize=8)
-    def body(key: Hashable) -> bytes:
+    def body(key: Hashable, cards: tuple[str, ...], feedback: tuple[str, ...] | None) -> bytes:
         spec = service.openapi_spec.asdict()
         if lineages is not None:
             _, dropped, methods = lineages()
             spec = with_lineage_routes(spec, dropped, methods)
         size = max_body_bytes() if limit is None else limit
-        return json.dumps(document(spec, limit=size, keyed=keyed)).encode()
+        listed = None if feedback is None else list(feedback)
+        doc = document(spec, limit=size, keyed=keyed, cards=list(cards), feedback=listed)
+        return json.dumps(doc).encode()
 
     async def docs(_: Request) -> Response:
         key = lineages()[0] if lineages is not None else ()
-        return Response(body(key), media_type="application/json")
+        cards, feedback = models() if models is not None else ([], None)
+        served = (tuple(cards), None if feedback is None else tuple(feedback))
+        return Response(body(key, *served), media_type="application/json")
 
     return Route("/docs.json", docs, methods=["GET"])

@@ -55,6 +55,11 @@ def production_set(
         on_error("registry", "reload", exc)
         raise ServiceUnavailable(str(exc)) from exc
     search = search_for_reload(current, entries, bundle, pins)
+    if pins is not None:
+        # Same versions and files as the store's (search_for_reload refuses others), but the
+        # bundle's own entries: the store keeps the ml_model.json of a version's first bundle,
+        # and its card (and gate record) must be the ones this bundle pins.
+        entries = {role: pins[role] for role in entries}
     return entries, search, declared_for_reload(current, entries, bundle)
 
 

@@ -275,6 +275,17 @@ def _lineage_docs() -> tuple[Any, list[str], dict[str, Any]]:
     return lineage_path.docs_view(LINEAGES, bentoml.get_current_service()._models)
 
 
+def _served_docs() -> tuple[list[str], list[str] | None]:
+    """(the models with a card route, the lineages that take feedback or None: log off)."""
+    instance = bentoml.get_current_service()
+    models = instance._models
+    if models is None:
+        return [], None
+    names = card_routes.card_names(models)
+    lineages = sorted(spec.name for spec in models.specs.values())
+    return names, lineages if instance.inference_log.settings.dsn else None
+
+
 # Outermost of ours: RED metrics, the optional client key and the concurrency cap
 # (serving/edge.py). Then one error body for every API error, 413/415 before BentoML reads a
 # body (serving/errors.py); then POST /v1/score served without BentoML's per-request work
@@ -307,7 +318,9 @@ MLService.mount_asgi_app(
                 feedback_routes.feedback_endpoint(_feedback_lookup),
                 methods=["POST"],
             ),
-            openapi.docs_route(MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs),
+            openapi.docs_route(
+                MLService, keyed=bool(EDGE.keys), lineages=_lineage_docs, models=_served_docs
+            ),
         ]
     ),
     path="/",

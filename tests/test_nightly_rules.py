@@ -206,3 +206,54 @@ def test_a_part_that_cannot_be_judged_is_a_regression_with_its_reason():
         "search (text-embedder@2): no live index",
         "search (text-embedder@2) gate onnx_export: never exported",
     ]
+
+
+def test_the_nights_table_as_a_verdict_strip_names_each_lineages_share_of_a_night():
+    from urllib.parse import unquote
+
+    from ml_assets.nightly.validation import verdict_rows
+    from ml_assets.platform.inline_plots import INLINE_LIMIT, inline_verdicts
+
+    def night(day: str, regressions: list[str], curves: bool = True) -> dict:
+        models = {"fraud": {"version": "fraud-detector@1"}}
+        if curves:
+            models["curves"] = {"version": "curve-model@12"}
+        return {
+            "partition": day,
+            "status": records.COMPLETED,
+            "models": models,
+            "search": {"version": "text-embedder@1"},
+            "regressions": regressions,
+        }
+
+    nights = [
+        night("2026-11-01", [], curves=False),
+        night("2026-11-02", ["curve-model@12 parity: max |native - ONNX| 1e-2 > 1e-4"]),
+        {"partition": "2026-11-03", "status": records.FAILED, "reason": "no bundle"},
+        # fraud-detector@1 is a prefix of fraud-detector@12's label, not its version.
+        night("2026-11-04", ["search (text-embedder@1): hybrid nDCG@10 0.4 < 0.5 - 0.01"]),
+        night("2026-11-05", ["text-embedder@1: bundle abc pins another ONNX than the version's"]),
+    ]
+    rows = verdict_rows(nights)
+    assert rows == {
+        "night": [True, False, False, False, False],
+        "curves": [None, False, None, True, True],
+        "fraud": [True, True, None, True, True],
+        "search": [True, True, None, False, False],
+    }
+    md = inline_verdicts("no_regression per night", rows, "2026-11-01", "2026-11-05")
+    assert len(md) < INLINE_LIMIT
+    assert "night 1/5, curves 2/3, fraud 4/4, search 2/4 passed" in md
+    svg = unquote(md.split("svg+xml,", 1)[1].split(")", 1)[0])
+    assert svg.count("stroke='#d62728'") == 1 and svg.count("stroke='#ccc'") == 1
+    assert ">curves</text>" in svg
+
+
+def test_a_verdict_strip_too_long_to_draw_keeps_the_newest_nights():
+    from ml_assets.platform.inline_plots import INLINE_LIMIT, inline_verdicts
+
+    rows = {f"lineage{i}": [(d + i) % 2 == 0 for d in range(14)] for i in range(5)}
+    md = inline_verdicts("no_regression per night", rows, "2026-11-01", "2026-11-14")
+    assert len(md) < INLINE_LIMIT and md.endswith("(last 10 drawn)")
+    with pytest.raises(ValueError, match="same number"):
+        inline_verdicts("x", {"a": [True], "b": []}, "d", "d")

@@ -22,6 +22,7 @@ from ml_assets.components.search_index.assets import (
 )
 from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
 from ml_assets.platform.dsn import with_database
+from ml_assets.platform.inline_plots import INLINE_LIMIT
 from ml_assets.search.corpus import default_corpus_path, load_corpus, load_queries
 from ml_assets.search.evaluation import hnsw_recall, rank_all
 from ml_assets.search.index import (
@@ -86,6 +87,13 @@ def test_report_judges_both_labelled_sets_and_search_reproduces_its_ranking(env,
     md = latest_metadata(dagster_instance, "search_quality_report")
     assert md["search_config"] == report["search_config"]
     assert set(report["sets"]) == set(report["verdicts"]) == {"search", "docs"}
+    # The modes per labelled set, drawn inline after the headline, before the verdicts.
+    keys = list(md)
+    assert keys.index("headline") < keys.index("modes_plot") < keys.index("verdicts")
+    assert len(md["modes_plot"]) < INLINE_LIMIT
+    for name, v in report["verdicts"].items():
+        figures = ", ".join(f"{m} {v[m]:.3f}" for m in ("lexical", "vector", "hybrid"))
+        assert f"{name}: {figures}" in md["modes_plot"]
     for name, v in report["verdicts"].items():
         assert v["passed"] and v["cross_tenant_hits"] == 0, (name, v)
         modes = {r["mode"] for r in report["sets"][name]["scores"]}

@@ -133,6 +133,34 @@ def test_a_keyed_document_declares_the_key_on_every_route():
     assert {"401", "403"} <= set(search["responses"]) and search["security"]
 
 
+def test_the_card_and_feedback_routes_are_declared_for_the_models_served():
+    from serving.feedback_routes import BODY
+
+    base = Probe.openapi_spec.asdict()
+    assert "/v1/models/{name}/card" not in openapi.document(base, limit=LIMIT)["paths"]
+    doc = openapi.document(base, limit=LIMIT, cards=["fraud", "text-embedder"], feedback=None)
+    card = doc["paths"]["/v1/models/{name}/card"]["get"]
+    assert card["parameters"][0]["schema"]["enum"] == ["fraud", "text-embedder"]
+    assert set(card["responses"]["200"]["content"]) == {"text/markdown", "application/json"}
+    assert {"404", "500", "503"} <= set(card["responses"])
+    assert "Retry-After" in card["responses"]["503"]["headers"]
+    # The inference log off: no feedback route (every label would be a 503).
+    assert "/v1/models/{name}/feedback" not in doc["paths"]
+    doc = openapi.document(base, limit=LIMIT, cards=["fraud"], feedback=["fraud"], keyed=True)
+    feedback = doc["paths"]["/v1/models/{name}/feedback"]["post"]
+    assert {"200", "400", "401", "403", "404", "409", "413", "415", "503"} <= set(
+        feedback["responses"]
+    )
+    # The declared body accepts what the route accepts, and refuses what it refuses.
+    body = {**feedback["requestBody"]["content"]["application/json"]["schema"], **doc}
+    for item in ({"request_id": "r1", "label": 1}, [{"request_id": "r1", "label": 0.5}]):
+        jsonschema.validate(item, body)
+        BODY.validate_python(item)
+    for bad in ({"request_id": "", "label": 1}, [], {"request_id": "r", "label": 1, "x": 2}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, body)
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -49,7 +49,7 @@ from ml_assets.platform.serving_gate import (
     refuse,
     served_roles,
 )
-from ml_assets.platform.validation_records import search_evidence
+from ml_assets.platform.validation_records import EMBEDDER_ASSET, search_evidence
 from ml_assets.resources.bento import BentoResource
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
@@ -103,9 +103,10 @@ def serving_bundle(
         if rejected:
             raise refuse(context, postgres.dsn, rejected)
         entries = [model_entry(role, mv, files, d, stage, catalog) for role, mv, files, d in gated]
-        entries = attach_cards(entries, records, store.content(), client, postgres.dsn, stage)
         embedder_sha = next(e for e in entries if e.role == EMBEDDER).files["model.onnx"]
         search = search_evidence(records, embedder_sha)
+        content = store.content()
+        entries = attach_cards(entries, records, content, client, postgres.dsn, stage, search)
         if not search["enabled"]:
             context.log.warning(f"search will not be served: {search['reason']}")
         manifest = bundle_manifest(entries, search)
@@ -203,7 +204,10 @@ def show_cards(context: AssetExecutionContext, client: Any, entries: list[Any]) 
             continue
         context.log_event(
             AssetObservation(
-                asset_key=AssetKey([entry.role, "model"]),
+                # The embedder's model asset is its export; a lineage's is `<lineage>/model`.
+                asset_key=AssetKey(
+                    [EMBEDDER_ASSET] if entry.role == EMBEDDER else [entry.role, "model"]
+                ),
                 metadata={
                     "model_card": MetadataValue.md(markdown),
                     "registered_model": MetadataValue.text(entry.label),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ml_assets.platform.artifacts import atomic_write
 from ml_assets.platform.model_card import card_markdown
 from ml_assets.platform.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
 
@@ -151,6 +152,11 @@ def import_model(entry: ModelEntry, model_dir: Path) -> str:
         existing = None
     if existing is not None:
         verify_model_dir(Path(existing.path), entry)  # same tag must mean the same bytes
+        # Same files, but this bundle's entry (its card, gate record): a /reload without a
+        # bundle reads the entry from here, and must find the newest bundle's, not the first's.
+        stored = Path(existing.path) / MODEL_MANIFEST
+        if stored.read_bytes() != (model_dir / MODEL_MANIFEST).read_bytes():
+            atomic_write(stored, (model_dir / MODEL_MANIFEST).read_bytes())
         return str(existing.tag)
     labels = {
         "registered_model": entry.registered_model,

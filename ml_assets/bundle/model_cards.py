@@ -5,7 +5,8 @@ a card comes from a file or record the gate itself relied on (the report it chos
 and run id; the raw data and model its provenance chain names, read from the content store and
 verified; the promotion events), and the lineage's `card:` fields give the words. The card
 goes into the entry (and so the bundle manifest and the Bento, with its sha256), becomes the
-MLflow version's description, and is shown on the model asset's page.
+MLflow version's description, and is shown on the model asset's page. The embedder's card
+(ml_assets/bundle/embedder_card.py) goes the same way.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from ml_assets.bundle.embedder_card import embedder_card
 from ml_assets.platform import events
 from ml_assets.platform.artifacts import ContentStore
 from ml_assets.platform.hashing import canonical_json, read_parquet_bytes
 from ml_assets.platform.lineage_spec import FeatureSpec, LineageSpec
 from ml_assets.platform.model_card import CARD_SCHEMA, card_markdown, card_sha256
-from ml_assets.platform.serving_bundle import MODEL_MANIFEST, ModelEntry, served_lineages
+from ml_assets.platform.serving_bundle import EMBEDDER, MODEL_MANIFEST, ModelEntry, served_lineages
 from ml_assets.platform.validation_records import Materialization, ValidationRecords
 
 LATENCY_KEYS = tuple(f"{rt}_{p}" for rt in ("native", "onnx") for p in ("p50_ms", "p95_ms"))
@@ -214,18 +216,24 @@ def attach_cards(
     client: Any,
     events_dsn: str,
     stage: Path,
+    search: dict[str, Any],
 ) -> list[ModelEntry]:
-    """Each lineage entry with its card and the card's sha256 in `info` (its ml_model.json in
-    `stage` rewritten to match); the embedder's entry as it is."""
+    """Each entry with its card and the card's sha256 in `info` (its ml_model.json in `stage`
+    rewritten to match): a lineage's card, or the embedder's (`search`: the bundle's search
+    evidence, what the embedder's card says search is served with)."""
     specs = served_lineages({e.role: e for e in entries})
-    history = events.read(events_dsn, events.MODEL_PROMOTED) if specs else []
+    history = events.read(events_dsn, events.MODEL_PROMOTED)
     out = []
     for entry in entries:
         spec = specs.get(entry.role)
-        if spec is None:
+        if spec is not None:
+            card = lineage_card(spec, entry, records, content, client, history)
+        elif entry.role == EMBEDDER:
+            promotions = promotion_history(history, entry)
+            card = embedder_card(entry, records, content, promotions, search)
+        else:
             out.append(entry)
             continue
-        card = lineage_card(spec, entry, records, content, client, history)
         entry = replace(entry, info={**entry.info, "card": card, "card_sha256": card_sha256(card)})
         (stage / entry.role / MODEL_MANIFEST).write_bytes(canonical_json(entry.to_json()))
         out.append(entry)

@@ -37,7 +37,7 @@ from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.platform.daily import DAILY, alert
 from ml_assets.platform.hashing import canonical_json
-from ml_assets.platform.inline_plots import inline_plot
+from ml_assets.platform.inline_plots import inline_plot, inline_verdicts
 from ml_assets.platform.plots import md_image
 from ml_assets.platform.provenance import hashed_output, md_table, timed
 from ml_assets.platform.serving_bundle import EMBEDDER
@@ -224,6 +224,32 @@ def _trend_plots(nights: list[dict[str, Any]], series: dict[str, str]) -> dict[s
     return out
 
 
+def _part_passed(night: dict[str, Any], part: dict[str, Any] | None) -> bool | None:
+    """One lineage's (or search's) verdict on one night: no regression names its version."""
+    if part is None or night["status"] != nightly.COMPLETED:
+        return None
+    labels = (part["version"], f"search ({part['version']})")
+    return not any(
+        r.startswith(f"{label} ") or r.startswith(f"{label}:")
+        for r in night.get("regressions", [])
+        for label in labels
+    )
+
+
+def verdict_rows(nights: list[dict[str, Any]]) -> dict[str, list[bool | None]]:
+    """The nights table as verdicts: `no_regression` per night (a night that failed to run
+    counts as failed), and each served lineage's and search's share of it (None: not
+    validated that night)."""
+    roles = sorted({role for n in nights for role in n.get("models", {})})
+    rows: dict[str, list[bool | None]] = {
+        "night": [n["status"] == nightly.COMPLETED and not n.get("regressions") for n in nights]
+    }
+    for role in roles:
+        rows[role] = [_part_passed(n, n.get("models", {}).get(role)) for n in nights]
+    rows["search"] = [_part_passed(n, n.get("search")) for n in nights]
+    return rows
+
+
 def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str, Any]:
     series = {
         "search hybrid nDCG@10": "search.tonight.eval_ndcg_at_10.hybrid",
@@ -266,6 +292,14 @@ def _metadata(record: dict[str, Any], nights: list[dict[str, Any]]) -> dict[str,
             )[:500]
         ),
         "headline": MetadataValue.md(md_table(table[-1:])),
+        "nights_plot": MetadataValue.md(
+            inline_verdicts(
+                "no_regression per night",
+                verdict_rows(nights[-14:]),
+                nights[-14:][0]["partition"],
+                record["partition"],
+            )
+        ),
         **_trend_plots(nights[-14:], series),
         "trend": MetadataValue.md(md_image(chart, "nightly validation trend")),
         "nights": MetadataValue.md(md_table(table)),

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 INLINE_LIMIT = 1000  # the UI's threshold for rendering Markdown metadata inline
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+COLOR_NAMES = ("blue", "red", "green", "purple")
 W, H, PAD = 200, 100, 4
 
 
@@ -68,12 +69,121 @@ def inline_plot(
         )
     lo = [min(ys) for _, ys in series.values()]
     hi = [max(ys) for _, ys in series.values()]
-    legend = ", ".join(
-        f"{name} ({('blue', 'red', 'green', 'purple')[i]})" for i, name in enumerate(series)
-    )
+    legend = ", ".join(f"{name} ({COLOR_NAMES[i]})" for i, name in enumerate(series))
     caption = f"\n\n{title}: {y_label} {min(lo):.3g}–{max(hi):.3g} against {x_label}; {legend}"
     for points in (40, 30, 22, 16, 12, 8, 5):
         md = f"![{title}](data:image/svg+xml,{quote(_svg(series, points), safe=':/=,')})"
         if len(md) + len(caption) < INLINE_LIMIT:
             return md + caption
     raise ValueError(f"{title}: {len(series)} series do not fit an inline plot")
+
+
+def _fits(title: str, svg: str, caption: str) -> str:
+    md = f"![{title}](data:image/svg+xml,{quote(svg, safe=':/=,')})"
+    if len(md) + len(caption) >= INLINE_LIMIT:
+        raise ValueError(f"{title}: {len(md) + len(caption)} characters do not fit inline")
+    return md + caption
+
+
+def inline_bars(title: str, groups: Mapping[str, Mapping[str, float]], y_label: str) -> str:
+    """Markdown: grouped bars (one group per key of `groups`, one bar per series in it, colours
+    in order, from 0 to the largest value) and a caption with every value, under the UI's
+    inline limit."""
+    names = list(next(iter(groups.values()), {}))
+    if not groups or not 0 < len(names) <= len(COLORS):
+        raise ValueError(f"{title}: grouped bars need 1 to {len(COLORS)} series in each group")
+    if any(list(g) != names for g in groups.values()):
+        raise ValueError(f"{title}: every group must have the series {names}, in that order")
+    values = [v for g in groups.values() for v in g.values()]
+    if min(values) < 0:
+        raise ValueError(f"{title}: bars start at 0, and {min(values)} is negative")
+    top, base = max(values) or 1.0, H - 12  # room under the axis for the group names
+    slot = (W - 2 * PAD) / len(groups)
+    bar = slot * 0.8 / len(names)
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='{W * 2}'>",
+        f"<path d='M{PAD},{base}H{W - PAD}' stroke='#999'/>",
+    ]
+    for i, (color, name) in enumerate(zip(COLORS, names, strict=False)):
+        d = "".join(
+            f"M{round(PAD + g * slot + slot * 0.1 + i * bar)},{base}"
+            f"v{-round(group[name] / top * (base - PAD))}h{max(round(bar), 1)}V{base}z"
+            for g, group in enumerate(groups.values())
+        )
+        parts.append(f"<path d='{d}' fill='{color}'/>")
+    labels = "".join(
+        f"<text x='{round(PAD + (g + 0.5) * slot)}' y='{H - 2}'>{name}</text>"
+        for g, name in enumerate(groups)
+    )
+    parts.append(f"<g font-size='9' text-anchor='middle'>{labels}</g></svg>")
+    legend = ", ".join(f"{n} ({COLOR_NAMES[i]})" for i, n in enumerate(names))
+    figures = "; ".join(
+        f"{g}: " + ", ".join(f"{n} {v:.3f}" for n, v in group.items())
+        for g, group in groups.items()
+    )
+    caption = f"\n\n{title}: {y_label} per {', '.join(groups)}; {legend}"
+    # Every value in the caption while it fits, the bars alone beyond that.
+    try:
+        return _fits(title, "".join(parts), f"{caption}. {figures}")
+    except ValueError:
+        return _fits(title, "".join(parts), caption)
+
+
+VERDICT_COLORS = {True: "#2ca02c", False: "#d62728", None: "#ccc"}
+
+
+def _grid(rows: Mapping[str, Sequence[bool | None]], labels: bool) -> str:
+    """Cells as runs of one colour: a stroke as tall as the row, one segment per run."""
+    n, left = max(len(v) for v in rows.values()), 44 if labels else 0
+    cell, row_h = (W - left) / n, min(16, H / len(rows))
+    paths: dict[bool | None, list[str]] = {k: [] for k in VERDICT_COLORS}
+    for r, cells in enumerate(rows.values()):
+        y, start = round((r + 0.5) * row_h), 0
+        for i in range(1, len(cells) + 1):
+            if i == len(cells) or cells[i] != cells[start]:
+                x0, x1 = round(left + start * cell), round(left + i * cell) - 1
+                paths[cells[start]].append(f"M{x0},{y}H{x1}")
+                start = i
+    height = round(len(rows) * row_h)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {height}' width='{W * 2}'>"]
+    parts += [
+        f"<path d='{''.join(d)}' stroke='{VERDICT_COLORS[k]}' stroke-width='{round(row_h) - 2}'/>"
+        for k, d in paths.items()
+        if d
+    ]
+    if labels:
+        text = "".join(
+            f"<text x='0' y='{round((r + 0.5) * row_h) + 3}'>{name[:9]}</text>"
+            for r, name in enumerate(rows)
+        )
+        parts.append(f"<g font-size='9'>{text}</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def inline_verdicts(
+    title: str, rows: Mapping[str, Sequence[bool | None]], first: str, last: str
+) -> str:
+    """Markdown: a strip of verdicts, one row per check and one column per night (green
+    passed, red failed, grey no verdict), and a caption with each row's count, under the UI's
+    inline limit; the oldest columns are dropped (and the caption says so) until it fits."""
+    lengths = {len(v) for v in rows.values()}
+    if not rows or len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"{title}: every row needs the same number (> 0) of verdicts")
+    counts = ", ".join(
+        f"{name} {sum(v is True for v in cells)}/{sum(v is not None for v in cells)}"
+        for name, cells in rows.items()
+    )
+    caption = (
+        f"\n\n{title}: {first} to {last}, rows top to bottom {counts} passed; "
+        "green passed, red failed, grey no verdict"
+    )
+    for keep in range(lengths.pop(), 0, -1):
+        kept = {name: list(cells)[-keep:] for name, cells in rows.items()}
+        for labels in (True, False):
+            try:
+                shown = "" if keep == len(next(iter(rows.values()))) else f" (last {keep} drawn)"
+                return _fits(title, _grid(kept, labels), caption + shown)
+            except ValueError:
+                continue
+    raise ValueError(f"{title}: {len(rows)} rows do not fit an inline plot")

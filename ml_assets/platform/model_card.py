@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 CARD_SCHEMA = "ml-assets.model-card.v1"
+EMBEDDER_CARD_SCHEMA = "ml-assets.embedder-card.v1"
 DECLARED = ("owner", "purpose", "intended_use", "limitations", "license")
 
 
@@ -107,17 +108,7 @@ def _validation(v: Mapping[str, Any]) -> list[str]:
         "",
         "Verdicts (each from the platform's own run):",
         "",
-        _table(
-            [
-                {
-                    "check": f"{x.get('asset')} / {x.get('check')}",
-                    "verdict": "passed" if x.get("passed") else "FAILED",
-                    "run id": x.get("run_id"),
-                    "evaluation": x.get("evaluation_id"),
-                }
-                for x in v.get("verdicts") or []
-            ]
-        ),
+        _verdicts(v.get("verdicts") or []),
     ]
 
 
@@ -131,8 +122,115 @@ def _headline(card: Mapping[str, Any]) -> str:
     return f"**Validation {word}** ({passed}/{len(verdicts)} checks); ONNX on test: {scores}."
 
 
+def _verdicts(verdicts: Sequence[Mapping[str, Any]]) -> str:
+    return _table(
+        [
+            {
+                "check": f"{x.get('asset')} / {x.get('check')}",
+                "verdict": "passed" if x.get("passed") else "FAILED",
+                "run id": x.get("run_id"),
+                "evaluation": x.get("evaluation_id"),
+            }
+            for x in verdicts
+        ]
+    )
+
+
+def _history(card: Mapping[str, Any]) -> str:
+    return _table(
+        [
+            {
+                "at": e.get("at"),
+                "kind": e.get("kind"),
+                "from": e.get("from_version"),
+                "to": e.get("to_version"),
+                "by": e.get("actor"),
+                "reason": e.get("reason"),
+            }
+            for e in card.get("promotion_history") or []
+        ]
+    )
+
+
+def _closing(card: Mapping[str, Any]) -> list[str]:
+    """Every card's last two sections: its promotion history and its environment."""
+    environment = json.dumps(card.get("environment") or {}, indent=2, sort_keys=True)
+    return [
+        "## Promotion history",
+        "",
+        _history(card),
+        "",
+        "## Environment",
+        "",
+        "```json",
+        environment,
+        "```",
+    ]
+
+
+def _search(search: Mapping[str, Any], index: Mapping[str, Any] | None) -> list[str]:
+    if not search.get("served"):
+        return [f"Search is not served with this version: {search.get('reason')}."]
+    verdict = search.get("verdict") or {}
+    rows = [{"labelled set": name, **figures} for name, figures in search["sets"].items()]
+    index = index or {}
+    shown = {k: v for k, v in index.items() if k not in ("sha256", "recorded")}
+    return [
+        f"Search quality report `{search['report_sha256']}` (run `{search['report_run_id']}`): "
+        f"{verdict.get('check')} {'passed' if verdict.get('passed') else 'FAILED'} (run "
+        f"`{verdict.get('run_id')}`). Eval-split nDCG@10 per mode:",
+        "",
+        _table(rows),
+        "",
+        f"Judged on index `{search['index_sha256']}`: "
+        + (
+            ", ".join(f"{k} {_cell(v)}" for k, v in sorted(shown.items()))
+            if index.get("recorded")
+            else "its materialization is not in this platform's records"
+        )
+        + ".",
+    ]
+
+
+def embedder_markdown(card: Mapping[str, Any]) -> str:
+    """The embedder's card for people: what it is, its parity checks, the search it was judged
+    with, its history and environment."""
+    model, what, export = card["model"], card["what"], card["export"]
+    verdicts = export.get("verdicts") or []
+    passed = sum(1 for x in verdicts if x.get("passed"))
+    word = "passed" if verdicts and passed == len(verdicts) else "FAILED"
+    parity = export.get("parity") or {}
+    lines = [
+        f"# Model card: {model['registered_model']} v{model['version']} ({model['variant']})",
+        "",
+        f"**Export checks {word}** ({passed}/{len(verdicts)}); "
+        + ", ".join(f"{k} {_cell(v)}" for k, v in sorted(parity.items()))
+        + ".",
+        "",
+        f"{what['base_model']}: {what['dim']} dimensions, up to {what['max_length']} tokens, "
+        f"pooling: {what['pooling']}. ONNX `{model['onnx_sha256']}`, tokenizer "
+        f"`{model['tokenizer_sha256']}`; MLflow run `{model.get('mlflow_run_id')}`. Card "
+        "sha256 is pinned in the bundle manifest.",
+        "",
+        "## Export parity and the retrieval guard",
+        "",
+        f"Export `{export['sha256']}` (run `{export['run_id']}`).",
+        "",
+        _verdicts(verdicts),
+        "",
+        "## Search it was judged with",
+        "",
+        *_search(card["search"], card.get("index")),
+        "",
+        *_closing(card),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card for people: what it is for first, then data, training, validation, history."""
+    if card.get("schema") == EMBEDDER_CARD_SCHEMA:
+        return embedder_markdown(card)
     model, data, training = card["model"], card["data"], card["training"]
     features = [
         {
@@ -174,26 +272,6 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
         *_validation(card["validation"]),
         "",
-        "## Promotion history",
-        "",
-        _table(
-            [
-                {
-                    "at": e.get("at"),
-                    "kind": e.get("kind"),
-                    "from": e.get("from_version"),
-                    "to": e.get("to_version"),
-                    "by": e.get("actor"),
-                    "reason": e.get("reason"),
-                }
-                for e in card.get("promotion_history") or []
-            ]
-        ),
-        "",
-        "## Environment",
-        "",
-        "```json",
-        json.dumps(card.get("environment") or {}, indent=2, sort_keys=True),
-        "```",
+        *_closing(card),
     ]
     return "\n".join(lines) + "\n"

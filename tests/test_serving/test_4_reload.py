@@ -3,6 +3,7 @@ server not ready; the promote job and a serving run switch the endpoint."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -18,6 +19,7 @@ from ml_assets.bundle.serving_process import start_server
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.platform import promotion
 from tests.helpers import RAW
+from tests.helpers import materialized_ref as _ref
 from tests.test_serving.support import (
     API_KEY,
     EMBEDDER,
@@ -156,6 +158,16 @@ def test_promote_job_then_serving_run_switches_the_endpoint(server, platform, mo
             assert r.json()["model_version"] == b
         provenance = c.get("/models").json()["models"]["fraud"]["provenance"]
         assert provenance[0]["asset"] == RAW
+        # The card served after the reload is this bundle's, not the one the model store kept
+        # from the version's first bundle (that one predates the rollback and re-promotion).
+        pinned = json.loads(_ref(platform["root"], "serving_bundle").read_verified())
+        pinned = pinned["models"]["fraud"]["info"]
+        for _ in range(6):  # both workers
+            r = c.get("/v1/models/fraud/card", headers={"accept": "application/json"})
+            assert r.status_code == 200 and r.headers["x-card-sha256"] == pinned["card_sha256"]
+        history = r.json()["card"]["promotion_history"]
+        assert history[-1]["reason"] == "re-promote after the drill", history
+        assert [e["kind"] for e in history][-2:] == ["rollback", "promotion"], history
     # A gate rejection through the job fails the run and changes nothing.
     rejected = promote_model_job.execute_in_process(
         run_config={

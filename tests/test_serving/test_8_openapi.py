@@ -79,6 +79,23 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
                 wrong.append(f"{path}: expected {status}, got {r.status_code} {r.text[:200]}")
                 continue
             jsonschema.validate(r.json(), _declared_schema(doc, path, status))
+        # The card route (a GET): declared for the served models, and answering as declared.
+        card = doc["paths"]["/v1/models/{name}/card"]["get"]
+        names = card["parameters"][0]["schema"]["enum"]
+        assert "fraud" in names, names
+        # The inference log is off on this server: no feedback route is declared.
+        assert "/v1/models/{name}/feedback" not in doc["paths"]
+        for name, accept, status, kind in [
+            ("fraud", "application/json", 200, "application/json"),
+            ("fraud", "text/markdown", 200, "text/markdown"),
+            ("no-such-model", "application/json", 404, "application/json"),
+        ]:
+            r = c.get(f"/v1/models/{name}/card", headers={"accept": accept})
+            assert r.status_code == status, (name, r.status_code, r.text[:200])
+            assert r.headers["content-type"].split(";")[0] == kind
+            declared = card["responses"][str(status)]["content"][kind]["schema"]
+            body = r.json() if kind == "application/json" else r.text
+            jsonschema.validate(body, {**declared, "components": doc["components"]})
     # Real tenants for most generated searches, so they reach the index instead of a 404.
     tenants = sorted({d.tenant_id for d in load_corpus(default_corpus_path()).documents})
     config = tmp_path / "schemathesis.toml"

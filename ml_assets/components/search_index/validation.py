@@ -27,6 +27,7 @@ from pydantic import Field
 from ml_assets.components.search_index.assets import load_embedder
 from ml_assets.platform.artifacts import ArtifactRef, lineage_of
 from ml_assets.platform.hashing import canonical_json
+from ml_assets.platform.inline_plots import inline_bars
 from ml_assets.platform.plots import md_image, mode_bars_png
 from ml_assets.platform.provenance import hashed_output, md_table, timed
 from ml_assets.resources.postgres import PostgresResource
@@ -248,6 +249,7 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
                         ]
                     )
                 ),
+                "modes_plot": MetadataValue.md(modes_plot(verdicts)),
                 "quality": MetadataValue.md(_quality_md(judged)),
                 "chart": MetadataValue.md(md_image(chart, "search quality")),
                 "fusion": MetadataValue.json(asdict(fusion)),
@@ -305,6 +307,14 @@ def _families_table(
         }
         out.append({**row, **sql})
     return out
+
+
+def modes_plot(verdicts: dict[str, dict]) -> str:
+    """Inline grouped bars: eval nDCG@10 of each mode on each labelled set."""
+    groups = {
+        name: {m: v[m] for m in ("lexical", "vector", "hybrid")} for name, v in verdicts.items()
+    }
+    return inline_bars("search modes per labelled set", groups, "eval nDCG@10")
 
 
 def _targets(verdicts: dict) -> list[dict]:
