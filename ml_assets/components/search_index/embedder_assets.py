@@ -1,5 +1,4 @@
-"""Export stage: the text embedder as ONNX (fp32 + int8, parity-checked), and the provenance
-document every registered model version carries (a declared lineage's ONNX export writes it too)."""
+"""Export stage: the text embedder as ONNX (fp32 + int8, parity-checked)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,20 +27,6 @@ from ml_assets.search.embedder_quality import MAX_LENGTH, embedder_parity
 from ml_assets.search.spec import SearchIndexSpec, shipped
 
 GROUP = "export"
-PROVENANCE_FILE = "provenance.json"
-
-
-def provenance_document(onnx_ref: ArtifactRef, registered_model: str, version: str) -> dict:
-    """The chain of hashes from the raw data to the ONNX file, for the registry version."""
-    return {
-        "schema": "ml-assets.provenance.v1",
-        "registered_model": registered_model,
-        "version": version,
-        "chain": onnx_ref.chain(),
-        "artifact": {"asset": onnx_ref.asset, "sha256": onnx_ref.sha256, "format": "onnx"},
-    }
-
-
 EMBEDDER_CODE_VERSION = "embedding_model_onnx@3"
 EMBEDDER_ASSET = "embedding_model_onnx"
 
