@@ -42,6 +42,7 @@ from ml_assets.nightly.common import (
 )
 from ml_assets.platform.artifacts import ArtifactRef, atomic_write
 from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.child_json import child_answer
 from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.platform.daily import DAILY, alert
 from ml_assets.platform.hashing import canonical_json, sha256_bytes
@@ -119,7 +120,7 @@ def _load(spec: dict[str, Any], url: str, tmp: Path) -> dict[str, Any]:
         raise Failure(f"the load run did not finish within {budget:.0f} s") from exc
     if proc.returncode != 0:
         raise Failure(f"the load tool failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "url": url}
+    return {**child_answer(proc.stdout), "url": url}
 
 
 def baseline_path(store: ArtifactStore) -> Path:
