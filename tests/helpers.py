@@ -16,9 +16,13 @@ import httpx
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
+from ml_assets.bundle.assets import serving_bundle
 from ml_assets.components.defs_folder import load_catalog, load_defs_folder
 from ml_assets.definitions import build_definitions
+from ml_assets.platform import promotion
 from ml_assets.platform.artifacts import ArtifactRef
+from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import TEST_ROWS
 
@@ -112,6 +116,49 @@ FRAUD_DATA = [
     ),
     fraud_asset("splits"),
 ]
+
+
+def promoted_and_bundled(
+    search_state: dict, mlflow: Any, home: Path, reason: str, margin: float | None = None
+) -> dict[str, Any]:
+    """The fraud lineage materialized on a module's copy of the session's search chain, it and
+    the int8 embedder promoted through the gate (`reason`, `margin`), serving_bundle built: what
+    a test of the served platform starts from."""
+    root, instance, dsn = search_state["root"], search_state["instance"], search_state["dsn"]
+    resources = local_resources(root, mlflow, dsn, home, CATALOG)
+    lineage = materialize(
+        FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
+    )
+    assert lineage.success
+    version = latest_ref(root, MODEL).extra["model_version"]
+    embedder = latest_ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
+    events = [
+        promotion.promote(
+            mlflow.client,
+            dsn,
+            name,
+            v,
+            catalog=CATALOG,
+            records=DagsterRecords(instance),
+            actor="pytest",
+            reason=f"{reason} {name}",
+            margin=margin,
+        )
+        for name, v in ((FRAUD_MODEL, version), (EMBEDDER_MODEL, embedder))
+    ]
+    bundle = materialize([serving_bundle], resources=resources, instance=instance)
+    assert bundle.success
+    return {
+        "root": root,
+        "home": home,
+        "resources": resources,
+        "instance": instance,
+        "client": mlflow.client,
+        "version": version,
+        "lineage_run": lineage.run_id,
+        "event": events[0],
+        "bundle_md": bundle.get_asset_materialization_events()[0].materialization.metadata,
+    }
 
 
 def materialize_fraud(

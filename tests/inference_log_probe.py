@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import bentoml
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from ml_assets.platform.lineage_spec import LineageSpec
 from ml_assets.platform.serving_bundle import ModelEntry
-from serving import edge, errors, request_ids
+from serving import request_ids
 from serving.inference_log import InferenceLog, LogSettings
-from serving.metrics import create_metrics, metrics_endpoint
+from serving.metrics import create_metrics
+from tests.probe_service import SETTINGS, wire
 
 SPEC = LineageSpec.from_dict(
     {
@@ -38,12 +37,7 @@ ENTRY = ModelEntry(
 )
 
 
-@bentoml.service(
-    name="inference-log-probe",
-    workers=1,
-    metrics={"enabled": False, "namespace": "bentoml_service"},
-    logging={"access": {"enabled": False}},
-)
+@bentoml.service(name="inference-log-probe", **SETTINGS)
 class InferenceLogProbe:
     def __init__(self) -> None:
         self.metrics = create_metrics()
@@ -67,7 +61,4 @@ class InferenceLogProbe:
         self.inference_log.close()
 
 
-edge.install(InferenceLogProbe)
-InferenceLogProbe.add_asgi_middleware(errors.UniformErrors)
-InferenceLogProbe.add_asgi_middleware(request_ids.RequestIds)
-InferenceLogProbe.mount_asgi_app(Starlette(routes=[Route("/metrics", metrics_endpoint)]), path="/")
+wire(InferenceLogProbe, request_ids.RequestIds)

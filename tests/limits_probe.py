@@ -9,19 +9,12 @@ from typing import Annotated
 
 import bentoml
 from pydantic import Field
-from starlette.applications import Starlette
-from starlette.routing import Route
 
-from serving import edge, errors
-from serving.metrics import create_metrics, metrics_endpoint
+from serving.metrics import create_metrics
+from tests.probe_service import SETTINGS, wire
 
 
-@bentoml.service(
-    name="limits-probe",
-    workers=1,
-    metrics={"enabled": False, "namespace": "bentoml_service"},
-    logging={"access": {"enabled": False}},
-)
+@bentoml.service(name="limits-probe", **SETTINGS)
 class LimitsProbe:
     def __init__(self) -> None:
         self.metrics = create_metrics()
@@ -33,6 +26,4 @@ class LimitsProbe:
         return {"held": seconds}
 
 
-edge.install(LimitsProbe)
-LimitsProbe.add_asgi_middleware(errors.UniformErrors)
-LimitsProbe.mount_asgi_app(Starlette(routes=[Route("/metrics", metrics_endpoint)]), path="/")
+wire(LimitsProbe)

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_assets.search.corpus import (
+    DATASETS,
     DOC_TYPES,
     CorpusError,
     Document,
@@ -194,6 +195,17 @@ def test_bad_files_raise_corpus_error(tmp_path):
     partial = write_parquet(tmp_path / "p.parquet", [{"id": "x", "text": "y"}])
     with pytest.raises(CorpusError, match="missing required column"):
         load_corpus(partial)
+
+
+def test_the_docs_set_loads_by_name_beside_the_first():
+    assert set(DATASETS) == {"search", "docs"}
+    assert default_corpus_path() == default_corpus_path("search")
+    assert default_queries_path("docs").name == "docs_queries.jsonl"
+    assert load_queries(default_queries_path("docs")) == load_queries(dataset="docs")
+    assert load_queries() == load_queries(dataset="search")
+    assert not set(known_tenants("docs")) & set(known_tenants())
+    with pytest.raises(CorpusError, match="unknown dataset 'nope'"):
+        default_corpus_path("nope")
 
 
 def test_bad_queries_raise_corpus_error(tmp_path):

@@ -12,9 +12,7 @@ import pytest
 
 from ml_assets.search.corpus import (
     DATASETS,
-    CorpusError,
     default_corpus_path,
-    default_queries_path,
     known_tenants,
     load_corpus,
     load_queries,
@@ -34,17 +32,6 @@ def docs():
 @pytest.fixture(scope="module")
 def queries():
     return load_queries(dataset="docs")
-
-
-def test_the_docs_set_loads_by_name_beside_the_first():
-    assert set(DATASETS) == {"search", "docs"}
-    assert default_corpus_path() == default_corpus_path("search")
-    assert default_queries_path("docs").name == "docs_queries.jsonl"
-    assert load_queries(default_queries_path("docs")) == load_queries(dataset="docs")
-    assert load_queries() == load_queries(dataset="search")
-    assert not set(known_tenants("docs")) & set(known_tenants())
-    with pytest.raises(CorpusError, match="unknown dataset 'nope'"):
-        default_corpus_path("nope")
 
 
 def test_docs_corpus_is_multi_tenant_passages_of_real_text(docs):

@@ -100,3 +100,16 @@ def test_the_service_imports_only_what_its_bento_carries():
     assert set(edges["serving"]) <= allowed, sorted(set(edges["serving"]) - allowed)
     monitoring = {a.rsplit(" -> ", 1)[1] for a in edges["serving"].get("monitoring", ())}
     assert monitoring <= {"ml_assets.monitoring.inference_tables"}, monitoring
+
+
+def test_one_component_never_imports_another():
+    components = REPO / "ml_assets" / "components"
+    packages = {p.name for p in components.iterdir() if (p / "__init__.py").exists()}
+    wrong = sorted(
+        f"{path.relative_to(REPO)} -> {module}"
+        for name in packages
+        for path in sorted((components / name).rglob("*.py"))
+        for module in _imports(path)
+        if module.startswith("ml_assets.components.") and module.split(".")[2] in packages - {name}
+    )
+    assert wrong == [], "shared code belongs in platform/, not in another component"

@@ -11,15 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from dagster import AssetKey, materialize
+from dagster import AssetKey
 from dagster.components.resolved.errors import ResolutionException
 from pydantic import ValidationError
 
-from ml_assets.bundle.assets import serving_bundle
 from ml_assets.bundle.serving_process import start_server
 from ml_assets.components import ModelLineage
-from ml_assets.platform import promotion
-from ml_assets.platform.dagster_records import DagsterRecords
 from ml_assets.platform.hashing import read_parquet_bytes
 from ml_assets.platform.inline_plots import INLINE_LIMIT
 from ml_assets.platform.model_card import (
@@ -29,20 +26,16 @@ from ml_assets.platform.model_card import (
     card_sha256,
     verified,
 )
-from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import REPO, TEST_ROWS
 from tests.helpers import (
-    CATALOG,
-    EMBEDDER_MODEL,
-    FRAUD_ASSETS,
     FRAUD_MODEL,
     MODEL,
     RAW,
     REPORT,
     dagster_webserver,
     latest_metadata,
-    run_config,
+    promoted_and_bundled,
 )
 
 FRAUD_YAML = REPO / "ml_assets" / "lineages" / "fraud" / "defs.yaml"
@@ -100,46 +93,12 @@ def vector_dsn(search_state) -> str:
 
 
 @pytest.fixture(scope="module")
-def bundled(tmp_path_factory, mlflow_resource, vector_dsn: str, search_state):
+def bundled(tmp_path_factory, mlflow_resource, search_state):
     """The fraud lineage materialized, it and the embedder promoted, serving_bundle built."""
-    root, instance = search_state["root"], search_state["instance"]
     home = tmp_path_factory.mktemp("bentoml_home")
-    resources = local_resources(root, mlflow_resource, vector_dsn, home, CATALOG)
-    lineage = materialize(
-        FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
-    )
-    assert lineage.success
-    client = mlflow_resource.client
-    records = DagsterRecords(instance)
-    version = latest_ref(root, MODEL).extra["model_version"]
-    embedder = latest_ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"]
-    events = [
-        promotion.promote(
-            client,
-            vector_dsn,
-            name,
-            v,
-            catalog=CATALOG,
-            records=records,
-            actor="pytest",
-            reason=f"card test {name}",
-        )  # fmt: skip
-        for name, v in ((FRAUD_MODEL, version), (EMBEDDER_MODEL, embedder))
-    ]
-    bundle = materialize([serving_bundle], resources=resources, instance=instance)
-    assert bundle.success
-    manifest = json.loads(latest_ref(root, "serving_bundle").read_verified())
-    return {
-        "root": root,
-        "home": home,
-        "instance": instance,
-        "client": client,
-        "version": version,
-        "lineage_run": lineage.run_id,
-        "event": events[0],
-        "manifest": manifest,
-        "bundle_md": bundle.get_asset_materialization_events()[0].materialization.metadata,
-    }
+    bundled = promoted_and_bundled(search_state, mlflow_resource, home, "card test")
+    bundled["manifest"] = json.loads(latest_ref(bundled["root"], "serving_bundle").read_verified())
+    return bundled
 
 
 def _card(bundled) -> dict:

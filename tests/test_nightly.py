@@ -16,7 +16,6 @@ from dagster import (
     materialize,
 )
 
-from ml_assets.bundle.assets import serving_bundle
 from ml_assets.bundle.serving_process import start_server
 from ml_assets.components.search_index.assets import embedding_index, search_corpus
 from ml_assets.components.search_index.embedder_assets import embedding_model_onnx
@@ -39,11 +38,11 @@ from tests.helpers import (
     EMBEDDER_MODEL,
     FRAUD_ASSETS,
     FRAUD_MODEL,
-    MODEL,
     RAW,
     SPLITS,
     failure_text,
     materialize_shipped_curves,
+    promoted_and_bundled,
     run_config,
     search_state_dsn,  # noqa: F401  (fixture `vector_dsn`)
 )
@@ -70,43 +69,13 @@ SHORT = {
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory, mlflow_resource: MlflowResource, vector_dsn: str, search_state):
+def platform(tmp_path_factory, mlflow_resource: MlflowResource, search_state):
     """The fraud lineage on a copy of the session's search chain, both models promoted, and
     the production Bento built."""
-    root = search_state["root"]
     home = tmp_path_factory.mktemp("nightly_bentoml")
-    resources = local_resources(root, mlflow_resource, vector_dsn, home, CATALOG)
-    instance = search_state["instance"]
-    assert materialize(
-        FRAUD_ASSETS, resources=resources, instance=instance, run_config=run_config(TEST_ROWS)
-    ).success
-    client = mlflow_resource.client
-    for name, version in (
-        (FRAUD_MODEL, _ref(root, MODEL).extra["model_version"]),
-        (
-            EMBEDDER_MODEL,
-            _ref(root, "embedding_model_onnx").extra["registered_versions"]["int8"],
-        ),
-    ):
-        promotion.promote(
-            client,
-            vector_dsn,
-            name,
-            version,
-            actor="pytest",
-            reason="nightly fixture",
-            margin=1.0,
-            catalog=CATALOG,
-            records=DagsterRecords(instance),
-        )
-    assert materialize([serving_bundle], resources=resources, instance=instance).success
-    return {
-        "root": root,
-        "home": home,
-        "resources": resources,
-        "instance": instance,
-        "tag": _ref(root, "serving_bundle").extra["bento_tag"],
-    }
+    platform = promoted_and_bundled(search_state, mlflow_resource, home, "nightly fixture", 1.0)
+    platform["tag"] = _ref(platform["root"], "serving_bundle").extra["bento_tag"]
+    return platform
 
 
 def _record(platform, asset: str, key: str) -> dict:

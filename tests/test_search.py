@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import typing
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -37,6 +38,8 @@ from ml_assets.search.query import (
     DEFAULT_FUSION,
     MODES,
     FusionWeights,
+    SearchOptions,
+    SearchRequest,
     UnknownTenantError,
     run_search,
     search,
@@ -239,6 +242,30 @@ def test_tenant_isolation_and_small_tenant_gets_limit(env):
         search(env["dsn"], embedder, "power price", "no-such-tenant", limit=5)
     with pytest.raises(ValueError, match="limit"):
         search(env["dsn"], embedder, "power price", small, limit=10_000)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"query": "gas\x00price"}, r"query must not contain the NUL character \(U\+0000\)"),
+        ({"tags": ["curve", "x\x00"]}, "tags must not contain the NUL"),
+        ({"mode": "semantic"}, "mode must be one of"),
+        ({"tenant_id": ""}, "tenant_id is required"),
+        ({"query": "  "}, "query must not be empty"),
+        ({"limit": 0}, r"limit must be within 1\.\.100, got 0"),
+        ({"limit": 101}, "got 101"),
+    ],
+)
+def test_a_bad_request_is_refused_when_it_is_made(options, match):
+    with pytest.raises(ValueError, match=match):
+        SearchRequest(**{"query": "gas price", "tenant_id": "acme", **options})
+
+
+def test_search_options_are_the_request_fields_after_the_tenant():
+    fields = typing.get_type_hints(SearchRequest)
+    assert list(fields)[:2] == ["query", "tenant_id"]
+    after = {k: v for k, v in fields.items() if k not in ("query", "tenant_id")}
+    assert typing.get_type_hints(SearchOptions) == after
 
 
 def test_corpus_edit_reindexes_only_changed_documents(env, dagster_instance, tmp_path):

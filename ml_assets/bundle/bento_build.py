@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_assets.platform.artifacts import atomic_write
+from ml_assets.platform.child_json import child_main
 from ml_assets.platform.model_card import card_markdown
 from ml_assets.platform.serving_bundle import MODEL_MANIFEST, ModelEntry, verify_model_dir
 
@@ -218,11 +219,5 @@ def build(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[1]).read_text())
-    print(json.dumps(build(spec)))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(child_main(build, sys.argv))

@@ -1,5 +1,6 @@
 """What the nightly assets share: the daily partitions, the per-night record files, the alert,
-a night that stops being recorded as failed, and the serving bundles found in the records.
+a night that stops being recorded as failed, the `no_regression` check, and the serving bundles
+found in the records.
 
 Each night writes `<ML_ARTIFACT_ROOT>/nightly/<asset>/<YYYY-MM-DD>.json`, completed or failed
 with the reason, so a night is never silently a pass; the trend is read back from those files.
@@ -8,25 +9,61 @@ with the reason, so a night is never silently a pass; the trend is read back fro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, Failure
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    asset,
+)
 
 from ml_assets.nightly import records as nightly
 from ml_assets.platform.artifacts import atomic_write
 from ml_assets.platform.catalog import Catalog
-from ml_assets.platform.daily import BUNDLE, alert
+from ml_assets.platform.daily import BUNDLE, DAILY, alert
 from ml_assets.platform.hashing import canonical_json
 from ml_assets.platform.validation_records import ValidationRecords
 from ml_assets.resources.storage import ArtifactStore
 
 GROUP = "ops"
 VALIDATION, SMOKE = "nightly_validation", "nightly_smoke"
+NO_REGRESSION = "no_regression"
+
+
+def nightly_asset(
+    name: str, code_version: str, deps: list[str], check: str
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """`@asset` of a nightly: daily partitions in group `ops`, with the blocking `no_regression`
+    check (`check` describes it): tonight against what the night is judged by."""
+    return asset(
+        name=name,
+        group_name=GROUP,
+        code_version=code_version,
+        partitions_def=DAILY,
+        deps=deps,
+        check_specs=[AssetCheckSpec(NO_REGRESSION, asset=name, blocking=True, description=check)],
+    )
+
+
+def no_regression_result(regressions: list[str], passed: str) -> AssetCheckResult:
+    """The check's verdict: failed naming every regression, or passed saying `passed`."""
+    return AssetCheckResult(
+        check_name=NO_REGRESSION,
+        passed=not regressions,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(regressions)[:2000] or passed,
+        metadata={"regressions": MetadataValue.json(regressions)},
+    )
 
 
 def nightly_dir(store: ArtifactStore, asset_name: str) -> Path:

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ml_assets.platform.child_json import child_main
+
 SMOKE_SCHEMA = "ml-assets.nightly-smoke.v1"
 VALIDATION_SCHEMA = "ml-assets.nightly-validation.v2"
 BASELINE_SCHEMA = "ml-assets.smoke-baseline.v1"
@@ -331,14 +333,8 @@ def trend_png(nights: list[Mapping[str, Any]], series: Mapping[str, str], title:
     return buf.getvalue()
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[1]).read_text())
-    print(json.dumps(run_load(spec)))
-    return 0
-
-
 if __name__ == "__main__":
     # Locust patches the standard library on import: do it before anything else imports it.
     import locust  # noqa: F401
 
-    sys.exit(main(sys.argv))
+    sys.exit(child_main(run_load, sys.argv))

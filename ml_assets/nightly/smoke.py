@@ -13,8 +13,6 @@ from typing import Any
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSelection,
     Config,
@@ -23,7 +21,6 @@ from dagster import (
     OpExecutionContext,
     Output,
     ResourceParam,
-    asset,
     define_asset_job,
     job,
     op,
@@ -33,17 +30,19 @@ from pydantic import Field
 from ml_assets.bundle.serving_process import start_server
 from ml_assets.nightly import records
 from ml_assets.nightly.common import (
-    GROUP,
     SMOKE,
     newest_bundle,
+    nightly_asset,
     nightly_dir,
+    no_regression_result,
     not_yet_served,
     recorded_night,
 )
 from ml_assets.platform.artifacts import ArtifactRef, atomic_write
 from ml_assets.platform.catalog import Catalog
+from ml_assets.platform.child_json import child_answer
 from ml_assets.platform.dagster_records import DagsterRecords
-from ml_assets.platform.daily import DAILY, alert
+from ml_assets.platform.daily import alert
 from ml_assets.platform.hashing import canonical_json, sha256_bytes
 from ml_assets.platform.plots import md_image
 from ml_assets.platform.provenance import hashed_output, md_table, timed
@@ -119,7 +118,7 @@ def _load(spec: dict[str, Any], url: str, tmp: Path) -> dict[str, Any]:
         raise Failure(f"the load run did not finish within {budget:.0f} s") from exc
     if proc.returncode != 0:
         raise Failure(f"the load tool failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "url": url}
+    return {**child_answer(proc.stdout), "url": url}
 
 
 def baseline_path(store: ArtifactStore) -> Path:
@@ -132,19 +131,11 @@ def read_baseline(store: ArtifactStore) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-@asset(
-    group_name=GROUP,
-    code_version=SMOKE_CODE_VERSION,
-    partitions_def=DAILY,
+@nightly_asset(
+    SMOKE,
+    SMOKE_CODE_VERSION,
     deps=["serving_bundle"],
-    check_specs=[
-        AssetCheckSpec(
-            "no_regression",
-            asset=SMOKE,
-            blocking=True,
-            description="p95 <= adopted baseline x 1.10 and error rate <= 1% per endpoint.",
-        )
-    ],
+    check="p95 <= adopted baseline x 1.10 and error rate <= 1% per endpoint.",
 )
 def nightly_smoke(
     context: AssetExecutionContext,
@@ -254,17 +245,11 @@ def nightly_smoke(
             },
         },
     )
-    yield AssetCheckResult(
-        check_name="no_regression",
-        passed=not regressions,
-        severity=AssetCheckSeverity.ERROR,
-        description="; ".join(regressions)[:2000]
-        or (
-            f"within baseline {baseline['partition']}"
-            if baseline
-            else "error rates within limit; no p95 baseline adopted (set_smoke_baseline_job)"
-        ),
-        metadata={"regressions": MetadataValue.json(regressions)},
+    yield no_regression_result(
+        regressions,
+        f"within baseline {baseline['partition']}"
+        if baseline
+        else "error rates within limit; no p95 baseline adopted (set_smoke_baseline_job)",
     )
 
 

@@ -8,25 +8,23 @@ from typing import Any
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSelection,
     Config,
     MetadataValue,
     Output,
     ResourceParam,
-    asset,
     define_asset_job,
 )
 from pydantic import Field
 
 from ml_assets.nightly import records as nightly
 from ml_assets.nightly.common import (
-    GROUP,
     VALIDATION,
     find_bundle,
+    nightly_asset,
     nightly_dir,
+    no_regression_result,
     not_yet_served,
     recorded_night,
 )
@@ -35,7 +33,7 @@ from ml_assets.nightly.search import search_part
 from ml_assets.platform.artifacts import ArtifactRef, atomic_write
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
-from ml_assets.platform.daily import DAILY, alert
+from ml_assets.platform.daily import alert
 from ml_assets.platform.hashing import canonical_json
 from ml_assets.platform.inline_plots import inline_plot, inline_verdicts
 from ml_assets.platform.plots import md_image
@@ -106,21 +104,13 @@ def lineage_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@asset(
-    group_name=GROUP,
-    code_version=VALIDATION_CODE_VERSION,
-    partitions_def=DAILY,
+@nightly_asset(
+    VALIDATION,
+    VALIDATION_CODE_VERSION,
     # Each declared lineage's report is added by ops.build_defs (ml_assets/definitions.py).
     deps=["search_quality_report"],
-    check_specs=[
-        AssetCheckSpec(
-            "no_regression",
-            asset=VALIDATION,
-            blocking=True,
-            description="Each production model within its own validation's thresholds, not "
-            "worse than its validated report or the last night beyond the declared tolerance.",
-        )
-    ],
+    check="Each production model within its own validation's thresholds, not worse than its "
+    "validated report or the last night beyond the declared tolerance.",
 )
 def nightly_validation(
     context: AssetExecutionContext,
@@ -189,13 +179,7 @@ def nightly_validation(
     yield hashed_output(
         ref, wall_time_s=t["seconds"], metadata=_metadata(record, [*earlier, record])
     )
-    yield AssetCheckResult(
-        check_name="no_regression",
-        passed=not regressions,
-        severity=AssetCheckSeverity.ERROR,
-        description="; ".join(regressions)[:2000] or "every check within its threshold",
-        metadata={"regressions": MetadataValue.json(regressions)},
-    )
+    yield no_regression_result(regressions, "every check within its threshold")
 
 
 def _get(night: dict[str, Any], *path: str) -> Any:

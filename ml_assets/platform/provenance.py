@@ -40,6 +40,20 @@ def timed() -> Iterator[dict[str, float]]:
         out["seconds"] = time.perf_counter() - start
 
 
+PROVENANCE_FILE = "provenance.json"
+
+
+def provenance_document(onnx_ref: ArtifactRef, registered_model: str, version: str) -> dict:
+    """The chain of hashes from the raw data to the ONNX file, for the registry version."""
+    return {
+        "schema": "ml-assets.provenance.v1",
+        "registered_model": registered_model,
+        "version": version,
+        "chain": onnx_ref.chain(),
+        "artifact": {"asset": onnx_ref.asset, "sha256": onnx_ref.sha256, "format": "onnx"},
+    }
+
+
 # The order a person reads an asset's page in (Dagster shows metadata in the order given): a
 # one-line verdict, the headline metrics, the plots, the thresholds and verdicts, the rest of
 # the asset's own figures, then the provenance, the environment last. Keys name their place.

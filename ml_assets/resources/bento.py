@@ -12,6 +12,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from ml_assets.platform.child_json import child_answer
+
 
 class BentoResource(ConfigurableResource):
     """The BentoML home the serving bundle is built into and served from."""
@@ -35,4 +37,4 @@ class BentoResource(ConfigurableResource):
             raise RuntimeError(
                 f"bentoml build failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
             )
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return child_answer(proc.stdout)

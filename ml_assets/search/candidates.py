@@ -14,7 +14,7 @@ import psycopg
 
 from ml_assets.search.config import DEFAULT_EF_SEARCH, EXACT_SCAN_MAX_DOCS, FusionWeights
 from ml_assets.search.corpus import LabelledQuery
-from ml_assets.search.sql import compose, search_params, set_search_locals
+from ml_assets.search.sql import SearchRequest, compose, search_params, set_search_locals
 
 K = 10
 # The largest candidate list any trial uses: fetched once per query.
@@ -101,15 +101,15 @@ def fetch_candidates(
     out = []
     fusion = FusionWeights(ranker="bm25", candidates=max_candidates, lexical_budget=lexical_budget)
     for q, v in zip(queries, vectors, strict=True):
-        params = search_params(
+        request = SearchRequest(
             q.query,
-            v,
             q.tenant_id,
             limit=K,
             mode="hybrid",
             fusion=fusion,
             exact_scan_max_docs=EXACT_SCAN_MAX_DOCS,
         )
+        params = search_params(request, v)
         with conn.transaction():
             set_search_locals(conn, ef_search)
             n_terms, n_known, idfs, idf_sum, avgdl = conn.execute(_HEADER_SQL, params).fetchone()

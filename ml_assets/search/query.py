@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 import numpy as np
 import psycopg
@@ -22,13 +22,12 @@ from ml_assets.search.config import (
     DEFAULT_EF_SEARCH,
     DEFAULT_FUSION,
     EXACT_SCAN_MAX_DOCS,
-    MAX_LIMIT,
     MODES,
     FusionWeights,
     Mode,
 )
 from ml_assets.search.index import Embedder, connect
-from ml_assets.search.sql import search_params, set_search_locals, statement
+from ml_assets.search.sql import SearchRequest, search_params, set_search_locals, statement
 
 # The configuration's names too: callers of search() (the service) pass a FusionWeights.
 __all__ = [
@@ -39,6 +38,8 @@ __all__ = [
     "FusionWeights",
     "Mode",
     "SearchHit",
+    "SearchOptions",
+    "SearchRequest",
     "UnknownTenantError",
     "connection_lost",
     "retry_on_dead_connection",
@@ -71,31 +72,17 @@ class UnknownTenantError(LookupError):
     """The tenant has no documents in the live index."""
 
 
-def _validate(
-    query: str,
-    tenant_id: str,
-    limit: int,
-    mode: str,
-    types: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-) -> None:
-    # Postgres text cannot hold NUL: say so here rather than fail in the query (a DataError).
-    for label, values in (
-        ("query", [query]),
-        ("tenant_id", [tenant_id]),
-        ("types", types),
-        ("tags", tags),
-    ):
-        if values and any("\x00" in v for v in values):
-            raise ValueError(f"{label} must not contain the NUL character (U+0000)")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not tenant_id:
-        raise ValueError("tenant_id is required")
-    if not query or not query.strip():
-        raise ValueError("query must not be empty")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {limit}")
+class SearchOptions(TypedDict, total=False):
+    """The keyword options of `run_search` and `search`: SearchRequest's fields (and defaults)
+    after the tenant."""
+
+    types: Sequence[str] | None
+    tags: Sequence[str] | None
+    limit: int
+    mode: Mode
+    fusion: FusionWeights
+    ef_search: int
+    exact_scan_max_docs: int
 
 
 def run_search(
@@ -103,37 +90,21 @@ def run_search(
     query: str,
     query_vector: np.ndarray | None,
     tenant_id: str,
-    *,
-    types: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    limit: int = 10,
-    mode: Mode = "hybrid",
-    fusion: FusionWeights = DEFAULT_FUSION,
-    ef_search: int = DEFAULT_EF_SEARCH,
-    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
+    **options: Unpack[SearchOptions],
 ) -> list[SearchHit]:
-    """Run one mode's statement on `conn` (vector/hybrid need the query's embedding).
+    """Run one mode's statement on `conn` (vector/hybrid need the query's embedding)."""
+    return _run(conn, SearchRequest(query, tenant_id, **options), query_vector)
 
-    `exact_scan_max_docs`: tenants up to this size get an exact vector scan instead of HNSW
-    (0 forces HNSW for every tenant, e.g. to measure the graph's own recall).
-    """
-    _validate(query, tenant_id, limit, mode, types, tags)
-    if mode != "lexical" and query_vector is None:
-        raise ValueError(f"mode {mode!r} needs the query's embedding")
-    params = search_params(
-        query,
-        query_vector,
-        tenant_id,
-        types=types,
-        tags=tags,
-        limit=limit,
-        mode=mode,
-        fusion=fusion,
-        exact_scan_max_docs=exact_scan_max_docs,
-    )
+
+def _run(
+    conn: psycopg.Connection, request: SearchRequest, query_vector: np.ndarray | None
+) -> list[SearchHit]:
+    if request.mode != "lexical" and query_vector is None:
+        raise ValueError(f"mode {request.mode!r} needs the query's embedding")
+    params = search_params(request, query_vector)
     with conn.transaction():
-        set_search_locals(conn, ef_search)
-        rows = conn.execute(statement(mode, fusion), params).fetchall()
+        set_search_locals(conn, request.ef_search)
+        rows = conn.execute(statement(request.mode, request.fusion), params).fetchall()
     return [
         SearchHit(
             r[0],
@@ -163,37 +134,18 @@ def search(
     embedder: Embedder,
     query: str,
     tenant_id: str,
-    *,
-    types: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    limit: int = 10,
-    mode: Mode = "hybrid",
-    fusion: FusionWeights = DEFAULT_FUSION,
-    ef_search: int = DEFAULT_EF_SEARCH,
-    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
+    **options: Unpack[SearchOptions],
 ) -> list[SearchHit]:
     """Search the live index for one tenant; raises UnknownTenantError for a tenant with no rows.
 
     The service passes the configuration its bundle judged (SearchServing): the fusion and both
     scan parameters."""
-    _validate(query, tenant_id, limit, mode, types, tags)
-    qvec = None if mode == "lexical" else embedder.embed([query])[0]
+    request = SearchRequest(query, tenant_id, **options)
+    qvec = None if request.mode == "lexical" else embedder.embed([query])[0]
     own = isinstance(dsn_or_conn, str)
     conn = connect(dsn_or_conn) if own else dsn_or_conn
     try:
-        hits = run_search(
-            conn,
-            query,
-            qvec,
-            tenant_id,
-            types=types,
-            tags=tags,
-            limit=limit,
-            mode=mode,
-            fusion=fusion,
-            ef_search=ef_search,
-            exact_scan_max_docs=exact_scan_max_docs,
-        )
+        hits = _run(conn, request, qvec)
         if not hits and not tenant_exists(conn, tenant_id):
             raise UnknownTenantError(f"tenant {tenant_id!r} has no documents in the index")
         return hits

@@ -4,18 +4,23 @@ fragments, with every value a bound parameter and the tenant in every WHERE."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from ml_assets.search.config import (
+    DEFAULT_EF_SEARCH,
     DEFAULT_FUSION,
     EXACT_SCAN_MAX_DOCS,
     FUSION_METHODS,
+    MAX_LIMIT,
+    MODES,
     QUERY_TERMS_CAP,
     RANKERS,
     FusionWeights,
+    Mode,
 )
 from ml_assets.search.tables import lexical_tsvector
 
@@ -281,30 +286,59 @@ def statement(mode: str, fusion: FusionWeights) -> sql.Composed:
     return _SQL[(mode, fusion.ranker, fusion.method if mode == "hybrid" else "rrf")]
 
 
-def search_params(
-    query: str,
-    query_vector: np.ndarray | None,
-    tenant_id: str,
-    *,
-    types: Sequence[str] | None = None,
-    tags: Sequence[str] | None = None,
-    limit: int = 10,
-    mode: str = "hybrid",
-    fusion: FusionWeights = DEFAULT_FUSION,
-    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS,
-) -> dict[str, object]:
-    """The bound parameters of `statement(mode, fusion)`."""
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search of one tenant: what its statement, bound parameters and settings come from.
+
+    Checked when it is made, so a bad request fails before anything is embedded or queried.
+    `exact_scan_max_docs`: tenants up to this size get an exact vector scan instead of HNSW
+    (0 forces HNSW for every tenant, e.g. to measure the graph's own recall).
+    """
+
+    query: str
+    tenant_id: str
+    types: Sequence[str] | None = None
+    tags: Sequence[str] | None = None
+    limit: int = 10
+    mode: Mode = "hybrid"
+    fusion: FusionWeights = DEFAULT_FUSION
+    ef_search: int = DEFAULT_EF_SEARCH
+    exact_scan_max_docs: int = EXACT_SCAN_MAX_DOCS
+
+    def __post_init__(self) -> None:
+        # Postgres text cannot hold NUL: say so here rather than fail in the query (a DataError).
+        for label, values in (
+            ("query", [self.query]),
+            ("tenant_id", [self.tenant_id]),
+            ("types", self.types),
+            ("tags", self.tags),
+        ):
+            if values and any("\x00" in v for v in values):
+                raise ValueError(f"{label} must not contain the NUL character (U+0000)")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not self.tenant_id:
+            raise ValueError("tenant_id is required")
+        if not self.query or not self.query.strip():
+            raise ValueError("query must not be empty")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be within 1..{MAX_LIMIT}, got {self.limit}")
+
+
+def search_params(request: SearchRequest, query_vector: np.ndarray | None) -> dict[str, object]:
+    """The bound parameters of `request`'s statement (`statement(request.mode, request.fusion)`)."""
+    fusion, limit = request.fusion, request.limit
     return {
-        "q": query,
+        "q": request.query,
         "qvec": None if query_vector is None else np.asarray(query_vector, dtype=np.float32),
-        "tenant": tenant_id,
-        "types": list(types) if types else None,
-        "tags": list(tags) if tags else None,
+        "tenant": request.tenant_id,
+        "types": list(request.types) if request.types else None,
+        "tags": list(request.tags) if request.tags else None,
         "limit": limit,
-        "vec_limit": limit if mode == "vector" else max(fusion.candidates, limit),
-        "lex_limit": limit if mode == "lexical" else max(fusion.candidates, limit),
+        "vec_limit": limit if request.mode == "vector" else max(fusion.candidates, limit),
+        "lex_limit": limit if request.mode == "lexical" else max(fusion.candidates, limit),
         "lex_budget": max(fusion.lexical_budget, limit),
-        "exact_max": exact_scan_max_docs,
+        "exact_max": request.exact_scan_max_docs,
         "w_vec": float(fusion.vector),
         "w_lex": float(fusion.lexical),
         "w_lex1": float(fusion.lexical_weight_at_1),

@@ -14,13 +14,7 @@ import pytest
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION
 from ml_assets.search.corpus import default_corpus_path, load_corpus
 from tests.helpers import ONNX, RAW, at_once
-from tests.test_serving.support import (
-    API_KEY,
-    EMBEDDER,
-    FRAUD,
-    _metric,
-    serve_first_bundle,
-)
+from tests.test_serving.support import API_KEY, EMBEDDER, FRAUD, _metric, serve_first_bundle
 
 # ---- endpoints ------------------------------------------------------------------------------
 

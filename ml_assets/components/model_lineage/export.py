@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry import ModelVersion
 
-from ml_assets.components.search_index.embedder_assets import PROVENANCE_FILE, provenance_document
 from ml_assets.platform.artifacts import ArtifactRef
 from ml_assets.platform.environment import environment_snapshot
 from ml_assets.platform.hashing import canonical_json, sha256_bytes
+from ml_assets.platform.provenance import PROVENANCE_FILE, provenance_document
 from ml_assets.resources.mlflow import MlflowResource
 
 ONNX_FILE = "onnx/model.onnx"

@@ -15,10 +15,9 @@ from pydantic import Field
 from ml_assets.components.model_lineage.export import record_export
 from ml_assets.components.model_lineage.resolve import LineagePlan
 from ml_assets.components.model_lineage.tracking import track_model
-from ml_assets.components.search_index.embedder_assets import provenance_document
 from ml_assets.platform.artifacts import ArtifactRef, lineage_of
 from ml_assets.platform.hashing import read_parquet_bytes
-from ml_assets.platform.provenance import hashed_output, md_table, timed
+from ml_assets.platform.provenance import hashed_output, md_table, provenance_document, timed
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.storage import ArtifactStore
 from ml_assets.tabular.data import SPLITS

@@ -6,14 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dagster import (
-    AssetExecutionContext,
-    AssetsDefinition,
-    Config,
-    MetadataValue,
-    Output,
-    asset,
-)
+import dagster as dg
 from pydantic import Field
 
 from ml_assets.platform.artifacts import ArtifactRef, lineage_of
@@ -31,7 +24,7 @@ CORPUS_CODE_VERSION = "search_corpus@1"
 INDEX_CODE_VERSION = "embedding_index@2"
 
 
-class SearchCorpusConfig(Config):
+class SearchCorpusConfig(dg.Config):
     source_path: str | None = Field(
         default=None,
         description="A JSONL or Parquet corpus to load instead of the one shipped in the repo.",
@@ -54,14 +47,14 @@ def documents_from_bytes(data: bytes) -> list[Document]:
     return docs
 
 
-def build_search_corpus(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_search_corpus(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """The `search_corpus` asset of a declared index: its corpus, only its declared tenants."""
     tenants = spec.tenant_ids
 
-    @asset(name="search_corpus", group_name=GROUP, code_version=CORPUS_CODE_VERSION)
+    @dg.asset(name="search_corpus", group_name=GROUP, code_version=CORPUS_CODE_VERSION)
     def search_corpus(
-        context: AssetExecutionContext, config: SearchCorpusConfig, store: ArtifactStore
-    ) -> Output[ArtifactRef]:
+        context: dg.AssetExecutionContext, config: SearchCorpusConfig, store: ArtifactStore
+    ) -> dg.Output[ArtifactRef]:
         """Documents per tenant, each with a content hash; rows of undeclared tenants refused."""
         with timed() as t:
             path = Path(config.source_path).expanduser() if config.source_path else spec.corpus()
@@ -90,19 +83,19 @@ def build_search_corpus(spec: SearchIndexSpec) -> AssetsDefinition:
             ref,
             wall_time_s=t["seconds"],
             metadata={
-                "source": MetadataValue.path(str(path.resolve())),
-                "source_sha256": MetadataValue.text(load.source_sha256),
-                "declared_in": MetadataValue.text(spec.declared_in),
-                "dagster/row_count": MetadataValue.int(len(load.documents)),
-                "skipped": MetadataValue.json(dict(load.skipped)),
-                "documents": MetadataValue.md(md_table(rows)),
+                "source": dg.MetadataValue.path(str(path.resolve())),
+                "source_sha256": dg.MetadataValue.text(load.source_sha256),
+                "declared_in": dg.MetadataValue.text(spec.declared_in),
+                "dagster/row_count": dg.MetadataValue.int(len(load.documents)),
+                "skipped": dg.MetadataValue.json(dict(load.skipped)),
+                "documents": dg.MetadataValue.md(md_table(rows)),
             },
         )
 
     return search_corpus
 
 
-class EmbeddingIndexConfig(Config):
+class EmbeddingIndexConfig(dg.Config):
     variant: str | None = Field(
         default=None,
         description="Which export of the embedder: int8 or fp32 (default: the declared one).",
@@ -150,20 +143,20 @@ def load_embedder(
     return embedder, model_sha256
 
 
-def build_embedding_index(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_embedding_index(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """The `embedding_index` asset of a declared index (its embedder variant by default)."""
 
-    @asset(
+    @dg.asset(
         name="embedding_index", group_name=GROUP, code_version=INDEX_CODE_VERSION, pool="reindex"
     )
     def embedding_index(
-        context: AssetExecutionContext,
+        context: dg.AssetExecutionContext,
         config: EmbeddingIndexConfig,
         store: ArtifactStore,
         postgres: PostgresResource,
         search_corpus: ArtifactRef,
         embedding_model_onnx: ArtifactRef,
-    ) -> Output[ArtifactRef]:
+    ) -> dg.Output[ArtifactRef]:
         """pgvector table per model version (HNSW + full-text), incremental, switched atomically."""
         with timed() as t:
             docs = documents_from_bytes(search_corpus.read_verified())
@@ -190,8 +183,8 @@ def build_embedding_index(spec: SearchIndexSpec) -> AssetsDefinition:
             log=context.log.info,
             summary=f"embedded {stats.embedded}",
             metadata={
-                "embedded": MetadataValue.int(stats.embedded),
-                "truncated_texts": MetadataValue.int(stats.truncated),
+                "embedded": dg.MetadataValue.int(stats.embedded),
+                "truncated_texts": dg.MetadataValue.int(stats.truncated),
             },
         )
 
@@ -211,7 +204,7 @@ def index_output(
     log: Any,
     summary: str,
     metadata: dict[str, Any],
-) -> Output[ArtifactRef]:
+) -> dg.Output[ArtifactRef]:
     """embedding_index's output, monolithic or assembled from shards: the stored state and its
     metadata. `timer`: the `timed()` dict the index was built in (its wall time is read here).
 
@@ -232,14 +225,14 @@ def index_output(
         timer,
         extra={"table": stats.table, "model_sha256": model_sha},
         metadata={
-            "table": MetadataValue.text(f"search.{stats.table}"),
-            "model_sha256": MetadataValue.text(model_sha),
-            "mode": MetadataValue.text(stats.mode),
+            "table": dg.MetadataValue.text(f"search.{stats.table}"),
+            "model_sha256": dg.MetadataValue.text(model_sha),
+            "mode": dg.MetadataValue.text(stats.mode),
             **metadata,
-            "deleted": MetadataValue.int(stats.deleted),
-            "unchanged": MetadataValue.int(stats.unchanged),
-            "dagster/row_count": MetadataValue.int(stats.total),
-            "switched_live_index": MetadataValue.bool(stats.switched),
+            "deleted": dg.MetadataValue.int(stats.deleted),
+            "unchanged": dg.MetadataValue.int(stats.unchanged),
+            "dagster/row_count": dg.MetadataValue.int(stats.total),
+            "switched_live_index": dg.MetadataValue.bool(stats.switched),
         },
     )
 
@@ -256,7 +249,7 @@ def embedded_output(
     *,
     extra: dict[str, Any],
     metadata: dict[str, Any],
-) -> Output[ArtifactRef]:
+) -> dg.Output[ArtifactRef]:
     """The output of an asset that embeds `docs`: `state` and every document's content hash,
     stored as its content, with the corpus and the embedder as upstreams."""
     content = {**state, "documents": sorted([d.tenant_id, d.id, content_hash(d)] for d in docs)}

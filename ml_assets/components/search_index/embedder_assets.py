@@ -1,20 +1,9 @@
-"""Export stage: the text embedder as ONNX (fp32 + int8, parity-checked), and the provenance
-document every registered model version carries (a declared lineage's ONNX export writes it too)."""
+"""Export stage: the text embedder as ONNX (fp32 + int8, parity-checked)."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    AssetsDefinition,
-    Config,
-    MetadataValue,
-    Output,
-    asset,
-)
+import dagster as dg
 from pydantic import Field
 
 from ml_assets.platform.artifacts import ArtifactRef
@@ -28,25 +17,11 @@ from ml_assets.search.embedder_quality import MAX_LENGTH, embedder_parity
 from ml_assets.search.spec import SearchIndexSpec, shipped
 
 GROUP = "export"
-PROVENANCE_FILE = "provenance.json"
-
-
-def provenance_document(onnx_ref: ArtifactRef, registered_model: str, version: str) -> dict:
-    """The chain of hashes from the raw data to the ONNX file, for the registry version."""
-    return {
-        "schema": "ml-assets.provenance.v1",
-        "registered_model": registered_model,
-        "version": version,
-        "chain": onnx_ref.chain(),
-        "artifact": {"asset": onnx_ref.asset, "sha256": onnx_ref.sha256, "format": "onnx"},
-    }
-
-
 EMBEDDER_CODE_VERSION = "embedding_model_onnx@3"
 EMBEDDER_ASSET = "embedding_model_onnx"
 
 
-class EmbeddingExportConfig(Config):
+class EmbeddingExportConfig(dg.Config):
     min_fp32_cosine: float = Field(default=0.9999, description="Every fp32 vs PyTorch cosine.")
     min_int8_mean_cosine: float = Field(default=0.98, description="Mean int8 vs fp32 cosine.")
     max_int8_ndcg_drop: float = Field(
@@ -55,19 +30,19 @@ class EmbeddingExportConfig(Config):
 
 
 EMBEDDER_CHECKS = [
-    AssetCheckSpec(
+    dg.AssetCheckSpec(
         "fp32_parity",
         asset=EMBEDDER_ASSET,
         blocking=True,
         description="fp32 ONNX vs PyTorch: every cosine >= 0.9999.",
     ),
-    AssetCheckSpec(
+    dg.AssetCheckSpec(
         "int8_parity",
         asset=EMBEDDER_ASSET,
         blocking=True,
         description="int8 vs fp32: mean cosine >= 0.98.",
     ),
-    AssetCheckSpec(
+    dg.AssetCheckSpec(
         "int8_retrieval",
         asset=EMBEDDER_ASSET,
         blocking=True,
@@ -76,22 +51,22 @@ EMBEDDER_CHECKS = [
 ]
 
 
-def build_embedding_model_onnx(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_embedding_model_onnx(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """The text embedder's export for a declared search index: its versions are registered
     under the index's `registered_model` (its YAML), the one name the platform knows it by."""
 
-    @asset(
+    @dg.asset(
         name=EMBEDDER_ASSET,
         group_name=GROUP,
         code_version=EMBEDDER_CODE_VERSION,
         check_specs=EMBEDDER_CHECKS,
     )
     def embedding_model_onnx(
-        context: AssetExecutionContext,
+        context: dg.AssetExecutionContext,
         config: EmbeddingExportConfig,
         store: ArtifactStore,
         mlflow: MlflowResource,
-    ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+    ) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
         """all-MiniLM-L6-v2 from its package as ONNX (pooling + L2 norm in the graph), fp32 and
         int8, both registered in MLflow with their sha256."""
         yield from export_embedder(context, config, store, mlflow, spec.registered_model)
@@ -100,12 +75,12 @@ def build_embedding_model_onnx(spec: SearchIndexSpec) -> AssetsDefinition:
 
 
 def export_embedder(
-    context: AssetExecutionContext,
+    context: dg.AssetExecutionContext,
     config: EmbeddingExportConfig,
     store: ArtifactStore,
     mlflow: MlflowResource,
     registered_model: str,
-) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
     """Export, quantize, check parity and register; the asset's output and its three checks."""
     with timed() as t:
         context.log.info("exporting all-MiniLM-L6-v2 to ONNX fp32")
@@ -162,12 +137,12 @@ def export_embedder(
         ref,
         wall_time_s=t["seconds"],
         metadata={
-            "variants": MetadataValue.md(md_table(rows)),
-            "parity": MetadataValue.json(parity),
-            "fp32_sha256": MetadataValue.text(refs["fp32"].sha256),
-            "int8_sha256": MetadataValue.text(refs["int8"].sha256),
-            "tokenizer_sha256": MetadataValue.text(tok_ref.sha256),
-            "registered_versions": MetadataValue.json(versions),
+            "variants": dg.MetadataValue.md(md_table(rows)),
+            "parity": dg.MetadataValue.json(parity),
+            "fp32_sha256": dg.MetadataValue.text(refs["fp32"].sha256),
+            "int8_sha256": dg.MetadataValue.text(refs["int8"].sha256),
+            "tokenizer_sha256": dg.MetadataValue.text(tok_ref.sha256),
+            "registered_versions": dg.MetadataValue.json(versions),
         },
     )
     checks = (
@@ -188,11 +163,11 @@ def export_embedder(
         ),
     )  # each check: its name, its verdict, its metadata (label -> key of `parity`)
     for name, passed, shown in checks:
-        yield AssetCheckResult(
+        yield dg.AssetCheckResult(
             check_name=name,
             passed=passed,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={label: MetadataValue.float(parity[key]) for label, key in shown.items()},
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={label: dg.MetadataValue.float(parity[key]) for label, key in shown.items()},
         )
 
 

@@ -2,17 +2,7 @@
 partition per shard of the corpus, each a run of its own, then `embedding_index`, which
 builds HNSW + GIN from the shards and switches the live view once all of them are done."""
 
-from dagster import (
-    AssetExecutionContext,
-    AssetKey,
-    AssetsDefinition,
-    Config,
-    Failure,
-    MetadataValue,
-    Output,
-    StaticPartitionsDefinition,
-    asset,
-)
+import dagster as dg
 from psycopg import sql
 from pydantic import Field
 
@@ -47,7 +37,7 @@ SHARDS_CODE_VERSION = "embedding_shards@1"
 SHARDED_INDEX_CODE_VERSION = "embedding_index@2+shards@1"
 
 
-class EmbeddingShardConfig(Config):
+class EmbeddingShardConfig(dg.Config):
     variant: str | None = Field(
         default=None, description="int8 or fp32 (default: the declared one)."
     )
@@ -70,14 +60,14 @@ class EmbeddingShardConfig(Config):
     )
 
 
-def shards_partitions(spec: SearchIndexSpec) -> StaticPartitionsDefinition:
-    return StaticPartitionsDefinition(shard_keys(spec.shards or 0))
+def shards_partitions(spec: SearchIndexSpec) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition(shard_keys(spec.shards or 0))
 
 
-def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_embedding_shards(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """`embedding_shards`: one partition per shard; each embeds only its new or changed docs."""
 
-    @asset(
+    @dg.asset(
         name="embedding_shards",
         group_name=GROUP,
         code_version=SHARDS_CODE_VERSION,
@@ -85,13 +75,13 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
         pool="embedder",
     )
     def embedding_shards(
-        context: AssetExecutionContext,
+        context: dg.AssetExecutionContext,
         config: EmbeddingShardConfig,
         store: ArtifactStore,
         postgres: PostgresResource,
         search_corpus: ArtifactRef,
         embedding_model_onnx: ArtifactRef,
-    ) -> Output[ArtifactRef]:
+    ) -> dg.Output[ArtifactRef]:
         """One shard's embeddings (documents by key-hash prefix) in the model's staging table."""
         n, shard = int(spec.shards or 0), context.partition_key
         with timed() as t:
@@ -116,7 +106,7 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
                     log=context.log.info,
                 )
             except ShardBusyError as exc:
-                raise Failure(str(exc)) from exc
+                raise dg.Failure(str(exc)) from exc
         docs_per_s = stats.embedded / stats.seconds if stats.seconds > 0 else 0.0
         return embedded_output(
             store,
@@ -134,41 +124,41 @@ def build_embedding_shards(spec: SearchIndexSpec) -> AssetsDefinition:
             t,
             extra={"model_sha256": model_sha, "shard": shard, "digest": stats.digest},
             metadata={
-                "staging_table": MetadataValue.text(f"{SCHEMA}.{stats.staging_table}"),
-                "model_sha256": MetadataValue.text(model_sha),
-                "shard": MetadataValue.text(f"{shard} of {n}"),
-                "digest": MetadataValue.text(stats.digest),
-                "embedded": MetadataValue.int(stats.embedded),
-                "copied_from_index": MetadataValue.int(stats.copied),
-                "deleted": MetadataValue.int(stats.deleted),
-                "truncated_texts": MetadataValue.int(stats.truncated),
-                "dagster/row_count": MetadataValue.int(stats.documents),
-                "documents_per_s": MetadataValue.float(round(docs_per_s, 1)),
-                "onnx_threads": MetadataValue.int(config.onnx_threads),
+                "staging_table": dg.MetadataValue.text(f"{SCHEMA}.{stats.staging_table}"),
+                "model_sha256": dg.MetadataValue.text(model_sha),
+                "shard": dg.MetadataValue.text(f"{shard} of {n}"),
+                "digest": dg.MetadataValue.text(stats.digest),
+                "embedded": dg.MetadataValue.int(stats.embedded),
+                "copied_from_index": dg.MetadataValue.int(stats.copied),
+                "deleted": dg.MetadataValue.int(stats.deleted),
+                "truncated_texts": dg.MetadataValue.int(stats.truncated),
+                "dagster/row_count": dg.MetadataValue.int(stats.documents),
+                "documents_per_s": dg.MetadataValue.float(round(docs_per_s, 1)),
+                "onnx_threads": dg.MetadataValue.int(config.onnx_threads),
             },
         )
 
     return embedding_shards
 
 
-def build_sharded_index(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_sharded_index(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """`embedding_index` of a sharded index: HNSW + GIN from complete shards, then the switch."""
 
-    @asset(
+    @dg.asset(
         name="embedding_index",
         group_name=GROUP,
         code_version=SHARDED_INDEX_CODE_VERSION,
         pool="reindex",
-        deps=[AssetKey("embedding_shards")],
+        deps=[dg.AssetKey("embedding_shards")],
     )
     def embedding_index(
-        context: AssetExecutionContext,
+        context: dg.AssetExecutionContext,
         config: EmbeddingIndexConfig,
         store: ArtifactStore,
         postgres: PostgresResource,
         search_corpus: ArtifactRef,
         embedding_model_onnx: ArtifactRef,
-    ) -> Output[ArtifactRef]:
+    ) -> dg.Output[ArtifactRef]:
         """pgvector table per model version, assembled from every shard, switched atomically."""
         n = int(spec.shards or 0)
         with timed() as t:
@@ -186,7 +176,7 @@ def build_sharded_index(spec: SearchIndexSpec) -> AssetsDefinition:
                     log=context.log.info,
                 )
             except ShardsIncomplete as exc:
-                raise Failure(str(exc)) from exc
+                raise dg.Failure(str(exc)) from exc
             with connect(postgres.dsn) as conn:
                 digests = dict(
                     conn.execute(
@@ -209,9 +199,9 @@ def build_sharded_index(spec: SearchIndexSpec) -> AssetsDefinition:
             log=context.log.info,
             summary=f"from {n} shards",
             metadata={
-                "shards": MetadataValue.json(digests),
-                "added": MetadataValue.int(stats.added),
-                "updated": MetadataValue.int(stats.updated),
+                "shards": dg.MetadataValue.json(digests),
+                "added": dg.MetadataValue.int(stats.added),
+                "updated": dg.MetadataValue.int(stats.updated),
             },
         )
 

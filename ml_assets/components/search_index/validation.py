@@ -11,17 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import asdict
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetExecutionContext,
-    AssetsDefinition,
-    Config,
-    MetadataValue,
-    Output,
-    asset,
-)
+import dagster as dg
 from pydantic import Field
 
 from ml_assets.components.search_index.assets import load_embedder
@@ -59,7 +49,7 @@ HYBRID_GAIN_TARGETS = {"search": 0.02, "docs": 0.03}
 BM25_GAIN_TARGET = 0.03
 
 
-class SearchQualityConfig(Config):
+class SearchQualityConfig(dg.Config):
     tolerance: float | None = Field(
         default=None,
         description="Hybrid nDCG@10 may trail the better single mode by this much "
@@ -98,15 +88,15 @@ def _verdict(j: SetJudgement, tolerance: float) -> dict:
     return v
 
 
-def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
+def build_search_quality_report(spec: SearchIndexSpec) -> dg.AssetsDefinition:
     """The `search_quality_report` asset of a declared index: its queries and tolerance."""
 
-    @asset(
+    @dg.asset(
         name=ASSET,
         group_name=GROUP,
         code_version=CODE_VERSION,
         check_specs=[
-            AssetCheckSpec(
+            dg.AssetCheckSpec(
                 "hybrid_not_worse",
                 asset=ASSET,
                 blocking=True,
@@ -116,13 +106,13 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
         ],
     )
     def search_quality_report(
-        context: AssetExecutionContext,
+        context: dg.AssetExecutionContext,
         config: SearchQualityConfig,
         store: ArtifactStore,
         postgres: PostgresResource,
         embedding_index: ArtifactRef,
         embedding_model_onnx: ArtifactRef,
-    ) -> Iterator[Output[ArtifactRef] | AssetCheckResult]:
+    ) -> Iterator[dg.Output[ArtifactRef] | dg.AssetCheckResult]:
         """Every search mode and fusion on two labelled sets; fusion tuned on their tune splits."""
         model_sha = embedding_index.extra["model_sha256"]
         tolerance = spec.quality_tolerance if config.tolerance is None else config.tolerance
@@ -234,14 +224,14 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             },
             wall_time_s=t["seconds"],
             metadata={
-                "verdict": MetadataValue.text(
+                "verdict": dg.MetadataValue.text(
                     f"{'PASSED' if passed else 'FAILED'}: hybrid not worse than the best single "
                     "mode on "
                     f"{sum(v['passed'] for v in verdicts.values())}/{len(verdicts)} labelled sets; "
                     f"eval nDCG@10 hybrid {verdicts[LIVE]['hybrid']:.4f} vs best single "
                     f"{verdicts[LIVE]['best_single']:.4f}."
                 ),
-                "headline": MetadataValue.md(
+                "headline": dg.MetadataValue.md(
                     md_table(
                         [
                             {"mode": mode, **{m: r[m] for m in HEADLINE_METRICS}}
@@ -249,27 +239,27 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
                         ]
                     )
                 ),
-                "modes_plot": MetadataValue.md(modes_plot(verdicts)),
-                "quality": MetadataValue.md(_quality_md(judged)),
-                "chart": MetadataValue.md(md_image(chart, "search quality")),
-                "fusion": MetadataValue.json(asdict(fusion)),
-                "search_config": MetadataValue.json(search_config),
-                "embedder_sha256": MetadataValue.text(model_sha),
-                "fusion_families": MetadataValue.md(md_table(families)),
-                "bm25_trials": MetadataValue.md(md_table(tuning.bm25_trials)),
-                "fusion_trials": MetadataValue.int(len(tuning.fusion_trials)),
-                "labelled_set_indexes": MetadataValue.json(built),
-                "hnsw_recall_at_10": MetadataValue.json(recall[LIVE]),
-                "hnsw_recall_at_10_sets": MetadataValue.json(recall),
-                "verdicts": MetadataValue.json(verdicts),
-                "targets": MetadataValue.md(md_table(targets)),
-                "eval_ndcg_at_10_hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
+                "modes_plot": dg.MetadataValue.md(modes_plot(verdicts)),
+                "quality": dg.MetadataValue.md(_quality_md(judged)),
+                "chart": dg.MetadataValue.md(md_image(chart, "search quality")),
+                "fusion": dg.MetadataValue.json(asdict(fusion)),
+                "search_config": dg.MetadataValue.json(search_config),
+                "embedder_sha256": dg.MetadataValue.text(model_sha),
+                "fusion_families": dg.MetadataValue.md(md_table(families)),
+                "bm25_trials": dg.MetadataValue.md(md_table(tuning.bm25_trials)),
+                "fusion_trials": dg.MetadataValue.int(len(tuning.fusion_trials)),
+                "labelled_set_indexes": dg.MetadataValue.json(built),
+                "hnsw_recall_at_10": dg.MetadataValue.json(recall[LIVE]),
+                "hnsw_recall_at_10_sets": dg.MetadataValue.json(recall),
+                "verdicts": dg.MetadataValue.json(verdicts),
+                "targets": dg.MetadataValue.md(md_table(targets)),
+                "eval_ndcg_at_10_hybrid": dg.MetadataValue.float(verdicts[LIVE]["hybrid"]),
             },
         )
-        yield AssetCheckResult(
+        yield dg.AssetCheckResult(
             check_name="hybrid_not_worse",
             passed=passed,
-            severity=AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(
                 f"{name}: hybrid nDCG@10 {v['hybrid']:.4f} vs best single mode "
                 f"{v['best_single']:.4f} (tolerance {tolerance}), "
@@ -278,13 +268,13 @@ def build_search_quality_report(spec: SearchIndexSpec) -> AssetsDefinition:
             ),
             metadata={
                 **{
-                    f"{name}_{k}": MetadataValue.float(float(v[k]))
+                    f"{name}_{k}": dg.MetadataValue.float(float(v[k]))
                     for name, v in verdicts.items()
                     for k in ("hybrid", "best_single")
                 },
-                "hybrid": MetadataValue.float(verdicts[LIVE]["hybrid"]),
-                "best_single": MetadataValue.float(verdicts[LIVE]["best_single"]),
-                "tolerance": MetadataValue.float(tolerance),
+                "hybrid": dg.MetadataValue.float(verdicts[LIVE]["hybrid"]),
+                "best_single": dg.MetadataValue.float(verdicts[LIVE]["best_single"]),
+                "tolerance": dg.MetadataValue.float(tolerance),
             },
         )
 
