@@ -131,7 +131,12 @@ def test_jobs_and_resources():
     for name in ("nightly_validation_job", "nightly_smoke_job", "set_smoke_baseline_job"):
         assert defs.resolve_job_def(name)
     schedules = {s.name: s for s in defs.schedules or []}
-    assert set(schedules) == {"nightly_validation_schedule", "nightly_smoke_schedule"}
+    assert set(schedules) == {
+        "nightly_validation_schedule",
+        "nightly_smoke_schedule",
+        "inference_monitoring_schedule",
+    }
+    assert defs.resolve_job_def("inference_monitoring_job")
     assert schedules["nightly_validation_schedule"].cron_schedule == "0 2 * * *"
     assert all(s.execution_timezone == "UTC" for s in schedules.values())
     assert sorted(s.name for s in defs.sensors or []) == [
