@@ -195,9 +195,8 @@ def test_the_trend_reads_the_earlier_nights_back_failed_ones_included_runless_on
     _, md = _judge(promoted, first)
     assert "psi_trend_plot" not in md  # one night judged: nothing to draw a line through
     assert list(md["psi_trend"].value) == [first.isoformat()]
-    assert not _run(
-        promoted, drifted
-    ).success  # the blocking check failed the run: the night still counts
+    # The blocking check fails the drifted night's run; the night still counts.
+    assert not _run(promoted, drifted).success
     check, md = _judge(promoted, last)
     assert check.passed
     nights = md["psi_trend"].value
