@@ -210,3 +210,27 @@ def test_the_trend_reads_the_earlier_nights_back_failed_ones_included_runless_on
     keys = list(md)
     assert keys.index("verdict") < keys.index("psi_plot") < keys.index("psi_trend_plot")
     assert keys.index("psi_trend_plot") < keys.index("thresholds")
+
+
+def test_the_scheduled_job_runs_each_lineages_drift_and_retention_a_failure_stays_alone(promoted):
+    # What inference_monitoring_schedule's run request runs, for a day without traffic. The
+    # curves lineage was never promoted here: its drift fails, and nothing else with it.
+    day = (TODAY - timedelta(days=9)).isoformat()
+    job = DEFS.resolve_job_def("inference_monitoring_job")
+    result = job.execute_in_process(
+        partition_key=day,
+        resources=promoted["resources"],
+        instance=promoted["instance"],
+        raise_on_error=False,
+    )
+    ok = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert ok == {"fraud__inference_log_retention", "curves__inference_log_retention"}
+    assert failed == {"fraud__inference_drift", "curves__inference_drift"}
+    fraud_drift = [
+        m.materialization
+        for m in result.get_asset_materialization_events()
+        if m.materialization.asset_key == DRIFT.key
+    ]
+    assert fraud_drift[0].metadata["status"].value == "not enough traffic"
+    assert fraud_drift[0].partition == day
