@@ -10,7 +10,9 @@ in the machine's load falls on all of them. Prints throughput and two kinds of p
   shows up as the latency a client sending at a steady rate would see);
 
 then ratios to FastAPI, and /embed: 64 new texts, the same 64 again (the embedding cache), and
-16 concurrent clients of 8 new texts each.
+16 concurrent clients of 8 new texts each. `--log-on-off` serves the Bento twice, the inference
+log off and on at sample rate 1.0 (into `--log-dsn`, or an embedded Postgres it starts), and
+adds the log-on server's logged and dropped rows and the on/off ratios.
 
 Needs a built bundle (materialize serving_bundle, e.g. via `ml-assets up`) and `wrk` on PATH
 (Debian: apt-get install wrk). Examples:
@@ -21,6 +23,9 @@ Needs a built bundle (materialize serving_bundle, e.g. via `ml-assets up`) and `
     git archive <old-commit> | tar -x -C /tmp/before
     .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
         --tag ml-assets:<version> --no-bento --src before=/tmp/before --src after=. --rounds 2
+    # the inference log on (every request) and off, single-score only
+    .venv/bin/python benchmarks/serving_latency.py --bentoml-home .ml-assets/bentoml \
+        --tag ml-assets:<version> --log-on-off --no-embed --conns 16,64 --duration 8
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import inference_log_mode as log_mode  # noqa: E402
 from benchmarks.load_loop import post_loop  # noqa: E402
 from ml_assets.bundle.serving_process import ServerProcess, free_port, start_server  # noqa: E402
 from ml_assets.lineages.fraud.generator import SMOKE_TRANSACTION  # noqa: E402
@@ -224,6 +230,13 @@ def main() -> int:
     )
     ap.add_argument("--no-bento", action="store_true", help="serve only the --src checkouts")
     ap.add_argument("--env", action="append", default=[], metavar="LABEL:KEY=VALUE")
+    ap.add_argument(
+        "--log-on-off",
+        action="store_true",
+        help="serve the Bento twice: the inference log off, and on at sample rate 1.0",
+    )
+    ap.add_argument("--log-dsn", help="the log's Postgres (default: an embedded one, for the run)")
+    ap.add_argument("--no-embed", action="store_true", help="skip the /embed measurements")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found on PATH (apt-get install wrk); it gives the CO-corrected figures")
@@ -235,6 +248,7 @@ def main() -> int:
     home = args.bentoml_home.resolve()
     conns = [int(c) for c in args.conns.split(",")]
     onnx = fraud_model_file(home, args.tag)
+    print(log_mode.cpu_line())
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"bento {args.tag}; fraud model {onnx.parent.name}; {args.duration:.0f} s per point; "
@@ -256,14 +270,17 @@ def main() -> int:
         servers[base] = stack.enter_context(
             start_baseline(onnx, args.workers, Path(tmp) / "fastapi.log")
         )
-        if not args.no_bento:
-            label = f"bento {args.tag}"
+        modes: dict[str, dict[str, str]] = {f"bento {args.tag}": {}}
+        if args.log_on_off:  # the tag is in the header: the labels name the mode
+            dsn = log_mode.log_dsn(args.log_dsn, Path(tmp))
+            modes = {f"bento, {mode}": env for mode, env in log_mode.envs(dsn).items()}
+        for label, mode_env in modes.items() if not args.no_bento else ():
             server = start_server(
                 args.tag,
                 bentoml_home=home,
                 workers=args.workers,
-                env=extra_env.get("bento", {}),
-                log_path=Path(tmp) / "bento.log",
+                env={**extra_env.get("bento", {}), **mode_env},
+                log_path=Path(tmp) / f"bento{len(servers)}.log",
             )
             servers[label] = stack.enter_context(server)
         for item in args.src:
@@ -299,8 +316,12 @@ def main() -> int:
         def same(_: int) -> dict:  # the same 64 texts every time (the embedding cache answers)
             return texts(-1)
 
+        if args.log_on_off and not args.no_bento:
+            on = servers[f"bento, {log_mode.ON}"]
+            time.sleep(1.0)  # the writer flushes every 0.2 s
+            written = log_mode.written(on.url, dsn)
         for label, server in servers.items():
-            if label.startswith("FastAPI"):
+            if label.startswith("FastAPI") or args.no_embed:
                 continue
             extra[label] = {
                 "embed_64": timed_posts(server.url, "/embed", texts, 20),
@@ -334,7 +355,9 @@ def main() -> int:
                 f"{r['wp50']:.2f} / {r['wp99']:.2f} |"
             )
     print()
-    print("| server | conns | wrk req/s vs FastAPI | client p95 vs FastAPI | wrk p99 ms |")
+    print(
+        "| server | conns | wrk req/s vs FastAPI | client p50 / p95 / p99 vs FastAPI | wrk p99 ms |"
+    )
     print("|---|---|---|---|---|")
     for label in servers:
         if label == base:
@@ -342,9 +365,29 @@ def main() -> int:
         for n in conns:
             r, b = summary[(label, n)], summary[(base, n)]
             print(
-                f"| {label} | {n} | {r['rps'] / b['rps']:.2f} | {r['p95'] / b['p95']:.2f} | "
-                f"{r['wp99']:.1f} |"
+                f"| {label} | {n} | {r['rps'] / b['rps']:.2f} | {r['p50'] / b['p50']:.2f} / "
+                f"{r['p95'] / b['p95']:.2f} / {r['p99'] / b['p99']:.2f} | {r['wp99']:.1f} |"
             )
+    if args.log_on_off and not args.no_bento:
+        on_label, off_label = (f"bento, {m}" for m in (log_mode.ON, log_mode.OFF))
+        print()
+        print("| conns | log on / off: wrk req/s | client p50 / p95 / p99 | wrk p99 |")
+        print("|---|---|---|---|")
+        for n in conns:
+            r, o = summary[(on_label, n)], summary[(off_label, n)]
+            print(
+                f"| {n} | {r['rps'] / o['rps']:.2f} | {r['p50'] / o['p50']:.2f} / "
+                f"{r['p95'] / o['p95']:.2f} / {r['p99'] / o['p99']:.2f} | "
+                f"{r['wp99'] / o['wp99']:.2f} |"
+            )
+        print(
+            f"inference log of the log-on server: {written['logged']:,.0f} rows logged, "
+            f"{written['dropped']:,.0f} dropped, {written['queued']:,.0f} queued; "
+            f"{written['rows_in_postgres']:,.0f} rows in Postgres"
+        )
+    if not extra:
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return 0
     print()
     print(
         "| server | /embed 64 new texts p50 / p95 ms | same 64 again p50 / p95 ms "

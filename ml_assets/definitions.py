@@ -24,6 +24,7 @@ def build_definitions() -> Definitions:
         jobs.defs,
         promotion_sensor.build_defs(catalog),
         schedules.defs,
+        schedules.monitoring_defs(catalog),
         folder.defs,
         resource_defs(catalog),
         # One process per run: the graph is a chain, and a step process per asset would spend

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ml_assets.monitoring.inference_tables import ensure_tables, log_table
+from ml_assets.monitoring.inference_tables import ensure_tables, log_table, retention_override
 from ml_assets.platform.lineage_spec import LineageSpec
 from ml_assets.platform.serving_bundle import ModelEntry
 from serving import request_ids
@@ -79,17 +79,14 @@ class LogSettings:
         if env.get("ML_INFERENCE_LOG", "1") == "0":
             dsn = None
         rate = env.get("ML_INFERENCE_LOG_SAMPLE_RATE")
-        days = env.get("ML_INFERENCE_LOG_RETENTION_DAYS")
         settings = cls(
             dsn=dsn,
             sample_rate=None if rate is None else float(rate),
-            retention_days=None if days is None else int(days),
+            retention_days=retention_override(env),
             queue_max=int(env.get("ML_INFERENCE_LOG_QUEUE", "10000")),
         )
         if settings.sample_rate is not None and not 0.0 <= settings.sample_rate <= 1.0:
             raise ValueError(f"ML_INFERENCE_LOG_SAMPLE_RATE={rate}: expected [0, 1]")
-        if settings.retention_days is not None and settings.retention_days < 1:
-            raise ValueError(f"ML_INFERENCE_LOG_RETENTION_DAYS={days}: expected >= 1")
         return settings
 
 

@@ -126,7 +126,8 @@ def test_the_component_is_a_plain_python_object_too():
     )
     defs = build_defs_for_component(lineage)
     keys = {k.to_user_string() for a in defs.assets or [] for k in a.keys}
-    assert keys == {f"curves_py/{s}" for s in (*STAGES, "inference_drift")}
+    monitoring = ("inference_drift", "inference_log_retention")
+    assert keys == {f"curves_py/{s}" for s in (*STAGES, *monitoring)}
     assert lineage.spec().higher_is_better is False
     relative = lineage.model_copy(update={"trainer": Trainer(function=".train:make_model")})
     with pytest.raises(ValueError, match="relative to this component's defs folder"):

@@ -37,6 +37,8 @@ def test_asset_graph_snapshot():
         *CURVES,
         "fraud/inference_drift",
         "curves/inference_drift",
+        "fraud/inference_log_retention",
+        "curves/inference_log_retention",
     }
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {
@@ -52,6 +54,8 @@ def test_asset_graph_snapshot():
         **dict.fromkeys(CURVES, "curves"),
         "fraud/inference_drift": "fraud",
         "curves/inference_drift": "curves",
+        "fraud/inference_log_retention": "fraud",
+        "curves/inference_log_retention": "curves",
     }
     parents = {
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
@@ -80,10 +84,10 @@ def test_asset_graph_snapshot():
         "search_quality_report",
     ]
     assert parents["nightly_smoke"] == ["serving_bundle"]
-    # Drift judges what the bundle serves: downstream of it in the lineage graph.
-    assert (
-        parents["fraud/inference_drift"] == parents["curves/inference_drift"] == ["serving_bundle"]
-    )
+    # Drift judges what the bundle serves, retention cuts what it logged: downstream of it.
+    for name in ("fraud", "curves"):
+        assert parents[f"{name}/inference_drift"] == ["serving_bundle"]
+        assert parents[f"{name}/inference_log_retention"] == ["serving_bundle"]
     for key in graph.get_all_asset_keys():
         assert graph.get(key).code_version, key
 
@@ -127,7 +131,12 @@ def test_jobs_and_resources():
     for name in ("nightly_validation_job", "nightly_smoke_job", "set_smoke_baseline_job"):
         assert defs.resolve_job_def(name)
     schedules = {s.name: s for s in defs.schedules or []}
-    assert set(schedules) == {"nightly_validation_schedule", "nightly_smoke_schedule"}
+    assert set(schedules) == {
+        "nightly_validation_schedule",
+        "nightly_smoke_schedule",
+        "inference_monitoring_schedule",
+    }
+    assert defs.resolve_job_def("inference_monitoring_job")
     assert schedules["nightly_validation_schedule"].cron_schedule == "0 2 * * *"
     assert all(s.execution_timezone == "UTC" for s in schedules.values())
     assert sorted(s.name for s in defs.sensors or []) == [

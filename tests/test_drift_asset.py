@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import prometheus_client as prom
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, materialize
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from ml_assets.monitoring.drift_asset import CHECK, STAGE
 from ml_assets.monitoring.inference_tables import log_table
 from ml_assets.platform import promotion
 from ml_assets.platform.dagster_records import DagsterRecords
+from ml_assets.platform.inline_plots import INLINE_LIMIT
 from ml_assets.platform.serving_bundle import ModelEntry
 from ml_assets.resources.defaults import local_resources
 from ml_assets.resources.storage import latest_ref
@@ -115,14 +116,18 @@ def _rows(n: int, seed: int, amount_shift: float = 0.0) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _judge(promoted, day):
-    result = materialize(
+def _run(promoted, day):
+    return materialize(
         [DRIFT],
         partition_key=day.isoformat(),
         resources=promoted["resources"],
         instance=promoted["instance"],
         raise_on_error=False,
     )
+
+
+def _judge(promoted, day):
+    result = _run(promoted, day)
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == CHECK]
     (mat,) = result.get_asset_materialization_events()
     return check, mat.materialization.metadata
@@ -138,6 +143,17 @@ def test_an_undrifted_day_passes_and_records_what_it_compared(promoted, webhook)
     assert md["onnx_sha256"].value == promoted["entry"].files["model.onnx"]
     assert len(md["splits_sha256"].value) == 64 and len(md["model_sha256"].value) == 64
     assert md["thresholds"].value == {"psi_warn": 0.1, "psi_fail": 0.25, "min_rows": 200}
+    # The page reads verdict first, then tonight's PSI bars (every compared feature, under the
+    # UI's inline limit), then the thresholds, then the figures and the provenance.
+    keys = list(md)
+    assert keys[0] == "verdict" and md["verdict"].value.startswith(f"{day.isoformat()}: every")
+    assert keys.index("psi_plot") < keys.index("thresholds") < keys.index("rows")
+    assert keys.index("rows") < keys.index("sha256") and keys[-1] == "environment"
+    bars = md["psi_plot"].value
+    assert bars.startswith("![PSI per feature](data:image/svg+xml,") and len(bars) < INLINE_LIMIT
+    compared = [n for n in NAMES if n != "distance_from_home_km"]  # sensitive: hashes only
+    assert set(md["psi"].value) == set(compared) and all(n in bars for n in compared)
+    assert "psi_fail 0.25 (red)" in bars
 
 
 def test_amount_shifted_three_sigma_fails_the_check_naming_amount(promoted, webhook):
@@ -158,3 +174,63 @@ def test_a_thin_day_is_not_enough_traffic_not_a_pass(promoted):
     check, md = _judge(promoted, day)
     assert not check.passed and check.description.startswith("not enough traffic")
     assert md["status"].value == "not enough traffic"
+
+
+def test_the_trend_reads_the_earlier_nights_back_failed_ones_included_runless_ones_not(promoted):
+    # Nights a week back, judged in order; the other tests' nights come after this window.
+    first, drifted, last = (TODAY - timedelta(days=d) for d in (7, 6, 5))
+    sigma = generate_transactions(TEST_ROWS, seed=7)["amount"].std()
+    _log_day(promoted, _rows(300, seed=31), first)
+    _log_day(promoted, _rows(300, seed=32, amount_shift=3 * sigma), drifted)
+    _log_day(promoted, _rows(300, seed=33), last)
+    # A "night" reported through the instance API, with no run: never part of the trend.
+    fake = (TODAY - timedelta(days=8)).isoformat()
+    promoted["instance"].report_runless_asset_event(
+        AssetMaterialization(
+            DRIFT.key,
+            partition=fake,
+            metadata={"night": {"status": "fail", "max_psi": 9.9, "worst_feature": "amount"}},
+        )
+    )
+    _, md = _judge(promoted, first)
+    assert "psi_trend_plot" not in md  # one night judged: nothing to draw a line through
+    assert list(md["psi_trend"].value) == [first.isoformat()]
+    # The blocking check fails the drifted night's run; the night still counts.
+    assert not _run(promoted, drifted).success
+    check, md = _judge(promoted, last)
+    assert check.passed
+    nights = md["psi_trend"].value
+    assert list(nights) == [first.isoformat(), drifted.isoformat(), last.isoformat()]
+    assert nights[drifted.isoformat()]["status"] == "fail"
+    assert nights[drifted.isoformat()]["worst_feature"] == "amount"
+    assert nights[drifted.isoformat()]["max_psi"] > 0.25 > nights[last.isoformat()]["max_psi"]
+    trend = md["psi_trend_plot"].value
+    assert trend.startswith("![PSI, 14 nights](data:image/svg+xml,") and len(trend) < INLINE_LIMIT
+    assert "3 of 14 judged" in trend and "largest PSI (blue), psi_fail (red)" in trend
+    keys = list(md)
+    assert keys.index("verdict") < keys.index("psi_plot") < keys.index("psi_trend_plot")
+    assert keys.index("psi_trend_plot") < keys.index("thresholds")
+
+
+def test_the_scheduled_job_runs_each_lineages_drift_and_retention_a_failure_stays_alone(promoted):
+    # What inference_monitoring_schedule's run request runs, for a day without traffic. The
+    # curves lineage was never promoted here: its drift fails, and nothing else with it.
+    day = (TODAY - timedelta(days=9)).isoformat()
+    job = DEFS.resolve_job_def("inference_monitoring_job")
+    result = job.execute_in_process(
+        partition_key=day,
+        resources=promoted["resources"],
+        instance=promoted["instance"],
+        raise_on_error=False,
+    )
+    ok = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
+    assert ok == {"fraud__inference_log_retention", "curves__inference_log_retention"}
+    assert failed == {"fraud__inference_drift", "curves__inference_drift"}
+    fraud_drift = [
+        m.materialization
+        for m in result.get_asset_materialization_events()
+        if m.materialization.asset_key == DRIFT.key
+    ]
+    assert fraud_drift[0].metadata["status"].value == "not enough traffic"
+    assert fraud_drift[0].partition == day

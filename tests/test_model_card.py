@@ -29,6 +29,7 @@ from ml_assets.platform.model_card import (
 from ml_assets.resources.storage import latest_ref
 from tests.conftest import REPO, TEST_ROWS
 from tests.helpers import (
+    EMBEDDER_MODEL,
     FRAUD_MODEL,
     MODEL,
     RAW,

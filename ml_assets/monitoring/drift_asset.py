@@ -23,6 +23,13 @@ import psycopg
 from dagster import AssetExecutionContext
 
 from ml_assets.monitoring.drift import NOT_ENOUGH_TRAFFIC, drift_report
+from ml_assets.monitoring.drift_pages import (
+    earlier_nights,
+    night_summary,
+    psi_bars,
+    psi_by_feature,
+    trend,
+)
 from ml_assets.monitoring.inference_tables import ensure_tables, read_day
 from ml_assets.platform.catalog import Catalog
 from ml_assets.platform.dagster_records import DagsterRecords
@@ -40,7 +47,7 @@ from ml_assets.tabular.scorer import OnnxTabularScorer
 
 STAGE = "inference_drift"
 CHECK = "psi_within_fail"
-CODE_VERSION = "inference-drift-1"
+CODE_VERSION = "inference-drift-2"
 
 
 def training_reference(
@@ -89,6 +96,27 @@ def live_metric(spec: LineageSpec, live: pd.DataFrame) -> dict[str, Any]:
         return {"labelled_rows": int(len(labelled)), "value": None}
     metrics = model.evaluate(spec.task, y, labelled["__output__"].to_numpy(dtype=float))
     return {"labelled_rows": int(len(labelled)), "value": metrics.get(spec.primary_metric)}
+
+
+def page_of(
+    context: AssetExecutionContext, spec: LineageSpec, day: str, report: dict[str, Any]
+) -> dict[str, Any]:
+    """The night's plots (tonight's PSI bars, the 14-night trend) and what the next nights'
+    trend reads back from this materialization (`night`)."""
+    night = night_summary(report)
+    trend_md, nights = trend(day, night, earlier_nights(context, day), spec.monitoring)
+    bars = psi_bars(report, spec.monitoring)
+    out: dict[str, Any] = {}
+    if bars is not None:
+        out["psi_plot"] = dg.MetadataValue.md(bars)
+    if trend_md is not None:
+        out["psi_trend_plot"] = dg.MetadataValue.md(trend_md)
+    return {
+        **out,
+        "night": dg.MetadataValue.json(night),
+        "psi": dg.MetadataValue.json(psi_by_feature(report)),
+        "psi_trend": dg.MetadataValue.json(nights),
+    }
 
 
 def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
@@ -145,10 +173,21 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
                 spec.asset(STAGE), canonical_json(record), ".json", code_version=CODE_VERSION
             )
         status = report["status"]
+        if status == NOT_ENOUGH_TRAFFIC:
+            description = (
+                f"not enough traffic: {report['rows']} logged rows on {day}, "
+                f"min_rows {spec.monitoring.min_rows}"
+            )
+        elif report["failed"]:
+            description = f"PSI above {spec.monitoring.psi_fail}: {', '.join(report['failed'])}"
+        else:
+            description = f"every feature's PSI within {spec.monitoring.psi_fail}"
         yield hashed_output(
             ref,
             wall_time_s=t["seconds"],
             metadata={
+                "verdict": dg.MetadataValue.text(f"{day}: {description}"),
+                **page_of(context, spec, day, report),
                 "status": status,
                 "rows": report["rows"],
                 "failed_features": dg.MetadataValue.json(report["failed"]),
@@ -157,13 +196,7 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
                 **{k: dg.MetadataValue.text(v) for k, v in hashes.items()},
             },
         )
-        if status == NOT_ENOUGH_TRAFFIC:
-            description = (
-                f"not enough traffic: {report['rows']} logged rows on {day}, "
-                f"min_rows {spec.monitoring.min_rows}"
-            )
-        elif report["failed"]:
-            description = f"PSI above {spec.monitoring.psi_fail}: {', '.join(report['failed'])}"
+        if report["failed"]:
             psis = {n: report["features"][n]["psi"] for n in report["failed"]}
             alert(
                 context,
@@ -171,8 +204,6 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
                 [f"{n}: PSI {v:.3f} > {spec.monitoring.psi_fail}" for n, v in psis.items()],
                 version=record["version"],
             )
-        else:
-            description = f"every feature's PSI within {spec.monitoring.psi_fail}"
         yield dg.AssetCheckResult(
             check_name=CHECK,
             passed=status in ("ok", "warn"),

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+# Overrides every lineage's `monitoring.retention_days` where it is set: in the service (its
+# log writer's hourly prune) and in the Dagster run (the daily retention asset) alike.
+RETENTION_ENV = "ML_INFERENCE_LOG_RETENTION_DAYS"
 
 
 def log_table(lineage: str) -> str:
@@ -12,6 +17,16 @@ def log_table(lineage: str) -> str:
 
 def feedback_table(lineage: str) -> str:
     return f"inference_feedback__{lineage}"
+
+
+def retention_override(env: Mapping[str, str]) -> int | None:
+    """ML_INFERENCE_LOG_RETENTION_DAYS in `env` as days (>= 1), or None when it is unset."""
+    days = env.get(RETENTION_ENV)
+    if days is None:
+        return None
+    if not days.strip().isdigit() or int(days) < 1:
+        raise ValueError(f"{RETENTION_ENV}={days}: expected a whole number of days >= 1")
+    return int(days)
 
 
 def ensure_tables(conn: Any, lineage: str) -> None:

@@ -161,6 +161,35 @@ def _grid(rows: Mapping[str, Sequence[bool | None]], labels: bool) -> str:
     return "".join(parts)
 
 
+BAR_COLORS = ("steelblue", "orange", "red")  # under every line, over one, over two or more
+LINE_COLORS = ("orange", "red")  # the reference lines, lowest first
+
+
+def _bars_svg(bars: Sequence[tuple[str, float]], lines: Sequence[float], top: float) -> str:
+    slot = (W - 2 * PAD) / len(bars)
+    width = max(1, round(slot * 0.7))
+
+    def y(v: float) -> int:
+        return round(H - PAD - v / top * (H - 2 * PAD))
+
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='{W * 2}'>"]
+    for level, color in enumerate(BAR_COLORS):
+        # One path per colour, a vertical stroke per bar (commas cost one character encoded).
+        strokes = "".join(
+            f"M{round(PAD + slot * (i + 0.5))},{H - PAD}V{y(v)}"
+            for i, (_, v) in enumerate(bars)
+            if min(sum(v > line for line in lines), len(BAR_COLORS) - 1) == level
+        )
+        if strokes:
+            parts.append(f"<path d='{strokes}' stroke='{color}' stroke-width='{width}'/>")
+    for line, color in zip(sorted(lines), LINE_COLORS, strict=False):
+        parts.append(
+            f"<path d='M{PAD},{y(line)}H{W - PAD}' stroke='{color}' stroke-dasharray='4'/>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def inline_verdicts(
     title: str, rows: Mapping[str, Sequence[bool | None]], first: str, last: str
 ) -> str:
@@ -187,3 +216,37 @@ def inline_verdicts(
             except ValueError:
                 continue
     raise ValueError(f"{title}: {len(rows)} rows do not fit an inline plot")
+
+
+def inline_threshold_bars(
+    title: str, bars: Mapping[str, float], lines: Mapping[str, float], y_label: str
+) -> str:
+    """Markdown: a bar chart, largest bar first, with dashed reference lines (one or two, e.g.
+    warn and fail) and a caption naming each bar, under the UI's inline limit. A bar is blue
+    under every line, orange over one and red over two; when not every bar fits, the largest
+    do and the caption says how many of how many."""
+    if not bars:
+        raise ValueError(f"{title}: a bar chart needs at least one bar")
+    if not 0 < len(lines) <= len(LINE_COLORS):
+        raise ValueError(f"{title}: 1 to {len(LINE_COLORS)} reference lines, not {len(lines)}")
+    ranked = sorted(bars.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = max(ranked[0][1], *lines.values()) * 1.1 or 1.0
+    marks = ", ".join(
+        f"{name} {value:.3g} ({color})"
+        for (name, value), color in zip(
+            sorted(lines.items(), key=lambda kv: kv[1]), LINE_COLORS, strict=False
+        )
+    )
+    for shown in sorted({len(ranked), *(n for n in (16, 12, 8, 5, 3) if n < len(ranked))})[::-1]:
+        head = ranked[:shown]
+        svg = _bars_svg(head, sorted(lines.values()), top)
+        md = f"![{title}](data:image/svg+xml,{quote(svg, safe=':/=,')})"
+        part = "" if shown == len(ranked) else f" (the largest {shown} of {len(ranked)})"
+        for digits in (3, 2):
+            named = ", ".join(f"{n} {v:.{digits}g}" for n, v in head)
+            caption = (
+                f"\n\n{title}: {y_label} by bar{part}, left to right: {named}; dashed: {marks}"
+            )
+            if len(md) + len(caption) < INLINE_LIMIT:
+                return md + caption
+    raise ValueError(f"{title}: {len(ranked)} bars do not fit an inline plot")

@@ -34,6 +34,7 @@ from ml_assets.components.model_lineage.resolve import resolve_plan
 from ml_assets.components.model_lineage.scaffold import ModelLineageScaffolder
 from ml_assets.components.model_lineage.score_routes import ScoreRoutes
 from ml_assets.monitoring.drift_asset import drift_asset
+from ml_assets.monitoring.retention_asset import retention_asset
 from ml_assets.platform.lineage_spec import LineageSpec
 from ml_assets.tabular.model import HIGHER_IS_BETTER, TASK_METRICS
 
@@ -181,10 +182,10 @@ class ModelLineage(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         plan = resolve_plan(self, context)
-        # The day's served traffic against this lineage's training split (downstream of the
-        # serving bundle): ml_assets/monitoring/drift_asset.py.
-        drift = dg.Definitions(assets=[drift_asset(plan.spec)])
-        return dg.Definitions.merge(build_lineage(plan), drift)
+        # The day's served traffic against this lineage's training split, and the log cut to
+        # its retention (both downstream of the serving bundle): ml_assets/monitoring/.
+        monitoring = dg.Definitions(assets=[drift_asset(plan.spec), retention_asset(plan.spec)])
+        return dg.Definitions.merge(build_lineage(plan), monitoring)
 
     def definitions(self) -> dg.Definitions:
         """The lineage's Definitions outside a defs folder (absolute function paths only)."""

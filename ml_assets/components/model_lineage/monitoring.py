@@ -30,8 +30,12 @@ class Monitoring(dg.Model, dg.Resolvable):
     retention_days: Annotated[
         int,
         _about(
-            "Days the inference log keeps a record before the daily retention asset deletes "
-            "it (ML_INFERENCE_LOG_RETENTION_DAYS overrides it)."
+            "Days the inference log keeps a record. The daily `<name>/inference_log_retention` "
+            "asset deletes records (and their labels) logged before the end of its partition's "
+            "day minus this many days; the service's log writer also deletes records older "
+            "than this, counted from now, about once an hour. ML_INFERENCE_LOG_RETENTION_DAYS "
+            "overrides it where it is set: in the service for its writer, in the Dagster run "
+            "for the asset."
         ),
     ] = _DEFAULT.retention_days
     psi_warn: Annotated[
