@@ -8,23 +8,22 @@ shipped set (the docs set's scratch index adds minutes and nothing sharding-spec
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.test_platform import (
-    _free_port,
     _get_json,
     _graphql,
     processes_naming,
     search_hits,
+    start_up,
     stop_up,
+    up_env,
+    wait_up,
 )
 
 FAILED_RUNS = """
@@ -60,29 +59,14 @@ def test_a_first_start_with_shards_serves_search_and_reports_no_failure(tmp_path
     home.mkdir()
     config = home / "run_config.yaml"
     config.write_text("ops:\n  fraud__raw_data:\n    config:\n      rows: 8000\n")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
-        "PYTHONPATH": str(repo),
-        "ML_HOME": str(home),
-        "ML_DAGSTER_PORT": str(_free_port()),
-        "ML_MLFLOW_PORT": str(_free_port()),
-        "ML_SERVING_PORT": str(_free_port()),
-    }
+    env = up_env(home, PYTHONPATH=str(repo))
     log_path = home / "up.log"
     log = open(log_path, "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.local.cli", "up", "--config", str(config)],
-        cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    proc = start_up(["--config", str(config)], repo, env, log)
     dagster = f"http://127.0.0.1:{env['ML_DAGSTER_PORT']}"
     serving = f"http://127.0.0.1:{env['ML_SERVING_PORT']}"
     try:
-        deadline = time.monotonic() + 1300
-        while "press Ctrl-C to stop" not in log_path.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("ml-assets up did not come up:\n" + log_path.read_text()[-5000:])
-            time.sleep(2)
-        out = log_path.read_text()
+        out = wait_up(proc, log_path, 1300)
         print(out)
         shard_lines = [line for line in out.splitlines() if "embedding_shards[" in line]
         assert len(shard_lines) == 2 and all(" ok " in f" {line} " for line in shard_lines), out

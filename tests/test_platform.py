@@ -45,6 +45,38 @@ def stop_up(proc: subprocess.Popen, timeout_s: float = 60) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def up_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of an `ml-assets up` on `home`: this process's, without the platform's
+    own variables, the servers on free ports (`extra` overrides)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
+        "ML_HOME": str(home),
+        "ML_DAGSTER_PORT": str(_free_port()),
+        "ML_MLFLOW_PORT": str(_free_port()),
+        "ML_SERVING_PORT": str(_free_port()),
+        **extra,
+    }
+
+
+def start_up(args: list[str], cwd: Path, env: dict[str, str], log) -> subprocess.Popen:
+    """`ml-assets up ARGS` in the background, as its own process group (stop_up's Ctrl-C)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ml_assets.local.cli", "up", *args],
+        cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_up(proc: subprocess.Popen, log_path: Path, timeout_s: float) -> str:
+    """Waits until `up` says it is running; fails with the end of its log if it exits or the
+    bound passes first. Returns the log so far."""
+    deadline = time.monotonic() + timeout_s
+    while "press Ctrl-C to stop" not in (out := log_path.read_text()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("ml-assets up did not come up:\n" + out[-5000:])
+        time.sleep(1)
+    return out
+
+
 def processes_naming(path: Path) -> list[str]:
     """Command lines of this machine's live processes that name `path` (a home or a clone):
     after `up` stops, none of the servers it started, nor their children, may be left."""
@@ -97,32 +129,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("platform_home")
     config = home / "run_config.yaml"
     config.write_text("ops:\n  fraud__raw_data:\n    config:\n      rows: 8000\n")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
-        "ML_HOME": str(home),
-        "ML_DAGSTER_PORT": str(_free_port()),
-        "ML_MLFLOW_PORT": str(_free_port()),
-        "ML_SERVING_PORT": str(_free_port()),
-    }
+    env = up_env(home)
     log = open(home / "up.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.local.cli", "up", "--config", str(config)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    # A bound for a start that hangs: about 3 minutes on a quiet 2-core machine, over 10 on a
-    # shared one.
-    deadline = time.monotonic() + 1200
+    proc = start_up(["--config", str(config)], REPO, env, log)
     try:
-        while "press Ctrl-C to stop" not in (home / "up.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "ml-assets up did not come up:\n" + (home / "up.log").read_text()[-4000:]
-                )
-            time.sleep(1)
+        # A bound for a start that hangs: about 3 minutes on a quiet 2-core machine, over 10 on
+        # a shared one.
+        wait_up(proc, home / "up.log", 1200)
         yield {
             "dagster": f"http://127.0.0.1:{env['ML_DAGSTER_PORT']}",
             "mlflow": f"http://127.0.0.1:{env['ML_MLFLOW_PORT']}",
@@ -237,13 +250,7 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(platform):
     assert not (home / "pg" / "postmaster.pid").exists()
     assert processes_naming(home) == []  # no server, nor a code server it started, outlives up
 
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
-        "ML_HOME": str(home),
-        "ML_DAGSTER_PORT": str(_free_port()),
-        "ML_MLFLOW_PORT": str(_free_port()),
-        "ML_SERVING_PORT": str(_free_port()),
-    }
+    env = up_env(home)
     again = subprocess.run(
         [sys.executable, "-m", "ml_assets.local.cli", "up", "--no-wait"],
         cwd=REPO,
@@ -279,31 +286,12 @@ def test_a_lineage_added_to_a_home_that_served_is_served_by_the_next_up(platform
     assert done.returncode == 0, done.stdout + done.stderr
     assert (project / "ml_assets" / "lineages" / "my_model" / "defs.yaml").exists()
     serving = platform["serving"]  # the port of the first endpoint, whose release file stays
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "ML_"))},
-        "PYTHONPATH": str(project),
-        "ML_HOME": str(home),
-        "ML_DAGSTER_PORT": str(_free_port()),
-        "ML_MLFLOW_PORT": str(_free_port()),
-        "ML_SERVING_PORT": serving.rsplit(":", 1)[1],
-    }
+    env = up_env(home, PYTHONPATH=str(project), ML_SERVING_PORT=serving.rsplit(":", 1)[1])
     log_path = tmp_path / "up-again.log"
     log = open(log_path, "w+")
-    again = subprocess.Popen(
-        [sys.executable, "-m", "ml_assets.local.cli", "up"],
-        cwd=project,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    again = start_up([], project, env, log)
     try:
-        deadline = time.monotonic() + 600
-        while "press Ctrl-C to stop" not in log_path.read_text():
-            if again.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("up did not come up again:\n" + log_path.read_text()[-4000:])
-            time.sleep(1)
-        out = log_path.read_text()
+        out = wait_up(again, log_path, 600)
         assert "materializing my_model_lineage_job" in out, out[-3000:]
         assert "materializing fraud_lineage_job" not in out  # only what was never materialized
         served = _get_json(f"{serving}/models")
