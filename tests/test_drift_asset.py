@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 import prometheus_client as prom
 import psycopg
 import pytest
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, materialize
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    materialize,
+)
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -214,7 +220,8 @@ def test_the_trend_reads_the_earlier_nights_back_failed_ones_included_runless_on
 
 def test_the_scheduled_job_runs_each_lineages_drift_and_retention_a_failure_stays_alone(promoted):
     # What inference_monitoring_schedule's run request runs, for a day without traffic. The
-    # curves lineage was never promoted here: its drift fails, and nothing else with it.
+    # curves lineage was never promoted here: its night is "not served", a warning, and the
+    # day without traffic fails fraud's drift alone.
     day = (TODAY - timedelta(days=9)).isoformat()
     job = DEFS.resolve_job_def("inference_monitoring_job")
     result = job.execute_in_process(
@@ -225,8 +232,20 @@ def test_the_scheduled_job_runs_each_lineages_drift_and_retention_a_failure_stay
     )
     ok = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     failed = {e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"}
-    assert ok == {"fraud__inference_log_retention", "curves__inference_log_retention"}
-    assert failed == {"fraud__inference_drift", "curves__inference_drift"}
+    assert ok == {
+        "fraud__inference_log_retention",
+        "curves__inference_log_retention",
+        "curves__inference_drift",
+    }
+    assert failed == {"fraud__inference_drift"}
+    (curves,) = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.asset_key == AssetKey(["curves", "inference_drift"])
+    ]
+    assert not curves.passed and curves.severity == AssetCheckSeverity.WARN
+    assert "has no production version" in curves.description
     fraud_drift = [
         m.materialization
         for m in result.get_asset_materialization_events()

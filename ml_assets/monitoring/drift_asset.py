@@ -37,7 +37,7 @@ from ml_assets.platform.daily import BUNDLE, DAILY, alert
 from ml_assets.platform.hashing import canonical_json, read_parquet_bytes, sha256_bytes
 from ml_assets.platform.lineage_spec import LineageSpec
 from ml_assets.platform.provenance import hashed_output, timed
-from ml_assets.platform.serving_gate import gate_production
+from ml_assets.platform.serving_gate import gate_production, production_or_none
 from ml_assets.platform.validation_records import chain_of
 from ml_assets.resources.mlflow import MlflowResource
 from ml_assets.resources.postgres import PostgresResource
@@ -46,6 +46,7 @@ from ml_assets.tabular import model
 from ml_assets.tabular.scorer import OnnxTabularScorer
 
 STAGE = "inference_drift"
+NOT_SERVED = "not served"
 CHECK = "psi_within_fail"
 CODE_VERSION = "inference-drift-2"
 
@@ -119,6 +120,35 @@ def page_of(
     }
 
 
+def not_served(
+    store: ArtifactStore, spec: LineageSpec, day: str
+) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
+    """A lineage never promoted serves no traffic: the night is recorded as not served, and its
+    check warns (it does not fail the scheduled run of every lineage's drift)."""
+    record = {"partition": day, "status": NOT_SERVED, "registered_model": spec.registered_model}
+    ref = store.content().put(
+        spec.asset(STAGE), canonical_json(record), ".json", code_version=CODE_VERSION
+    )
+    description = (
+        f"{spec.registered_model} has no production version: nothing is served, so there is "
+        f"no traffic to judge (promote a version: `ml-assets promote {spec.registered_model} "
+        "VERSION --reason ...`)"
+    )
+    yield hashed_output(
+        ref,
+        metadata={
+            "verdict": dg.MetadataValue.text(f"{day}: {description}"),
+            "status": NOT_SERVED,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name=CHECK,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+    )
+
+
 def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
     """The lineage's daily drift asset and its blocking check."""
     key = dg.AssetKey([spec.name, STAGE])
@@ -139,6 +169,9 @@ def drift_asset(spec: LineageSpec) -> dg.AssetsDefinition:
     ) -> Iterator[dg.Output[Any] | dg.AssetCheckResult]:
         """The day's logged inputs against the production version's own training split."""
         day = context.partition_key
+        if production_or_none(mlflow.client, spec.registered_model) is None:
+            yield from not_served(store, spec, day)
+            return
         with timed() as t, tempfile.TemporaryDirectory() as tmp:
             roles = [(spec.name, spec.registered_model)]
             # The gate judges this lineage's own production version: a catalog of it alone.

@@ -26,14 +26,22 @@ from ml_assets.platform.serving_bundle import (
 )
 
 
-def production_version(client: Any, name: str) -> Any:
+def production_or_none(client: Any, name: str) -> Any | None:
+    """`name`'s production version, or None while it has none (never promoted)."""
     try:
         return client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
-    except MlflowException as exc:
+    except MlflowException:
+        return None
+
+
+def production_version(client: Any, name: str) -> Any:
+    version = production_or_none(client, name)
+    if version is None:
         raise Failure(
             f"{name} has no '{PRODUCTION_ALIAS}' alias: promote a version first "
             f"(`ml-assets promote {name} VERSION --reason ...` or the promote_model_job)."
-        ) from exc
+        )
+    return version
 
 
 def served_roles(client: Any, log: Any, catalog: Catalog) -> list[tuple[str, str]]:
