@@ -168,11 +168,32 @@ def _closing(card: Mapping[str, Any]) -> list[str]:
     ]
 
 
+SET_COLUMNS = (
+    "lexical",
+    "vector",
+    "hybrid",
+    "best_single",
+    "passed",
+    "cross_tenant_hits",
+    "queries",
+    "min_hnsw_recall_at_10",
+)
+
+
+def _columns(figures: Mapping[str, Any]) -> list[str]:
+    return [c for c in SET_COLUMNS if c in figures] + sorted(set(figures) - set(SET_COLUMNS))
+
+
 def _search(search: Mapping[str, Any], index: Mapping[str, Any] | None) -> list[str]:
     if not search.get("served"):
         return [f"Search is not served with this version: {search.get('reason')}."]
     verdict = search.get("verdict") or {}
-    rows = [{"labelled set": name, **figures} for name, figures in search["sets"].items()]
+    # Columns in a fixed order: the card is stored as canonical JSON (sorted keys), and the
+    # Markdown must not depend on whether it was rendered before or after that round trip.
+    rows = [
+        {"labelled set": name, **{k: figures[k] for k in _columns(figures)}}
+        for name, figures in sorted(search["sets"].items())
+    ]
     index = index or {}
     shown = {k: v for k, v in index.items() if k not in ("sha256", "recorded")}
     return [
