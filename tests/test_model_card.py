@@ -289,14 +289,16 @@ def test_the_report_page_leads_with_its_verdict_headline_and_inline_plots(bundle
 
 def test_the_model_card_is_on_the_model_assets_page_in_the_dagster_ui(bundled, tmp_path):
     """The card on `fraud/model`'s page in a real dagster-webserver and Chromium; with
-    ML_SCREENSHOTS=1 the README's screenshot (docs/screenshots/model_card.png) is retaken."""
+    ML_SCREENSHOTS=DIR the screenshot is kept as DIR/model_card.png (the README's is
+    docs/screenshots/model_card.png, copied from such a run)."""
     from playwright.sync_api import sync_playwright
 
     from tests.test_asset_page import launch
 
     shot = tmp_path / "model_card.png"
-    if os.environ.get("ML_SCREENSHOTS") == "1":
-        shot = REPO / "docs" / "screenshots" / "model_card.png"
+    if os.environ.get("ML_SCREENSHOTS"):
+        shot = Path(os.environ["ML_SCREENSHOTS"]) / "model_card.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "webserver.log"
     with dagster_webserver(bundled["instance"].root_directory, log) as url, sync_playwright() as p:
         browser = launch(p)
