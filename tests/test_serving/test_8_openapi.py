@@ -87,8 +87,9 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
         card = doc["paths"]["/v1/models/{name}/card"]["get"]
         names = card["parameters"][0]["schema"]["enum"]
         assert "fraud" in names, names
-        # The inference log is off on this server: no feedback route is declared.
-        assert "/v1/models/{name}/feedback" not in doc["paths"]
+        # The inference log is on in this server: the feedback route names its lineages.
+        feedback = doc["paths"]["/v1/models/{name}/feedback"]["post"]
+        assert "fraud" in feedback["parameters"][0]["schema"]["enum"], feedback
         for name, accept, status, kind in [
             ("fraud", "application/json", 200, "application/json"),
             ("fraud", "text/markdown", 200, "text/markdown"),
