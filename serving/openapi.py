@@ -301,7 +301,7 @@ def _errors(texts: dict[str, str], retry: tuple[str, ...] = ("429", "503")) -> d
 
 def card_path(names: list[str], keyed: bool) -> dict[str, Any]:
     """GET /v1/models/{name}/card (serving/card_routes.py) for the models in `names`."""
-    return {
+    path = {
         "get": {
             "tags": ["Infrastructure"],
             "operationId": "model_card",
@@ -339,6 +339,10 @@ def card_path(names: list[str], keyed: bool) -> dict[str, Any]:
             },
         }
     }
+    # A name the router cannot take as a path segment (a control character, bytes that are no
+    # UTF-8) never reaches the route: the router answers its own plain-text 404 (schemathesis).
+    path["get"]["responses"]["404"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return path
 
 
 def feedback_path(names: list[str], limit: int, keyed: bool) -> dict[str, Any]:

@@ -124,6 +124,11 @@ def test_openapi_document_declares_the_errors_returned_and_schemathesis_passes(s
             "20261201",
             "--header",
             f"X-API-Key: {API_KEY}",
+            # Schemathesis 4.32 cannot generate the feedback body (one label or a batch: an
+            # anyOf of $refs, "Schema Error"); tests/test_inference_log.py drives that
+            # route with valid, invalid, unknown and conflicting labels instead.
+            "--exclude-path",
+            "/v1/models/{name}/feedback",
             "--request-timeout",
             "60",
             "--report",
