@@ -59,6 +59,7 @@ SERVING_MODULES = (
     "metrics",
     "errors",
     "openapi",
+    "openapi_parts",
     "tabular",
     "edge",
     "fastpath",

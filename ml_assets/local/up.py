@@ -20,24 +20,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ml_assets.bundle.serving_process import ServerProcess, start_server
 from ml_assets.local.env import REPO, bin_path, prepare, say
+from ml_assets.local.materialize import (
+    all_jobs,
+    code_location,
+    execute_jobs,
+    jobs_to_materialize,
+    load_catalog,
+    materialize_graph,
+    unmaterialized,
+)
 from ml_assets.local.stack import Settings, stop_embedded_postgres
 
 if TYPE_CHECKING:
-    from dagster import Definitions
-
-    from ml_assets.platform.catalog import Catalog
-
-# The whole asset graph: each declared lineage's job, then the search lineage's. `--config` is
-# the run config of the first lineage's job (the one that declares `score_routes`).
-SEARCH_JOB = "search_lineage_job"
-# A sharded index's first build (the export, every shard, the index, the report) on 2 cores.
-BACKFILL_TIMEOUT_S = 3600
+    pass
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
@@ -55,119 +55,6 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
-
-
-def load_catalog() -> Catalog:
-    """The defs folder's declarations (ml_assets/components/defs_folder.py)."""
-    # Dagster and the defs folder are heavy: imported when a step needs them, not for --help.
-    from ml_assets.components.defs_folder import load_catalog as load
-
-    return load()
-
-
-@cache
-def code_location() -> Definitions:
-    """The code location's Definitions, built once per `up` (after `prepare` set the env)."""
-    from ml_assets.definitions import build_definitions
-
-    return build_definitions()
-
-
-def _unmaterialized(env: dict[str, str], jobs: tuple[str, ...]) -> bool:
-    """True when any asset of `jobs` was never materialized (partitioned ops assets and the
-    optional deployment step are not part of the first start)."""
-    os.environ.update(env)
-    from dagster import AssetKey, DagsterInstance
-
-    defs = code_location()
-
-    keys = {
-        k
-        for job in jobs
-        for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys
-        if k.to_user_string() != "serving_deployment"
-    }
-    with DagsterInstance.get() as instance:
-        return any(
-            instance.get_latest_materialization_event(AssetKey(k.path)) is None for k in keys
-        )
-
-
-def all_jobs(env: dict[str, str]) -> tuple[str, ...]:
-    """Each declared lineage's job (ml_assets/lineages; the one behind /v1/score first), then
-    the search lineage's."""
-    os.environ.update(env)
-    defs = code_location()
-
-    known = {job.name for job in defs.resolve_all_job_defs()}
-    lineages = sorted(load_catalog().lineages, key=lambda s: (not s.score_routes, s.name))
-    return (
-        *(f"{s.name}_lineage_job" for s in lineages if f"{s.name}_lineage_job" in known),
-        SEARCH_JOB,
-    )
-
-
-def _execute_jobs(
-    jobs: list[str],
-    env: dict[str, str],
-    log_path: Path,
-    config: Path | None = None,
-    dagster_url: str | None = None,
-) -> list[str]:
-    """The jobs' runs one after the other in one process (the code location imported once);
-    Dagster's event stream goes to `log_path`, one line per asset to stderr. Returns the jobs
-    that failed. `config` is the run config of the first job's run; with `dagster_url`, each
-    run's start is announced with where to watch it."""
-    from dagster import DagsterInstance
-
-    from ml_assets.local.progress import run_with_progress
-
-    def announce(job: str) -> None:
-        if dagster_url:
-            say(f"materializing {job} (UI: {dagster_url}/jobs/{job}; log: {log_path})")
-
-    os.environ.update(env)
-    with DagsterInstance.get() as instance:
-        outcome = run_with_progress(
-            jobs,
-            instance=instance,
-            log_path=log_path,
-            say=lambda line: say(f"  {line}"),
-            announce=announce,
-            config=config,
-            cwd=REPO,
-            env=env,
-        )
-    return [job for job, ok in outcome.items() if not ok]
-
-
-def sharded_search(env: dict[str, str]) -> bool:
-    """Whether the declared SearchIndex spreads its embedding over shard runs (`shards:`)."""
-    os.environ.update(env)
-    index = load_catalog().index
-    return bool(index and index.shards)
-
-
-def _backfill_search(dagster_url: str, env: dict[str, str]) -> bool:
-    """A sharded index's first build: one asset backfill (the roots, every shard, the index and
-    report) through the daemon's run queue; one line per step, each shard's named."""
-    from dagster import DagsterInstance
-
-    from ml_assets.local import backfill
-
-    os.environ.update(env)
-    try:
-        backfill_id = backfill.launch(
-            dagster_url, backfill.SEARCH_ASSETS, "ml-assets up: first build of the sharded index"
-        )
-        say(f"  backfill {backfill_id} (UI: {dagster_url}/runs/b/{backfill_id})")
-        with DagsterInstance.get() as instance:
-            return backfill.follow(
-                instance, backfill_id, lambda line: say(f"  {line}"), timeout_s=BACKFILL_TIMEOUT_S
-            )
-    except (RuntimeError, TimeoutError, urllib.error.URLError) as exc:
-        say(f"  {exc}")
-        return False
 
 
 def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
@@ -192,12 +79,6 @@ def bootstrap_production(env: dict[str, str]) -> dict[str, str]:
             records=DagsterRecords(instance, rule_of(defs.get_repository_def())),
             actor=f"ml-assets up ({os.environ.get('USER', 'local')})",
         )
-
-
-def jobs_to_materialize(env: dict[str, str], jobs: tuple[str, ...], everything: bool) -> list[str]:
-    """The jobs with an asset never materialized (all with `everything`): a lineage declared
-    since the last start runs its own job, not the whole graph again."""
-    return list(jobs) if everything else [j for j in jobs if _unmaterialized(env, (j,))]
 
 
 def _statuses(env: dict[str, str], serving_url: str | None) -> list:
@@ -340,18 +221,8 @@ def up(args: argparse.Namespace) -> int:
         todo = jobs_to_materialize(env, jobs, args.rematerialize)
         if todo:
             started = time.monotonic()
-            failed = []
-            # Every job of a fresh platform in one runner process; a sharded search is an asset
-            # backfill through the daemon's queue instead, after the lineages.
-            backfill = SEARCH_JOB in todo and sharded_search(env)
-            batch = [job for job in todo if not (backfill and job == SEARCH_JOB)]
-            if batch:
-                config = Path(args.config) if args.config and batch[0] == jobs[0] else None
-                failed += _execute_jobs(batch, child_env, logs / "runs.log", config, dagster_url)
-            if backfill:
-                say(f"materializing {SEARCH_JOB} (UI: {dagster_url}/jobs/{SEARCH_JOB})")
-                if not _backfill_search(dagster_url, child_env):
-                    failed.append(SEARCH_JOB)
+            config = Path(args.config) if args.config and todo[0] == jobs[0] else None
+            failed = materialize_graph(child_env, todo, logs / "runs.log", config, dagster_url)
             if failed:
                 say(f"{', '.join(failed)} failed; the UI shows which step and why")
             else:
@@ -367,11 +238,11 @@ def up(args: argparse.Namespace) -> int:
         lags = [] if promoted or args.rematerialize else bundle_lags(env)
         if lags:
             say("the newest serving bundle is behind production: " + "; ".join(lags))
-        if promoted or args.rematerialize or lags or _unmaterialized(env, ("serving_job",)):
+        if promoted or args.rematerialize or lags or unmaterialized(env, ("serving_job",)):
             say("building the serving Bento from the production versions (serving_job)")
             # No endpoint runs yet: build and smoke-test only (the deployment step skips).
             build_env = {k: v for k, v in child_env.items() if k != "ML_SERVING_URL"}
-            if _execute_jobs(["serving_job"], build_env, logs / "runs.log"):
+            if execute_jobs(["serving_job"], build_env, logs / "runs.log"):
                 say("serving_job failed; the UI shows which step and why")
         tag = latest_bento(env)
         if tag:
