@@ -19,8 +19,6 @@ from pathlib import Path
 import yaml
 
 MODULE = "ml_assets.definitions"
-
-
 RUN_TAG = "ml_assets/started_by"
 
 
@@ -36,11 +34,11 @@ def run_jobs(
     repository = ReconstructableRepository.for_module(
         MODULE, "defs", working_directory=str(working_directory)
     )
+    tags = {RUN_TAG: started_by} if started_by else None
     failed = []
     with DagsterInstance.get() as instance:
         for job in jobs:
             recon = repository.get_reconstructable_job(job)
-            tags = {RUN_TAG: started_by} if started_by else None
             with execute_job(
                 recon, instance, run_config=config.get(job), tags=tags, raise_on_error=False
             ) as result:

@@ -21,7 +21,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ml_assets.bundle.serving_process import ServerProcess, start_server
 from ml_assets.local.env import REPO, bin_path, prepare, say
@@ -35,9 +34,6 @@ from ml_assets.local.materialize import (
     unmaterialized,
 )
 from ml_assets.local.stack import Settings, stop_embedded_postgres
-
-if TYPE_CHECKING:
-    pass
 
 
 def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
